@@ -1,0 +1,91 @@
+//! Every `logctl` command and flag, defined once with its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "logctl",
+    version,
+    about = "Run and operate the logctl log pipeline"
+)]
+pub struct Cli {
+    /// Where the local stack keeps its data, logs, pid files and secrets.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGCTL_STATE_DIR",
+        default_value = ".logctl"
+    )]
+    pub state_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the local stack (Kafka, PostgreSQL, Redis, gateway, producer, consumer) and wait
+    /// until every part is ready. Starts only what is not already running.
+    Up(UpArgs),
+    /// Stop every part of the local stack; data is kept for the next `up`.
+    Down(DownArgs),
+    /// Show each component: up/down, pid and port. Exits 0 when all are up, 3 otherwise.
+    Status(StatusArgs),
+    /// Run one of Kafka's own tools against the stack's broker, e.g.
+    /// `logctl kafka consumer-groups --describe --group log-consumer-group`.
+    Kafka(KafkaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// topics, consumer-groups, console-consumer, producer-perf-test, get-offsets
+    pub tool: String,
+    /// Passed to the tool as they are; `--bootstrap-server` is added for the stack's broker.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Consumer instances in the one group (they share the topic's 6 partitions).
+    #[arg(long)]
+    pub consumers: Option<u16>,
+    #[arg(long)]
+    pub kafka_port: Option<u16>,
+    #[arg(long)]
+    pub kafka_controller_port: Option<u16>,
+    #[arg(long)]
+    pub postgres_port: Option<u16>,
+    #[arg(long)]
+    pub redis_port: Option<u16>,
+    #[arg(long)]
+    pub gateway_port: Option<u16>,
+    #[arg(long)]
+    pub producer_port: Option<u16>,
+    /// The first consumer's port; instance i listens on this port + i.
+    #[arg(long)]
+    pub consumer_port: Option<u16>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Wait until this process has exited, then stop the stack (used by test harnesses so a
+    /// stack never outlives the run that started it).
+    #[arg(long, hide = true)]
+    pub after_pid: Option<u32>,
+    /// Delete the state dir (data, logs, secrets) once everything is stopped.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,136 @@
+//! `logctl`: the operator's console for the logctl pipeline.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use logctl::cli::{Cli, Command, DownArgs, KafkaArgs, StatusArgs, UpArgs};
+use logctl::stack;
+use logctl::stack::layout::{Layout, StackConfig};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("logctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let layout = Layout::open(&cli.state_dir)?;
+    match cli.command {
+        Command::Up(args) => up(&layout, args),
+        Command::Down(args) => down(&layout, args),
+        Command::Status(args) => status(&layout, args),
+        Command::Kafka(args) => kafka_tool(&layout, args),
+    }
+}
+
+fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let config = apply_flags(layout.load_config()?, &args);
+    layout.save_config(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcomes = runtime.block_on(stack::up(layout, &config))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    } else {
+        for o in &outcomes {
+            println!(
+                "{:<12} {:<16} pid {:<8} 127.0.0.1:{}",
+                o.name, o.action, o.pid, o.port
+            );
+        }
+        println!(
+            "\nThe stack is up: POST events to http://127.0.0.1:{}/api/logs\n\
+             State, logs and secrets: {}",
+            config.ports.gateway,
+            layout.root.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply_flags(mut config: StackConfig, a: &UpArgs) -> StackConfig {
+    let p = &mut config.ports;
+    let set = |slot: &mut u16, flag: Option<u16>| {
+        if let Some(v) = flag {
+            *slot = v;
+        }
+    };
+    set(&mut p.kafka, a.kafka_port);
+    set(&mut p.kafka_controller, a.kafka_controller_port);
+    set(&mut p.postgres, a.postgres_port);
+    set(&mut p.redis, a.redis_port);
+    set(&mut p.gateway, a.gateway_port);
+    set(&mut p.producer, a.producer_port);
+    set(&mut p.consumer, a.consumer_port);
+    if let Some(n) = a.consumers {
+        config.consumers = n.max(1);
+    }
+    config
+}
+
+fn down(layout: &Layout, args: DownArgs) -> anyhow::Result<ExitCode> {
+    if let Some(pid) = args.after_pid {
+        // An empty marker matches any live (non-zombie) process with that pid.
+        while stack::process::is_ours(pid, "") {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let config = layout.load_config()?;
+    for o in stack::down(layout, &config) {
+        println!("{:<12} {}", o.name, o.action);
+    }
+    if args.purge {
+        std::fs::remove_dir_all(&layout.root)
+            .with_context(|| format!("cannot delete {}", layout.root.display()))?;
+        println!("deleted {}", layout.root.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = layout.load_config()?;
+    let components = stack::status(layout, &config);
+    let all_up = components.iter().all(stack::ComponentStatus::is_up);
+    if args.json {
+        let doc = serde_json::json!({
+            "stateDir": layout.root,
+            "allUp": all_up,
+            "components": components,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{:<12} {:<9} {:<8} PORT", "COMPONENT", "STATUS", "PID");
+        for c in &components {
+            let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<12} {:<9} {:<8} 127.0.0.1:{}",
+                c.name, c.status, pid, c.port
+            );
+        }
+    }
+    Ok(if all_up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn kafka_tool(layout: &Layout, args: KafkaArgs) -> anyhow::Result<ExitCode> {
+    let config = layout.load_config()?;
+    let status = stack::kafka::tool(&args.tool, &args.args, layout, &config.ports)?
+        .status()
+        .context("cannot run java")?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}

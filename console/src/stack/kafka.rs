@@ -1,0 +1,278 @@
+//! Apache Kafka in KRaft combined mode (one node is broker and controller), run from the jars
+//! that `scripts/bootstrap` fetched from Maven Central, with the machine's Java 17.
+//!
+//! The storage dir is formatted once (when `meta.properties` is missing), so a later `up`
+//! keeps the topics and committed offsets. The heap is kept small: the machine has 2 cores
+//! and the broker shares them with everything else.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::layout::{Layout, Ports};
+use super::process::{self, run_checked};
+use super::StackError;
+
+const POM: &str = include_str!("../../../deploy/kafka/pom.xml");
+const LOG4J2: &str = include_str!("../../../deploy/kafka/log4j2.xml");
+const TOOLS_LOG4J2: &str = include_str!("../../../deploy/kafka/tools-log4j2.xml");
+const MAIN_CLASS: &str = "kafka.Kafka";
+
+/// The Kafka version pinned by `deploy/kafka/pom.xml`.
+pub fn version() -> &'static str {
+    POM.split("<kafka.version>")
+        .nth(1)
+        .and_then(|rest| rest.split("</kafka.version>").next())
+        .unwrap_or("unknown")
+}
+
+pub struct Kafka {
+    java: PathBuf,
+    libs: PathBuf,
+    dir: PathBuf,
+}
+
+impl Kafka {
+    pub fn new(layout: &Layout) -> Result<Self, StackError> {
+        Ok(Self {
+            java: find_java()?,
+            libs: find_libs()?,
+            dir: layout.component_dir("kafka"),
+        })
+    }
+
+    /// Our broker's command line names its own properties file.
+    pub fn marker(layout: &Layout) -> String {
+        properties_path(&layout.component_dir("kafka"))
+            .display()
+            .to_string()
+    }
+
+    fn java(&self) -> Command {
+        let mut c = Command::new(&self.java);
+        c.arg("-cp").arg(self.libs.join("*"));
+        c
+    }
+
+    /// Writes the config, formats storage on first use and starts the broker (not yet ready).
+    pub fn start(&self, layout: &Layout, ports: &Ports) -> Result<u32, StackError> {
+        let data = self.dir.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| StackError::io(&data, e))?;
+        let props = properties_path(&self.dir);
+        std::fs::write(&props, server_properties(ports, &data))
+            .map_err(|e| StackError::io(&props, e))?;
+        let log4j = self.dir.join("log4j2.xml");
+        std::fs::write(&log4j, LOG4J2).map_err(|e| StackError::io(&log4j, e))?;
+
+        if !data.join("meta.properties").exists() {
+            let mut format = self.java();
+            format
+                .arg("kafka.tools.StorageTool")
+                .args(["format", "-t", &cluster_id(), "-c"])
+                .arg(&props);
+            run_checked(format, "kafka storage format")?;
+        }
+
+        let mut broker = Command::new(&self.java);
+        broker
+            .args([
+                "-Xms256m",
+                "-Xmx512m",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+            ])
+            .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+            .arg(format!("-Dkafka.logs.dir={}", self.dir.display()))
+            .arg("-cp")
+            .arg(self.libs.join("*"))
+            .arg(MAIN_CLASS)
+            .arg(&props);
+        process::spawn(broker, &layout.log_file("kafka"), &layout.pid_file("kafka"))
+    }
+}
+
+/// Kafka's command-line tools by the names their shell scripts have (`kafka-<name>.sh`).
+const TOOLS: &[(&str, &str, &str)] = &[
+    (
+        "topics",
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+    ),
+    (
+        "consumer-groups",
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        "--bootstrap-server",
+    ),
+    (
+        "console-consumer",
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "--bootstrap-server",
+    ),
+    (
+        "get-offsets",
+        "org.apache.kafka.tools.GetOffsetShell",
+        "--bootstrap-server",
+    ),
+    (
+        "producer-perf-test",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "",
+    ),
+];
+
+/// A command running Kafka tool `name` against the stack's broker.
+pub fn tool(
+    name: &str,
+    args: &[String],
+    layout: &Layout,
+    ports: &Ports,
+) -> Result<Command, StackError> {
+    let Some((_, class, bootstrap_flag)) = TOOLS.iter().find(|(n, _, _)| *n == name) else {
+        let names: Vec<&str> = TOOLS.iter().map(|(n, _, _)| *n).collect();
+        return Err(StackError::Other(format!(
+            "unknown Kafka tool {name:?}: choose one of {}",
+            names.join(", ")
+        )));
+    };
+    let dir = layout.component_dir("kafka");
+    std::fs::create_dir_all(&dir).map_err(|e| StackError::io(&dir, e))?;
+    let log4j = dir.join("tools-log4j2.xml");
+    std::fs::write(&log4j, TOOLS_LOG4J2).map_err(|e| StackError::io(&log4j, e))?;
+    let mut cmd = Command::new(find_java()?);
+    cmd.args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp"])
+        .arg(find_libs()?.join("*"))
+        .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+        .arg(class);
+    if !bootstrap_flag.is_empty() && !args.iter().any(|a| a == bootstrap_flag) {
+        cmd.arg(bootstrap_flag)
+            .arg(format!("127.0.0.1:{}", ports.kafka));
+    }
+    cmd.args(args);
+    Ok(cmd)
+}
+
+fn properties_path(dir: &Path) -> PathBuf {
+    dir.join("server.properties")
+}
+
+fn server_properties(ports: &Ports, data: &Path) -> String {
+    format!(
+        "# Written by `logctl up` on every start; edit the stack's ports with its flags instead.\n\
+         process.roles=broker,controller\n\
+         node.id=1\n\
+         controller.quorum.voters=1@127.0.0.1:{controller}\n\
+         listeners=PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}\n\
+         advertised.listeners=PLAINTEXT://127.0.0.1:{broker}\n\
+         controller.listener.names=CONTROLLER\n\
+         inter.broker.listener.name=PLAINTEXT\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         log.dirs={data}\n\
+         num.partitions=6\n\
+         auto.create.topics.enable=false\n\
+         offsets.topic.replication.factor=1\n\
+         offsets.topic.num.partitions=10\n\
+         transaction.state.log.replication.factor=1\n\
+         transaction.state.log.min.isr=1\n\
+         share.coordinator.state.topic.replication.factor=1\n\
+         share.coordinator.state.topic.min.isr=1\n\
+         group.initial.rebalance.delay.ms=0\n\
+         num.network.threads=2\n\
+         num.io.threads=4\n",
+        broker = ports.kafka,
+        controller = ports.kafka_controller,
+        data = data.display(),
+    )
+}
+
+/// A Kafka cluster id: 16 random bytes in URL-safe base64 without padding (what
+/// `kafka-storage random-uuid` prints), made here to save a JVM start.
+fn cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = String::with_capacity(22);
+    for b in bytes {
+        bits = (bits << 8) | u32::from(b);
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+fn find_java() -> Result<PathBuf, StackError> {
+    std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin/java"))
+        .filter(|p| p.is_file())
+        .or_else(|| process::which("java"))
+        .ok_or_else(|| StackError::Missing {
+            what: "Java (17 or newer) to run Kafka".into(),
+            hint: "run scripts/bootstrap (or apt-get install openjdk-17-jre-headless)".into(),
+        })
+}
+
+/// `LOGCTL_KAFKA_LIBS`, or the cache folder `scripts/bootstrap` fills.
+pub fn find_libs() -> Result<PathBuf, StackError> {
+    let dir = match std::env::var_os("LOGCTL_KAFKA_LIBS") {
+        Some(d) => PathBuf::from(d),
+        None => cache_dir()
+            .join(format!("kafka-{}", version()))
+            .join("libs"),
+    };
+    if dir.join(".complete").exists() || std::env::var_os("LOGCTL_KAFKA_LIBS").is_some() {
+        Ok(dir)
+    } else {
+        Err(StackError::Missing {
+            what: format!("Kafka {} jars in {}", version(), dir.display()),
+            hint: "run scripts/bootstrap, which fetches them from Maven Central (or set LOGCTL_KAFKA_LIBS)".into(),
+        })
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LOGCTL_CACHE") {
+        return PathBuf::from(d);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("logctl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_id_has_kafkas_shape() {
+        let id = cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(id, cluster_id());
+    }
+
+    #[test]
+    fn version_comes_from_the_pom() {
+        assert!(version().starts_with('4'), "{}", version());
+    }
+
+    #[test]
+    fn properties_use_the_given_ports() {
+        let ports = Ports {
+            kafka: 19092,
+            kafka_controller: 19093,
+            ..Ports::default()
+        };
+        let p = server_properties(&ports, Path::new("/tmp/x"));
+        assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"));
+        assert!(p.contains("controller.quorum.voters=1@127.0.0.1:19093"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Where a local stack lives on disk, and the settings it was started with.
+//!
+//! Everything of one stack is under its state dir (default `.logctl/`): data, logs, pid files,
+//! generated configs and secrets. `stack.toml` keeps the ports and instance count of the last
+//! `up`, so `down`, `status` and a later `up` find the same stack without repeating flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::StackError;
+
+/// Ports of every component; all on 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ports {
+    pub kafka: u16,
+    pub kafka_controller: u16,
+    pub postgres: u16,
+    pub redis: u16,
+    pub gateway: u16,
+    pub producer: u16,
+    /// The first consumer; instance `i` listens on `consumer + i`.
+    pub consumer: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            kafka: 9092,
+            kafka_controller: 9093,
+            postgres: 5432,
+            redis: 6379,
+            gateway: 8080,
+            producer: 8081,
+            consumer: 8082,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StackConfig {
+    pub ports: Ports,
+    /// Consumer instances in the one group (they share the topic's partitions).
+    pub consumers: u16,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        Self {
+            ports: Ports::default(),
+            consumers: 1,
+        }
+    }
+}
+
+/// Paths inside one state dir.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// Makes `dir` absolute (creating it), since the stack's processes run from other cwds.
+    pub fn open(dir: &Path) -> Result<Self, StackError> {
+        std::fs::create_dir_all(dir).map_err(|e| StackError::io(dir, e))?;
+        let root = dir.canonicalize().map_err(|e| StackError::io(dir, e))?;
+        for sub in ["run", "logs", "secrets"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| StackError::io(&p, e))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("stack.toml")
+    }
+
+    pub fn pid_file(&self, component: &str) -> PathBuf {
+        self.root.join("run").join(format!("{component}.pid"))
+    }
+
+    pub fn log_file(&self, component: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{component}.log"))
+    }
+
+    pub fn secret_file(&self, name: &str) -> PathBuf {
+        self.root.join("secrets").join(name)
+    }
+
+    pub fn component_dir(&self, component: &str) -> PathBuf {
+        self.root.join(component)
+    }
+
+    /// The saved config, or the defaults for a new stack.
+    pub fn load_config(&self) -> Result<StackConfig, StackError> {
+        let path = self.config_file();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| StackError::Config {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StackConfig::default()),
+            Err(e) => Err(StackError::io(&path, e)),
+        }
+    }
+
+    pub fn save_config(&self, config: &StackConfig) -> Result<(), StackError> {
+        let path = self.config_file();
+        let text = toml::to_string_pretty(config).map_err(|e| StackError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&path, text).map_err(|e| StackError::io(&path, e))
+    }
+
+    /// A secret generated on first use and kept (mode 0600) for every later `up`.
+    pub fn secret(&self, name: &str) -> Result<String, StackError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.secret_file(name);
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            if !s.trim().is_empty() {
+                return Ok(s.trim().to_owned());
+            }
+        }
+        let value: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        std::fs::write(&path, &value).map_err(|e| StackError::io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StackError::io(&path, e))?;
+        Ok(value)
+    }
+}
+
+use rand::Rng;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_defaults_fill_gaps() {
+        let dir = std::env::temp_dir().join(format!("logctl-layout-{}", std::process::id()));
+        let layout = Layout::open(&dir).expect("opens");
+        assert_eq!(
+            layout.load_config().expect("default"),
+            StackConfig::default()
+        );
+        std::fs::write(
+            layout.config_file(),
+            "consumers = 3\n[ports]\nkafka = 19092\n",
+        )
+        .expect("writes");
+        let c = layout.load_config().expect("parses");
+        assert_eq!(c.consumers, 3);
+        assert_eq!(c.ports.kafka, 19092);
+        assert_eq!(c.ports.postgres, 5432);
+        layout.save_config(&c).expect("saves");
+        assert_eq!(layout.load_config().expect("reloads"), c);
+        let s1 = layout.secret("pw").expect("generates");
+        assert_eq!(layout.secret("pw").expect("keeps"), s1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,485 @@
+//! The local stack that `logctl up` runs: Kafka, PostgreSQL, Redis and the three services as
+//! processes under one state dir, loopback only.
+//!
+//! `up` starts only what is not running (so a second `up` is cheap and keeps the data), checks
+//! every port and binary before starting anything, and returns once each component answers
+//! its readiness check. `down` stops everything in reverse order, each with SIGTERM first.
+
+pub mod kafka;
+pub mod layout;
+pub mod postgres;
+pub mod process;
+pub mod redis;
+pub mod services;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use layout::{Layout, Ports, StackConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid stack config: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("cannot start {program}: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("{what} failed:\n{output}")]
+    Command { what: String, output: String },
+    #[error("{what} not found: {hint}")]
+    Missing { what: String, hint: String },
+    #[error(
+        "port {port} for {component} is already in use by another process: stop it, or choose \
+         another port with --{flag}"
+    )]
+    PortTaken {
+        component: String,
+        port: u16,
+        flag: &'static str,
+    },
+    #[error("{component} did not become ready: {reason}\nlast lines of {log}:\n{tail}")]
+    NotReady {
+        component: String,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StackError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        StackError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// One process of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Postgres,
+    Redis,
+    Kafka,
+    Producer,
+    /// Instance `i` of the consumer group.
+    Consumer(u16),
+    Gateway,
+}
+
+impl Component {
+    /// Every component of a stack, in start order (dependencies first).
+    pub fn all(consumers: u16) -> Vec<Component> {
+        let mut all = vec![
+            Component::Postgres,
+            Component::Redis,
+            Component::Kafka,
+            Component::Producer,
+        ];
+        all.extend((0..consumers.max(1)).map(Component::Consumer));
+        all.push(Component::Gateway);
+        all
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Component::Postgres => "postgres".into(),
+            Component::Redis => "redis".into(),
+            Component::Kafka => "kafka".into(),
+            Component::Producer => "producer".into(),
+            Component::Consumer(0) => "consumer".into(),
+            Component::Consumer(i) => format!("consumer-{}", i + 1),
+            Component::Gateway => "gateway".into(),
+        }
+    }
+
+    pub fn port(self, p: &Ports) -> u16 {
+        match self {
+            Component::Postgres => p.postgres,
+            Component::Redis => p.redis,
+            Component::Kafka => p.kafka,
+            Component::Producer => p.producer,
+            Component::Consumer(i) => p.consumer + i,
+            Component::Gateway => p.gateway,
+        }
+    }
+
+    /// The `logctl up` flag that moves this component's port.
+    fn port_flag(self) -> &'static str {
+        match self {
+            Component::Postgres => "postgres-port",
+            Component::Redis => "redis-port",
+            Component::Kafka => "kafka-port",
+            Component::Producer => "producer-port",
+            Component::Consumer(_) => "consumer-port",
+            Component::Gateway => "gateway-port",
+        }
+    }
+
+    /// What the process's command line must contain for a pid to count as this component.
+    fn marker(self, layout: &Layout) -> String {
+        match self {
+            Component::Postgres => postgres::Postgres::marker(layout),
+            Component::Redis => redis::MARKER.into(),
+            Component::Kafka => kafka::Kafka::marker(layout),
+            service => services::binary_name(service).into(),
+        }
+    }
+
+    fn is_service(self) -> bool {
+        matches!(
+            self,
+            Component::Producer | Component::Consumer(_) | Component::Gateway
+        )
+    }
+}
+
+/// What `status` reports for one component.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentStatus {
+    pub name: String,
+    /// `up` (process alive and its port accepts connections), `starting` (alive, port not yet
+    /// open) or `down`.
+    pub status: &'static str,
+    pub pid: Option<u32>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl ComponentStatus {
+    pub fn is_up(&self) -> bool {
+        self.status == "up"
+    }
+}
+
+/// The pid of a running component, if it is running.
+fn running_pid(c: Component, layout: &Layout) -> Option<u32> {
+    process::read_pid(&layout.pid_file(&c.name()))
+        .filter(|pid| process::is_ours(*pid, &c.marker(layout)))
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
+    Component::all(config.consumers)
+        .into_iter()
+        .map(|c| {
+            let pid = running_pid(c, layout);
+            let port = c.port(&config.ports);
+            let status = match pid {
+                None => "down",
+                Some(_) if port_open(port) => "up",
+                Some(_) => "starting",
+            };
+            ComponentStatus {
+                name: c.name(),
+                status,
+                pid,
+                port,
+                log: layout.log_file(&c.name()),
+            }
+        })
+        .collect()
+}
+
+/// What `up` did for one component.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpOutcome {
+    pub name: String,
+    pub action: &'static str,
+    pub pid: u32,
+    pub port: u16,
+}
+
+/// Starts every component that is not running and waits until each is ready.
+pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>, StackError> {
+    let components = Component::all(config.consumers);
+    let to_start: Vec<Component> = components
+        .iter()
+        .copied()
+        .filter(|c| running_pid(*c, layout).is_none())
+        .collect();
+    preflight(&to_start, config)?;
+    stop_extra_consumers(layout, config.consumers);
+
+    let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
+    let mut pids = std::collections::BTreeMap::new();
+    let starting = |c: Component| to_start.contains(&c);
+
+    // Kafka's JVM is the slowest to come up: launch it first, prepare the rest meanwhile.
+    if starting(Component::Kafka) {
+        pids.insert(
+            Component::Kafka.name(),
+            kafka::Kafka::new(layout)?.start(layout, &config.ports)?,
+        );
+    }
+    if starting(Component::Postgres) {
+        let pg = postgres::Postgres::new(layout)?;
+        pids.insert(
+            Component::Postgres.name(),
+            pg.start(layout, &config.ports, &db_password)?,
+        );
+    }
+    if starting(Component::Redis) {
+        pids.insert(
+            Component::Redis.name(),
+            redis::start(layout, &config.ports)?,
+        );
+        wait_ready(Component::Redis, layout, config, Duration::from_secs(20)).await?;
+    }
+    if starting(Component::Kafka) {
+        wait_ready(Component::Kafka, layout, config, Duration::from_secs(90)).await?;
+    }
+    prepare_kafka_and_database(config, &db_password).await?;
+
+    for c in components
+        .iter()
+        .copied()
+        .filter(|c| c.is_service() && starting(*c))
+    {
+        pids.insert(c.name(), services::start(c, layout, config, &db_password)?);
+    }
+    for c in components
+        .iter()
+        .copied()
+        .filter(|c| c.is_service() && starting(*c))
+    {
+        wait_ready(c, layout, config, Duration::from_secs(60)).await?;
+    }
+
+    Ok(components
+        .into_iter()
+        .map(|c| {
+            let name = c.name();
+            let (action, pid) = match pids.get(&name) {
+                Some(pid) => ("started", *pid),
+                None => ("already running", running_pid(c, layout).unwrap_or(0)),
+            };
+            UpOutcome {
+                name,
+                action,
+                pid,
+                port: c.port(&config.ports),
+            }
+        })
+        .collect())
+}
+
+/// Refuses to start anything if a needed port is taken or a needed program is missing, so a
+/// failed `up` does not leave half a stack behind.
+fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackError> {
+    for c in to_start {
+        let port = c.port(&config.ports);
+        if !process::port_is_free(port) {
+            return Err(StackError::PortTaken {
+                component: c.name(),
+                port,
+                flag: c.port_flag(),
+            });
+        }
+        if *c == Component::Kafka && !process::port_is_free(config.ports.kafka_controller) {
+            return Err(StackError::PortTaken {
+                component: "kafka controller".into(),
+                port: config.ports.kafka_controller,
+                flag: "kafka-controller-port",
+            });
+        }
+        if c.is_service() {
+            services::binary(services::binary_name(*c))?;
+        }
+    }
+    if to_start.contains(&Component::Kafka) {
+        kafka::find_libs()?;
+    }
+    Ok(())
+}
+
+/// Consumers left over from an earlier `up --consumers N` with a larger N.
+fn stop_extra_consumers(layout: &Layout, keep: u16) {
+    for i in keep.max(1)..64 {
+        let c = Component::Consumer(i);
+        if let Some(pid) = running_pid(c, layout) {
+            process::terminate(pid, &c.marker(layout), Duration::from_secs(20));
+        }
+    }
+}
+
+/// Creates the topics (events with 6 partitions, dead letters) and applies the migrations.
+async fn prepare_kafka_and_database(
+    config: &StackConfig,
+    db_password: &str,
+) -> Result<(), StackError> {
+    let kafka = logctl_core::kafka::KafkaSettings {
+        bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+        ..Default::default()
+    };
+    retry("creating Kafka topics", Duration::from_secs(60), || {
+        let kafka = kafka.clone();
+        async move {
+            kafka
+                .ensure_topics(Duration::from_secs(10))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await?;
+    let url = postgres::database_url(config.ports.postgres, db_password);
+    let storage = logctl_consumer::Storage::connect_lazy(&url, 1)
+        .map_err(|e| StackError::Other(e.to_string()))?;
+    retry(
+        "applying database migrations",
+        Duration::from_secs(30),
+        || {
+            let storage = storage.clone();
+            async move { storage.migrate().await.map_err(|e| e.to_string()) }
+        },
+    )
+    .await
+}
+
+async fn retry<F, Fut>(what: &str, within: Duration, mut attempt: F) -> Result<(), StackError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(StackError::Other(format!("{what} failed: {e}")))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Waits until `c` answers: its port (Kafka, Redis) or its `/health/ready` (services).
+async fn wait_ready(
+    c: Component,
+    layout: &Layout,
+    config: &StackConfig,
+    within: Duration,
+) -> Result<(), StackError> {
+    let port = c.port(&config.ports);
+    let deadline = Instant::now() + within;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| StackError::Other(e.to_string()))?;
+    let mut last = String::from("no answer yet");
+    loop {
+        // Only liveness here: a process may rewrite its title while starting (Redis does).
+        let alive = process::read_pid(&layout.pid_file(&c.name()))
+            .is_some_and(|pid| process::is_ours(pid, ""));
+        if !alive {
+            return Err(not_ready(c, layout, "the process exited".into()));
+        }
+        let ready = if c.is_service() {
+            match http
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => true,
+                Ok(r) => {
+                    last = format!(
+                        "/health/ready answered {}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    );
+                    false
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    false
+                }
+            }
+        } else {
+            port_open(port)
+        };
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(not_ready(
+                c,
+                layout,
+                format!("not ready after {}s ({last})", within.as_secs()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn not_ready(c: Component, layout: &Layout, reason: String) -> StackError {
+    let log = layout.log_file(&c.name());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    StackError::NotReady {
+        component: c.name(),
+        reason,
+        log,
+        tail,
+    }
+}
+
+/// What `down` did for one component.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownOutcome {
+    pub name: String,
+    pub action: &'static str,
+}
+
+/// Stops every component, services first, each with SIGTERM and a grace period.
+pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
+    let mut components = Component::all(config.consumers.max(64));
+    components.reverse();
+    components
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.name();
+            let Some(pid) = running_pid(c, layout) else {
+                return (!matches!(c, Component::Consumer(i) if i >= config.consumers.max(1)))
+                    .then_some(DownOutcome {
+                        name,
+                        action: "not running",
+                    });
+            };
+            let stopped_cleanly = match c {
+                Component::Postgres => postgres::Postgres::new(layout)
+                    .and_then(|pg| pg.stop())
+                    .is_ok(),
+                _ => false,
+            };
+            if !stopped_cleanly {
+                let grace = if c == Component::Kafka {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::from_secs(20)
+                };
+                process::terminate(pid, &c.marker(layout), grace);
+            }
+            let _ = std::fs::remove_file(layout.pid_file(&name));
+            Some(DownOutcome {
+                name,
+                action: "stopped",
+            })
+        })
+        .collect()
+}

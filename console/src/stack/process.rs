@@ -1,0 +1,164 @@
+//! Local processes of the stack: started detached in their own process group (so a Ctrl-C in
+//! the operator's terminal does not reach them), tracked by pid file, stopped with SIGTERM and,
+//! past a deadline, SIGKILL.
+//!
+//! A pid alone is not trusted: a process counts as ours only if it is alive (not a zombie,
+//! which PID 1 here may leave around) and its command line carries the component's marker,
+//! so a recycled pid is never mistaken for, or killed as, a stack component.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::StackError;
+
+/// Is `pid` a live process whose command line contains `marker`?
+pub fn is_ours(pid: u32, marker: &str) -> bool {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(_) => return false,
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("?");
+    if matches!(state, "Z" | "X" | "x") {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .unwrap_or(false)
+}
+
+pub fn read_pid(pid_file: &Path) -> Option<u32> {
+    std::fs::read_to_string(pid_file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Starts `cmd` detached with stdout and stderr appended to `log`, and records its pid.
+pub fn spawn(mut cmd: Command, log: &Path, pid_file: &Path) -> Result<u32, StackError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| StackError::io(log, e))?;
+    let err = out.try_clone().map_err(|e| StackError::io(log, e))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| StackError::Spawn {
+            program,
+            reason: e.to_string(),
+        })?;
+    let pid = child.id();
+    std::fs::write(pid_file, format!("{pid}\n")).map_err(|e| StackError::io(pid_file, e))?;
+    Ok(pid)
+}
+
+/// Sends SIGTERM, waits up to `grace`, then SIGKILL. Returns once the process is gone.
+pub fn terminate(pid: u32, marker: &str, grace: Duration) {
+    if !is_ours(pid, marker) {
+        return;
+    }
+    let target = Pid::from_raw(pid as i32);
+    let _ = kill(target, Signal::SIGTERM);
+    if wait_gone(pid, marker, grace) {
+        return;
+    }
+    let _ = kill(target, Signal::SIGKILL);
+    wait_gone(pid, marker, Duration::from_secs(5));
+}
+
+fn wait_gone(pid: u32, marker: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !is_ours(pid, marker) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !is_ours(pid, marker)
+}
+
+/// Finds `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Can a listener bind this loopback port right now?
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Runs a short command to completion, turning a non-zero exit into an error with its output.
+pub fn run_checked(mut cmd: Command, what: &str) -> Result<String, StackError> {
+    let output = cmd.output().map_err(|e| StackError::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
+        reason: e.to_string(),
+    })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(StackError::Command {
+            what: what.to_owned(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_and_stops_a_real_process() {
+        let dir = std::env::temp_dir().join(format!("logctl-proc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut cmd = Command::new("sleep");
+        cmd.arg("300");
+        let pid = spawn(cmd, &dir.join("sleep.log"), &dir.join("sleep.pid")).expect("spawns");
+        assert_eq!(read_pid(&dir.join("sleep.pid")), Some(pid));
+        assert!(is_ours(pid, "sleep 300"));
+        assert!(
+            !is_ours(pid, "redis-server"),
+            "a different marker is not ours"
+        );
+        terminate(pid, "sleep 300", Duration::from_secs(5));
+        assert!(!is_ours(pid, "sleep 300"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn sees_a_taken_port() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let port = l.local_addr().expect("addr").port();
+        assert!(!port_is_free(port));
+        drop(l);
+        assert!(port_is_free(port));
+    }
+}

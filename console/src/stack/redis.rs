@@ -1,0 +1,32 @@
+//! Redis from Debian's packages: loopback only, no persistence (it holds rate-limit counters
+//! and cache entries, all of which can be rebuilt).
+
+use std::process::Command;
+
+use super::layout::{Layout, Ports};
+use super::process;
+use super::StackError;
+
+pub const MARKER: &str = "redis-server";
+
+pub fn start(layout: &Layout, ports: &Ports) -> Result<u32, StackError> {
+    let server = process::which("redis-server").ok_or_else(|| StackError::Missing {
+        what: "redis-server".into(),
+        hint: "run scripts/bootstrap (or apt-get install redis-server)".into(),
+    })?;
+    let dir = layout.component_dir("redis");
+    std::fs::create_dir_all(&dir).map_err(|e| StackError::io(&dir, e))?;
+    let mut cmd = Command::new(server);
+    cmd.args(["--bind", "127.0.0.1", "--port", &ports.redis.to_string()])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .arg("--dir")
+        .arg(&dir);
+    process::spawn(cmd, &layout.log_file("redis"), &layout.pid_file("redis"))
+}

@@ -1,0 +1,89 @@
+//! The three logctl services, run from the binaries built beside `logctl` itself and
+//! configured through their `LOGCTL_<SERVICE>_*` environment variables.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::layout::{Layout, StackConfig};
+use super::postgres;
+use super::process;
+use super::{Component, StackError};
+
+/// Finds a service binary next to the running `logctl` (or in `LOGCTL_BIN_DIR`).
+pub fn binary(name: &str) -> Result<PathBuf, StackError> {
+    let dir = match std::env::var_os("LOGCTL_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .unwrap_or_default(),
+    };
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(StackError::Missing {
+            what: format!("{name} (looked in {})", dir.display()),
+            hint:
+                "build all binaries with `cargo build --release --workspace`, or set LOGCTL_BIN_DIR"
+                    .into(),
+        })
+    }
+}
+
+pub fn binary_name(component: Component) -> &'static str {
+    match component {
+        Component::Gateway => "logctl-gateway",
+        Component::Producer => "logctl-producer",
+        _ => "logctl-consumer",
+    }
+}
+
+/// Starts one service process configured for this stack.
+pub fn start(
+    component: Component,
+    layout: &Layout,
+    config: &StackConfig,
+    db_password: &str,
+) -> Result<u32, StackError> {
+    let p = &config.ports;
+    let loopback = |port: u16| format!("127.0.0.1:{port}");
+    let kafka = loopback(p.kafka);
+    let mut cmd = Command::new(binary(binary_name(component))?);
+    cmd.env_remove("LOGCTL_CONFIG");
+    match component {
+        Component::Gateway => {
+            cmd.env("LOGCTL_GATEWAY_LISTEN", loopback(p.gateway))
+                .env(
+                    "LOGCTL_GATEWAY_PRODUCER_URL",
+                    format!("http://{}", loopback(p.producer)),
+                )
+                .env(
+                    "LOGCTL_GATEWAY_QUERY_URL",
+                    format!("http://{}", loopback(p.consumer)),
+                );
+        }
+        Component::Producer => {
+            cmd.env("LOGCTL_PRODUCER_LISTEN", loopback(p.producer))
+                .env("LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS", &kafka);
+        }
+        Component::Consumer(i) => {
+            cmd.env("LOGCTL_CONSUMER_LISTEN", loopback(component.port(p)))
+                .env("LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS", &kafka)
+                .env(
+                    "LOGCTL_CONSUMER_DATABASE_URL",
+                    postgres::database_url(p.postgres, db_password),
+                )
+                // Migrations already ran in `up`; instances need not race for the lock.
+                .env("LOGCTL_CONSUMER_MIGRATE_ON_START", (i == 0).to_string());
+        }
+        other => {
+            return Err(StackError::Other(format!(
+                "{} is not a logctl service",
+                other.name()
+            )))
+        }
+    }
+    let name = component.name();
+    process::spawn(cmd, &layout.log_file(&name), &layout.pid_file(&name))
+}

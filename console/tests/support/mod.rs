@@ -1,0 +1,249 @@
+//! The one harness every integration test uses: a real local stack (`logctl up`) in a fresh
+//! state dir on random free ports, shared by the tests of one test binary.
+//!
+//! A stack must never outlive the test run, even when a test panics or the binary is killed:
+//! each start also launches `logctl down --after-pid <this process>`, which waits for the test
+//! binary to exit and then stops the stack.
+
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct TestStack {
+    pub dir: PathBuf,
+    pub ports: Vec<(&'static str, u16)>,
+    pub consumers: u16,
+}
+
+/// The ports a stack needs, by `logctl up` flag.
+const PORT_FLAGS: [&str; 7] = [
+    "kafka-port",
+    "kafka-controller-port",
+    "postgres-port",
+    "redis-port",
+    "gateway-port",
+    "producer-port",
+    "consumer-port",
+];
+
+pub fn logctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_logctl"))
+}
+
+/// Free loopback ports, held open together so they are distinct, then released. Consumer
+/// instances take consecutive ports, so the consumer gets a run of `consumers` free ones.
+fn free_ports(consumers: u16) -> Vec<(&'static str, u16)> {
+    let mut held = Vec::new();
+    let mut out = Vec::new();
+    for flag in PORT_FLAGS {
+        loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+            let port = l.local_addr().expect("addr").port();
+            held.push(l);
+            let run_free = flag != "consumer-port"
+                || (1..consumers).all(|i| {
+                    port.checked_add(i)
+                        .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+                });
+            if run_free {
+                out.push((flag, port));
+                break;
+            }
+        }
+    }
+    out
+}
+
+impl TestStack {
+    /// Starts a fresh stack with `consumers` consumer instances and waits until it is ready.
+    pub fn start(name: &str, consumers: u16) -> TestStack {
+        let stack = TestStack::new(name, consumers);
+        let out = stack.up();
+        assert!(
+            out.status.success(),
+            "logctl up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack
+    }
+
+    /// A fresh state dir and free ports, nothing started yet (the reaper already watches).
+    pub fn new(name: &str, consumers: u16) -> TestStack {
+        let dir = std::env::temp_dir().join(format!(
+            "logctl-test-{name}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+        std::fs::create_dir_all(&dir).expect("state dir");
+        let stack = TestStack {
+            dir,
+            ports: free_ports(consumers),
+            consumers,
+        };
+        stack.spawn_reaper();
+        stack
+    }
+
+    /// `logctl up` with this stack's ports and consumer count.
+    pub fn up(&self) -> Output {
+        self.up_with_env(&[])
+    }
+
+    pub fn up_with_env(&self, env: &[(&str, &str)]) -> Output {
+        let mut args = vec![
+            "up".to_owned(),
+            "--consumers".to_owned(),
+            self.consumers.to_string(),
+        ];
+        for (flag, port) in &self.ports {
+            args.push(format!("--{flag}"));
+            args.push(port.to_string());
+        }
+        self.logctl_with_env(&args, env)
+    }
+
+    /// The stack shared by all tests of this binary, started on first use.
+    pub fn shared() -> &'static TestStack {
+        static STACK: OnceLock<TestStack> = OnceLock::new();
+        STACK.get_or_init(|| TestStack::start("shared", 1))
+    }
+
+    /// The reaper is left running on purpose: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
+    fn spawn_reaper(&self) {
+        Command::new(logctl_bin())
+            .arg("--state-dir")
+            .arg(&self.dir)
+            .args([
+                "down",
+                "--purge",
+                "--after-pid",
+                &std::process::id().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn the stack reaper");
+    }
+
+    pub fn port(&self, flag: &str) -> u16 {
+        self.ports
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, p)| *p)
+            .expect("known port flag")
+    }
+
+    pub fn gateway(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port("gateway-port"))
+    }
+
+    pub fn database_url(&self) -> String {
+        let password = std::fs::read_to_string(self.dir.join("secrets/postgres-password"))
+            .expect("postgres password");
+        format!(
+            "postgres://loguser:{}@127.0.0.1:{}/logprocessor",
+            password.trim(),
+            self.port("postgres-port")
+        )
+    }
+
+    /// Runs `logctl --state-dir <this stack> ARGS`.
+    pub fn logctl<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
+        self.logctl_with_env(args, &[])
+    }
+
+    pub fn logctl_with_env<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let mut cmd = Command::new(logctl_bin());
+        cmd.arg("--state-dir").arg(&self.dir).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run logctl")
+    }
+
+    pub fn status_json(&self) -> Value {
+        let out = self.logctl(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// Total lag of `log-consumer-group` as Kafka's own `kafka-consumer-groups` reports it;
+    /// `None` while some partition has no committed offset yet.
+    pub fn kafka_reported_lag(&self) -> Option<i64> {
+        let out = self.logctl(&[
+            "kafka",
+            "consumer-groups",
+            "--describe",
+            "--group",
+            "log-consumer-group",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut total = 0;
+        let mut rows = 0;
+        for line in text.lines().filter(|l| l.starts_with("log-consumer-group")) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+            let end: i64 = cols.get(4)?.parse().ok()?;
+            let lag = match cols.get(5)? {
+                &"-" if end == 0 => 0,
+                l => l.parse().ok()?,
+            };
+            total += lag;
+            rows += 1;
+        }
+        (rows == 6).then_some(total)
+    }
+
+    /// Distinct members of `log-consumer-group` that own partitions, per Kafka's own tool.
+    pub fn kafka_group_members(&self) -> usize {
+        let out = self.logctl(&[
+            "kafka",
+            "consumer-groups",
+            "--describe",
+            "--group",
+            "log-consumer-group",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter(|l| l.starts_with("log-consumer-group"))
+            .filter_map(|l| l.split_whitespace().nth(6).map(str::to_owned))
+            .filter(|id| id != "-")
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,138 @@
+//! The consumer service: Kafka → PostgreSQL, plus the read endpoint for stored events.
+//!
+//! Guarantee: offsets are committed only after the rows are durable, and the event id is the
+//! primary key, so every acknowledged event is stored exactly once even across crashes,
+//! redeliveries and rebalances.
+
+pub mod ingest;
+pub mod routes;
+pub mod settings;
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use futures::FutureExt;
+use logctl_core::internal_api::STORED_EVENT_PATH;
+use logctl_core::ops::{self, Check, ReadinessProbe};
+use logctl_core::telemetry;
+use rdkafka::consumer::Consumer;
+use rdkafka::util::Timeout;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{EventConsumer, GroupContext, Ingest};
+pub use settings::Settings;
+pub use storage::Storage;
+
+/// Consumes and serves until `shutdown`, then finishes and commits the batch in hand.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let storage =
+        Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?;
+    let consumer: Arc<EventConsumer> = Arc::new(
+        settings
+            .kafka
+            .consumer_config(&settings.tuning)
+            .create_with_context(GroupContext)?,
+    );
+
+    let ingest = tokio::spawn({
+        let storage = storage.clone();
+        let consumer = consumer.clone();
+        let shutdown = shutdown.clone();
+        let settings = settings.clone();
+        async move {
+            if settings.migrate_on_start && !migrate_until_done(&storage, &shutdown).await {
+                return;
+            }
+            if let Err(e) = consumer.subscribe(&[&settings.kafka.topic]) {
+                tracing::error!(error = %e, "cannot subscribe to the events topic");
+                return;
+            }
+            Ingest {
+                consumer,
+                storage,
+                batch: settings.batch,
+                topic: settings.kafka.topic,
+            }
+            .run(shutdown)
+            .await
+        }
+    });
+
+    let app = Router::new()
+        .route(STORED_EVENT_PATH, get(routes::stored_event))
+        .with_state(storage.clone())
+        .merge(ops::router(
+            "consumer",
+            telemetry::metrics_handle(),
+            readiness(storage, consumer, settings.kafka.topic.clone()),
+        ))
+        .layer(axum::middleware::from_fn(telemetry::track_http));
+    tracing::info!(addr = %listener.local_addr()?, "consumer listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    if tokio::time::timeout(settings.shutdown_timeout(), ingest)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the current batch did not finish before the shutdown deadline");
+    }
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+/// Retries migrations while the database is unreachable; `false` if shutdown came first.
+async fn migrate_until_done(storage: &Storage, shutdown: &CancellationToken) -> bool {
+    let mut attempt = 0;
+    loop {
+        match storage.migrate().await {
+            Ok(()) => return true,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "migrations not applied yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(ingest::backoff(attempt)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn readiness(storage: Storage, consumer: Arc<EventConsumer>, topic: String) -> ReadinessProbe {
+    Arc::new(move || {
+        let storage = storage.clone();
+        let consumer = consumer.clone();
+        let topic = topic.clone();
+        async move {
+            let postgres = tokio::time::timeout(Duration::from_secs(2), storage.ping())
+                .await
+                .map_err(|_| "timed out".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let kafka = tokio::task::spawn_blocking(move || {
+                consumer
+                    .client()
+                    .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(2)))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            BTreeMap::from([
+                ("postgres", Check::from_result(postgres)),
+                ("kafka", Check::from_result(kafka)),
+            ])
+        }
+        .boxed()
+    })
+}

@@ -1,0 +1,13 @@
+use anyhow::Context;
+use logctl_consumer::{run, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    logctl_core::telemetry::init_tracing("consumer");
+    let config = std::env::var_os("LOGCTL_CONFIG").map(std::path::PathBuf::from);
+    let settings = Settings::load(config.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    run(settings, listener, logctl_core::shutdown::on_signal()).await
+}

@@ -1,0 +1,26 @@
+//! The consumer's read endpoint: one stored event by id (the gateway proxies
+//! `GET /api/logs/{id}` here).
+
+use axum::extract::{Path, State};
+use axum::Json;
+use logctl_core::{ApiError, FieldError};
+use uuid::Uuid;
+
+use crate::storage::{Storage, StoredEvent};
+
+pub async fn stored_event(
+    State(storage): State<Storage>,
+    Path(id): Path<String>,
+) -> Result<Json<StoredEvent>, ApiError> {
+    let id =
+        Uuid::parse_str(&id).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?;
+    match storage.get(id).await {
+        Ok(Some(event)) => Ok(Json(event)),
+        Ok(None) => Err(ApiError::NotFound(format!("event {id}"))),
+        Err(e) => Err(ApiError::Unavailable {
+            what: "database".into(),
+            reason: e.to_string(),
+            retry_after_secs: 1,
+        }),
+    }
+}

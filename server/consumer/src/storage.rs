@@ -1,0 +1,158 @@
+//! PostgreSQL storage of events.
+//!
+//! A batch is one `INSERT ... SELECT FROM UNNEST(...)` statement (one array per column, so no
+//! bind-parameter limit and one round trip per batch) with `ON CONFLICT (id) DO NOTHING`, which
+//! makes a redelivered record harmless: an event is stored once whatever Kafka replays.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+use uuid::Uuid;
+
+use logctl_core::LogEvent;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// An event with where it came from in Kafka, ready to insert.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub event: LogEvent,
+    pub trace_id: Option<String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A stored event as the read API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub id: Uuid,
+    pub organization_id: String,
+    pub level: String,
+    pub message: String,
+    pub source: String,
+    pub timestamp: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub stored_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    pool: PgPool,
+}
+
+impl Storage {
+    /// A pool that connects lazily, so the service starts (and reports not-ready) while the
+    /// database is still down.
+    pub fn connect_lazy(url: &str, pool_size: u32) -> Result<Self, StorageError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(url)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Inserts the rows in one statement; returns how many were new (the rest were duplicates).
+    pub async fn insert_batch(&self, rows: &[NewRow]) -> Result<u64, StorageError> {
+        let n = rows.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut orgs = Vec::with_capacity(n);
+        let mut levels = Vec::with_capacity(n);
+        let mut messages = Vec::with_capacity(n);
+        let mut sources = Vec::with_capacity(n);
+        let mut event_times = Vec::with_capacity(n);
+        let mut received = Vec::with_capacity(n);
+        let mut traces = Vec::with_capacity(n);
+        let mut partitions = Vec::with_capacity(n);
+        let mut offsets = Vec::with_capacity(n);
+        for r in rows {
+            ids.push(r.event.id);
+            orgs.push(r.event.organization_id.as_str());
+            levels.push(r.event.level.as_str());
+            messages.push(r.event.message.as_str());
+            sources.push(r.event.source.as_str());
+            event_times.push(r.event.timestamp);
+            received.push(r.event.received_at);
+            traces.push(r.trace_id.as_deref());
+            partitions.push(r.partition);
+            offsets.push(r.offset);
+        }
+        let result = sqlx::query(
+            "INSERT INTO log_events (id, organization_id, level, message, source, event_time, \
+                                     received_at, trace_id, kafka_partition, kafka_offset) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                  $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[], $10::bigint[]) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&orgs)
+        .bind(&levels)
+        .bind(&messages)
+        .bind(&sources)
+        .bind(&event_times)
+        .bind(&received)
+        .bind(&traces)
+        .bind(&partitions)
+        .bind(&offsets)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<StoredEvent>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, organization_id, level, message, source, event_time, received_at, \
+                    stored_at, trace_id, kafka_partition, kafka_offset \
+             FROM log_events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredEvent {
+                id: r.try_get("id")?,
+                organization_id: r.try_get("organization_id")?,
+                level: r.try_get("level")?,
+                message: r.try_get("message")?,
+                source: r.try_get("source")?,
+                timestamp: r.try_get("event_time")?,
+                received_at: r.try_get("received_at")?,
+                stored_at: r.try_get("stored_at")?,
+                trace_id: r.try_get("trace_id")?,
+                kafka_partition: r.try_get("kafka_partition")?,
+                kafka_offset: r.try_get("kafka_offset")?,
+            })
+        })
+        .transpose()
+        .map_err(StorageError::Database)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

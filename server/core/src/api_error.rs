@@ -1,0 +1,131 @@
+//! The one JSON error shape every service answers with, so a client sees the same
+//! `{"error": code, "field": ..., "message": ...}` whichever hop refused it.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidField(#[from] FieldError),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BadBody(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A dependency is down or overloaded: the client should retry after the given delay.
+    #[error("{what} is unavailable: {reason}")]
+    Unavailable {
+        what: String,
+        reason: String,
+        retry_after_secs: u64,
+    },
+    /// A fault of ours, never of the input: logged, and answered without internals.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidField(_) | ApiError::MalformedJson(_) | ApiError::BadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BadBody(_) => "bad_body",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidField(e) => Some(&e.field),
+            ApiError::MalformedJson(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::BadBody(_) => Some("body"),
+            _ => None,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::InvalidField(e) => e.message.clone(),
+            ApiError::Internal(_) => "internal error; see the service log".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The JSON body alone, for per-item results inside a batch answer.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(Body {
+            error: self.code(),
+            field: self.field(),
+            message: self.message(),
+        })
+        .unwrap_or(Value::Null)
+    }
+
+    /// Turns axum's body-reading failure into our shape, keeping "too large" a 413.
+    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadBody(rejection.body_text())
+        }
+    }
+
+    /// Reads a JSON document from a body, naming the position of a syntax error.
+    pub fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let status = self.status();
+        let mut response = (status, axum::Json(self.to_json())).into_response();
+        if let ApiError::Unavailable {
+            retry_after_secs, ..
+        } = self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,93 @@
+//! Layered configuration: the binary's defaults (which work with `logctl up`), then an optional
+//! TOML file, then `LOGCTL_<SERVICE>_*` environment variables (nested keys split on `__`).
+
+use std::fmt;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+/// Loads `T` from its defaults, the file at `file` (if any) and env vars under `env_prefix`
+/// (for example `LOGCTL_GATEWAY_`).
+pub fn load<T>(env_prefix: &str, file: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment
+        .merge(Env::prefixed(env_prefix).split("__"))
+        .extract()
+        .map_err(|e| ConfigError(Box::new(e)))
+}
+
+/// A value that must never reach a log: `Debug` and `Display` print a placeholder.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its large error type
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    struct Demo {
+        port: u16,
+        nested: Nested,
+        password: Secret,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    struct Nested {
+        size: usize,
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("demo.toml", "port = 7\n[nested]\nsize = 3\n")?;
+            jail.set_env("LOGCTL_DEMO_NESTED__SIZE", "9");
+            jail.set_env("LOGCTL_DEMO_PASSWORD", "hunter2");
+            let d: Demo = load("LOGCTL_DEMO_", Some(Path::new("demo.toml"))).expect("loads");
+            assert_eq!(d.port, 7);
+            assert_eq!(d.nested.size, 9);
+            assert_eq!(d.password.expose(), "hunter2");
+            assert!(!format!("{d:?}").contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_not_a_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LOGCTL_DEMO_PORT", "not-a-port");
+            assert!(load::<Demo>("LOGCTL_DEMO_", None).is_err());
+            Ok(())
+        });
+    }
+}

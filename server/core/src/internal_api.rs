@@ -1,0 +1,35 @@
+//! The wire contract between the gateway and the producer: the gateway posts validated events
+//! (the [`LogEvent`](crate::LogEvent) JSON form) to [`PUBLISH_PATH`] and gets one outcome per
+//! event, in order, each saying whether Kafka acknowledged it.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const PUBLISH_PATH: &str = "/internal/events";
+/// Where the consumer serves one stored event; the gateway proxies `GET /api/logs/{id}` here.
+pub const STORED_EVENT_PATH: &str = "/internal/logs/{id}";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishOutcome {
+    pub id: Uuid,
+    /// Where Kafka stored it; absent when it was not acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Why it was not acknowledged; the client may retry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PublishOutcome {
+    pub fn is_acknowledged(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishResponse {
+    pub results: Vec<PublishOutcome>,
+}

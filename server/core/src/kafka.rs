@@ -1,0 +1,158 @@
+//! Kafka client settings, in one place for the producer, the consumer and `logctl`.
+//!
+//! The producer is idempotent (acks=all, at most 5 in flight, endless internal retries) so a
+//! retried batch never duplicates or reorders an organization's events within its partition;
+//! the consumer never commits an offset the application has not stored (auto-commit of
+//! *stored* offsets only, which the consumer stores after the database commit).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use serde::{Deserialize, Serialize};
+
+pub const EVENTS_TOPIC: &str = "log-events";
+pub const DEAD_LETTER_TOPIC: &str = "log-events-dlq";
+pub const CONSUMER_GROUP: &str = "log-consumer-group";
+/// Partitions of the events topic: the most consumer instances that can share the load.
+pub const EVENTS_PARTITIONS: i32 = 6;
+
+/// Where Kafka is and which topics carry events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub dead_letter_topic: String,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: EVENTS_TOPIC.into(),
+            dead_letter_topic: DEAD_LETTER_TOPIC.into(),
+        }
+    }
+}
+
+/// Producer knobs; defaults favour throughput with a small memory bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProducerTuning {
+    /// How long librdkafka waits to fill a batch: the main throughput knob.
+    pub linger_ms: u32,
+    /// `lz4` or `zstd` pay off on log text.
+    pub compression: String,
+    /// Bounds the client's in-memory queue: past it, sends fail fast as back-pressure.
+    pub queue_max_messages: u32,
+    pub queue_max_kbytes: u32,
+    /// How long a record may wait for an acknowledgement before it is reported failed.
+    pub message_timeout_ms: u32,
+}
+
+impl Default for ProducerTuning {
+    fn default() -> Self {
+        Self {
+            linger_ms: 5,
+            compression: "lz4".into(),
+            queue_max_messages: 100_000,
+            queue_max_kbytes: 32 * 1024,
+            message_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Consumer knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerTuning {
+    pub group_id: String,
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
+    /// How often stored offsets are committed; only offsets of rows already in PostgreSQL are stored.
+    pub auto_commit_interval_ms: u32,
+    /// Where a group with no committed offset starts: `earliest` so no event is skipped.
+    pub auto_offset_reset: String,
+}
+
+impl Default for ConsumerTuning {
+    fn default() -> Self {
+        Self {
+            group_id: CONSUMER_GROUP.into(),
+            session_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
+            auto_commit_interval_ms: 1_000,
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Settings every client shares.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("broker.address.family", "v4")
+            .set("socket.timeout.ms", "10000")
+            .set("reconnect.backoff.max.ms", "2000");
+        c
+    }
+
+    pub fn producer_config(&self, t: &ProducerTuning) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("client.id", "logctl-producer")
+            .set("acks", "all")
+            .set("compression.type", &t.compression)
+            .set("linger.ms", t.linger_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                t.queue_max_messages.to_string(),
+            )
+            .set("queue.buffering.max.kbytes", t.queue_max_kbytes.to_string())
+            .set("message.timeout.ms", t.message_timeout_ms.to_string());
+        c
+    }
+
+    pub fn consumer_config(&self, t: &ConsumerTuning) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("group.id", &t.group_id)
+            .set("client.id", "logctl-consumer")
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                t.auto_commit_interval_ms.to_string(),
+            )
+            .set("auto.offset.reset", &t.auto_offset_reset)
+            .set("session.timeout.ms", t.session_timeout_ms.to_string())
+            .set("max.poll.interval.ms", t.max_poll_interval_ms.to_string())
+            .set("enable.partition.eof", "false")
+            .set("queued.max.messages.kbytes", "16384");
+        c
+    }
+
+    /// Creates the events topic and its dead-letter topic if they are missing.
+    pub async fn ensure_topics(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let topics = [
+            NewTopic::new(&self.topic, EVENTS_PARTITIONS, TopicReplication::Fixed(1)),
+            NewTopic::new(&self.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+        ];
+        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        for result in admin.create_topics(&topics, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                        tracing::error!(%topic, ?code, "cannot create topic");
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}

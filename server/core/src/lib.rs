@@ -1,0 +1,16 @@
+//! The pieces every logctl service needs exactly once: the log event and its validation
+//! ([`event`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), the
+//! health/metrics endpoints ([`ops`]), Kafka client settings ([`kafka`]), the JSON error shape
+//! ([`api_error`]) and the one shutdown signal ([`shutdown`]).
+
+pub mod api_error;
+pub mod config;
+pub mod event;
+pub mod internal_api;
+pub mod kafka;
+pub mod ops;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use api_error::ApiError;
+pub use event::{EventLimits, FieldError, Level, LogEvent, OrganizationId};

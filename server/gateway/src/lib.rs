@@ -1,0 +1,74 @@
+//! The gateway: the public HTTP entry of the pipeline.
+//!
+//! It validates every event at the edge (so nothing invalid reaches Kafka), gives it an id and
+//! a receive time, and answers only after the producer reports Kafka's acknowledgement.
+
+pub mod routes;
+pub mod settings;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use futures::FutureExt;
+use logctl_core::ops::{self, Check, ReadinessProbe};
+use logctl_core::telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use settings::Settings;
+use upstream::Upstream;
+
+/// The gateway's router, built apart from serving so tests can drive it in-process.
+pub fn app(settings: Settings) -> anyhow::Result<Router> {
+    let upstream = Upstream::new(&settings)?;
+    let state = routes::AppState {
+        settings: Arc::new(settings.clone()),
+        upstream: upstream.clone(),
+    };
+    Ok(Router::new()
+        .route("/api/logs", post(routes::ingest::post_one))
+        .route("/api/logs/batch", post(routes::ingest::post_batch))
+        .route("/api/logs/{id}", get(routes::query::get_event))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .with_state(state)
+        .merge(ops::router(
+            "gateway",
+            telemetry::metrics_handle(),
+            readiness(upstream),
+        ))
+        .layer(axum::middleware::from_fn(telemetry::track_http)))
+}
+
+/// Serves until `shutdown`, then stops accepting and lets in-flight requests finish.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = app(settings)?;
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+fn readiness(upstream: Upstream) -> ReadinessProbe {
+    Arc::new(move || {
+        let upstream = upstream.clone();
+        async move {
+            let producer = upstream.producer_ready().await;
+            let query = upstream.query_ready().await;
+            BTreeMap::from([
+                ("producer", Check::from_result(producer)),
+                ("query", Check::from_result(query)),
+            ])
+        }
+        .boxed()
+    })
+}

@@ -1,0 +1,120 @@
+//! `POST /api/logs` (one event) and `POST /api/logs/batch` (an array): validate, publish
+//! through the producer, and answer only once Kafka acknowledged each event.
+//!
+//! A single event is answered `202 {"id"}`. A batch is answered with one result per item, in
+//! order: `202` when every item was accepted, `400` when none was valid, `207` when mixed, and
+//! `503` when the producer could not be reached at all (nothing was published).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use logctl_core::internal_api::PublishOutcome;
+use logctl_core::{ApiError, FieldError, LogEvent};
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::upstream::unavailable;
+
+pub async fn post_one(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
+    let value = ApiError::parse_json(&body)?;
+    let event = LogEvent::from_json(&value, &state.settings.limits, Utc::now())?;
+    let outcome = state
+        .upstream
+        .publish(std::slice::from_ref(&event))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("producer answered no outcome".into()))?;
+    match outcome.error {
+        None => {
+            metrics::counter!("logctl_gateway_events_accepted_total").increment(1);
+            Ok((StatusCode::ACCEPTED, Json(json!({ "id": event.id }))).into_response())
+        }
+        Some(reason) => Err(unavailable("Kafka", reason)),
+    }
+}
+
+pub async fn post_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
+    let value = ApiError::parse_json(&body)?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| FieldError::new("body", "expected a JSON array of events"))?;
+    if items.is_empty() {
+        return Err(FieldError::new("body", "the batch is empty").into());
+    }
+    if items.len() > state.settings.max_batch {
+        return Err(FieldError::new(
+            "body",
+            format!(
+                "the batch has {} events; at most {} are allowed",
+                items.len(),
+                state.settings.max_batch
+            ),
+        )
+        .into());
+    }
+
+    let now = Utc::now();
+    let parsed: Vec<Result<LogEvent, FieldError>> = items
+        .iter()
+        .map(|item| LogEvent::from_json(item, &state.settings.limits, now))
+        .collect();
+    let valid: Vec<LogEvent> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let mut outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        state.upstream.publish(&valid).await?
+    }
+    .into_iter();
+
+    let mut accepted = 0usize;
+    let results: Vec<Value> = parsed
+        .into_iter()
+        .enumerate()
+        .map(|(index, p)| match p {
+            Err(e) => json!({"index": index, "status": 400, "error": ApiError::from(e).to_json()}),
+            Ok(_) => match outcomes.next() {
+                Some(PublishOutcome {
+                    id, error: None, ..
+                }) => {
+                    accepted += 1;
+                    json!({"index": index, "status": 202, "id": id})
+                }
+                Some(PublishOutcome {
+                    id,
+                    error: Some(reason),
+                    ..
+                }) => json!({
+                    "index": index, "status": 503, "id": id,
+                    "error": unavailable("Kafka", reason).to_json()
+                }),
+                None => json!({"index": index, "status": 500}),
+            },
+        })
+        .collect();
+    metrics::counter!("logctl_gateway_events_accepted_total").increment(accepted as u64);
+
+    let rejected = results.len() - accepted;
+    let status = match (accepted, rejected) {
+        (_, 0) => StatusCode::ACCEPTED,
+        (0, _) if valid.is_empty() => StatusCode::BAD_REQUEST,
+        (0, _) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::MULTI_STATUS,
+    };
+    let body = json!({"accepted": accepted, "rejected": rejected, "results": results});
+    Ok((status, Json(body)).into_response())
+}

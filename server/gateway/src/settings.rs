@@ -1,0 +1,49 @@
+//! The gateway's configuration: defaults fit `logctl up`; override with a TOML file given by
+//! `LOGCTL_CONFIG` or `LOGCTL_GATEWAY_*` env vars (`LOGCTL_GATEWAY_MAX_BATCH=500`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use logctl_core::EventLimits;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The producer service, which publishes to Kafka.
+    pub producer_url: String,
+    /// The consumer service, which serves stored events.
+    pub query_url: String,
+    pub limits: EventLimits,
+    /// Most events one `POST /api/logs/batch` may carry.
+    pub max_batch: usize,
+    /// Largest request body; above it the answer is 413 before the body is parsed.
+    pub max_body_bytes: usize,
+    /// Deadline for one call to the producer or the query service.
+    pub upstream_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            producer_url: "http://127.0.0.1:8081".into(),
+            query_url: "http://127.0.0.1:8082".into(),
+            limits: EventLimits::default(),
+            max_batch: 1_000,
+            max_body_bytes: 16 * 1024 * 1024,
+            upstream_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, logctl_core::config::ConfigError> {
+        logctl_core::config::load("LOGCTL_GATEWAY_", file)
+    }
+
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+}

@@ -1,0 +1,109 @@
+//! Calls from the gateway to the services behind it: publish to the producer, read from the
+//! consumer. Every call has a deadline; a failure is "unavailable", never a 500.
+
+use logctl_core::internal_api::{PublishOutcome, PublishResponse, PUBLISH_PATH};
+use logctl_core::{ApiError, LogEvent};
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::settings::Settings;
+
+#[derive(Clone)]
+pub struct Upstream {
+    http: reqwest::Client,
+    publish_url: String,
+    query_url: String,
+    producer_ready_url: String,
+    query_ready_url: String,
+}
+
+impl Upstream {
+    pub fn new(settings: &Settings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.upstream_timeout())
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let producer = settings.producer_url.trim_end_matches('/');
+        let query = settings.query_url.trim_end_matches('/');
+        Ok(Self {
+            http,
+            publish_url: format!("{producer}{PUBLISH_PATH}"),
+            query_url: query.to_owned(),
+            producer_ready_url: format!("{producer}/health/ready"),
+            query_ready_url: format!("{query}/health/ready"),
+        })
+    }
+
+    /// Publishes validated events; one outcome per event, in order.
+    pub async fn publish(&self, events: &[LogEvent]) -> Result<Vec<PublishOutcome>, ApiError> {
+        let response = self
+            .http
+            .post(&self.publish_url)
+            .json(events)
+            .send()
+            .await
+            .map_err(|e| unavailable("producer", e))?;
+        if !response.status().is_success() {
+            return Err(unavailable(
+                "producer",
+                format!("answered {}", response.status()),
+            ));
+        }
+        let body: PublishResponse = response
+            .json()
+            .await
+            .map_err(|e| unavailable("producer", e))?;
+        if body.results.len() != events.len() {
+            return Err(ApiError::Internal(format!(
+                "producer answered {} outcomes for {} events",
+                body.results.len(),
+                events.len()
+            )));
+        }
+        Ok(body.results)
+    }
+
+    /// One stored event as the consumer serves it.
+    pub async fn stored_event(&self, id: Uuid) -> Result<Value, ApiError> {
+        let response = self
+            .http
+            .get(format!("{}/internal/logs/{id}", self.query_url))
+            .send()
+            .await
+            .map_err(|e| unavailable("query service", e))?;
+        match response.status() {
+            StatusCode::OK => response
+                .json()
+                .await
+                .map_err(|e| unavailable("query service", e)),
+            StatusCode::NOT_FOUND => Err(ApiError::NotFound(format!("event {id}"))),
+            other => Err(unavailable("query service", format!("answered {other}"))),
+        }
+    }
+
+    pub async fn producer_ready(&self) -> Result<(), String> {
+        self.ready(&self.producer_ready_url).await
+    }
+
+    pub async fn query_ready(&self) -> Result<(), String> {
+        self.ready(&self.query_ready_url).await
+    }
+
+    async fn ready(&self, url: &str) -> Result<(), String> {
+        match self.http.get(url).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("answered {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+pub fn unavailable(what: &str, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable {
+        what: what.into(),
+        reason: reason.to_string(),
+        retry_after_secs: 1,
+    }
+}

@@ -1,0 +1,80 @@
+//! The producer service: HTTP ingest from the gateway → Kafka.
+//!
+//! It answers for an event only after Kafka acknowledged it (acks=all, idempotent), so an
+//! answer of "acknowledged" means the event is in the log and will reach the consumer.
+
+pub mod publisher;
+pub mod routes;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use axum::Router;
+use futures::FutureExt;
+use logctl_core::internal_api::PUBLISH_PATH;
+use logctl_core::ops::{self, Check, ReadinessProbe};
+use logctl_core::telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use publisher::Publisher;
+pub use settings::Settings;
+
+/// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
+/// and flushes what Kafka has not yet acknowledged.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let publisher = Arc::new(Publisher::new(&settings.kafka, &settings.tuning)?);
+    let state = routes::AppState {
+        publisher: publisher.clone(),
+        max_body_bytes: settings.max_body_bytes,
+    };
+    let app = Router::new()
+        .route(PUBLISH_PATH, post(routes::publish))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .with_state(state)
+        .merge(ops::router(
+            "producer",
+            telemetry::metrics_handle(),
+            readiness(publisher.clone()),
+        ))
+        .layer(axum::middleware::from_fn(telemetry::track_http));
+
+    tracing::info!(addr = %listener.local_addr()?, "producer listening");
+    let gauge_task = tokio::spawn(report_in_flight(publisher.clone(), shutdown.clone()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    gauge_task.abort();
+    if let Err(e) = publisher.flush(settings.shutdown_timeout()).await {
+        tracing::warn!(error = %e, "not every record was acknowledged before shutdown");
+    }
+    tracing::info!("producer stopped");
+    Ok(())
+}
+
+fn readiness(publisher: Arc<Publisher>) -> ReadinessProbe {
+    Arc::new(move || {
+        let publisher = publisher.clone();
+        async move {
+            let kafka = publisher.check_kafka(Duration::from_secs(2)).await;
+            BTreeMap::from([("kafka", Check::from_result(kafka))])
+        }
+        .boxed()
+    })
+}
+
+async fn report_in_flight(publisher: Arc<Publisher>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while !shutdown.is_cancelled() {
+        tick.tick().await;
+        metrics::gauge!("logctl_producer_kafka_in_flight").set(publisher.in_flight() as f64);
+    }
+}

@@ -1,0 +1,42 @@
+//! The producer's configuration: defaults fit `logctl up`; override with a TOML file given by
+//! `--config`/`LOGCTL_CONFIG` or `LOGCTL_PRODUCER_*` env vars (`LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use logctl_core::kafka::{KafkaSettings, ProducerTuning};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub kafka: KafkaSettings,
+    pub tuning: ProducerTuning,
+    /// Largest request body from the gateway (a full batch of large events).
+    pub max_body_bytes: usize,
+    /// How long shutdown may take to flush what Kafka has not yet acknowledged.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            kafka: KafkaSettings::default(),
+            tuning: ProducerTuning::default(),
+            max_body_bytes: 64 * 1024 * 1024,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, logctl_core::config::ConfigError> {
+        logctl_core::config::load("LOGCTL_PRODUCER_", file)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
