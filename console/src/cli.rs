@@ -33,6 +33,8 @@ pub enum Command {
     Down(DownArgs),
     /// Show each component: up/down, pid and port. Exits 0 when all are up, 3 otherwise.
     Status(StatusArgs),
+    /// Inject a fault into one component: stop, start, kill (SIGKILL), pause (SIGSTOP), resume.
+    Fault(FaultArgs),
     /// Run one of Kafka's own tools against the stack's broker, e.g.
     /// `logctl kafka consumer-groups --describe --group log-consumer-group`.
     Kafka(KafkaArgs),
@@ -67,6 +69,12 @@ pub struct UpArgs {
     /// The first consumer's port; instance i listens on this port + i.
     #[arg(long)]
     pub consumer_port: Option<u16>,
+    /// Also run Prometheus (Debian's package) scraping every service, with the alert rules.
+    /// Remembered by later `up`s of this stack.
+    #[arg(long)]
+    pub with_prometheus: bool,
+    #[arg(long)]
+    pub prometheus_port: Option<u16>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -88,4 +96,26 @@ pub struct StatusArgs {
     /// Print the status as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    pub action: crate::fault::Action,
+    /// postgres, kafka, redis, producer, consumer (consumer-2, ...), gateway or prometheus
+    pub component: String,
+    /// `local` acts on the processes of `logctl up`; `compose` runs `docker compose`.
+    #[arg(long, value_enum, default_value = "local")]
+    pub driver: DriverKind,
+    /// The compose file the `compose` driver uses.
+    #[arg(long, default_value = "docker-compose.yml")]
+    pub compose_file: PathBuf,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverKind {
+    Local,
+    Compose,
 }

@@ -2,4 +2,5 @@
 //! tests and later front ends (the TUI, the scenario runner) use the same code as the binary.
 
 pub mod cli;
+pub mod fault;
 pub mod stack;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use logctl::cli::{Cli, Command, DownArgs, KafkaArgs, StatusArgs, UpArgs};
+use logctl::cli::{Cli, Command, DownArgs, DriverKind, FaultArgs, KafkaArgs, StatusArgs, UpArgs};
+use logctl::fault;
 use logctl::stack;
 use logctl::stack::layout::{Layout, StackConfig};
 
@@ -28,17 +29,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down(&layout, args),
         Command::Status(args) => status(&layout, args),
         Command::Kafka(args) => kafka_tool(&layout, args),
+        Command::Fault(args) => fault(&layout, args),
     }
 }
 
 fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
     let config = apply_flags(layout.load_config()?, &args);
     layout.save_config(&config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let outcomes = runtime.block_on(stack::up(layout, &config))?;
+    let outcomes = runtime()?.block_on(stack::up(layout, &config))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
@@ -72,6 +70,10 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs) -> StackConfig {
     set(&mut p.gateway, a.gateway_port);
     set(&mut p.producer, a.producer_port);
     set(&mut p.consumer, a.consumer_port);
+    set(&mut p.prometheus, a.prometheus_port);
+    if a.with_prometheus {
+        config.prometheus = true;
+    }
     if let Some(n) = a.consumers {
         config.consumers = n.max(1);
     }
@@ -133,4 +135,43 @@ fn kafka_tool(layout: &Layout, args: KafkaArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
+    let config = layout.load_config()?;
+    let component = stack::Component::parse(&args.component).with_context(|| {
+        format!(
+            "unknown component {:?}: choose postgres, kafka, redis, producer, consumer, consumer-N, gateway or prometheus",
+            args.component
+        )
+    })?;
+    let driver = match args.driver {
+        DriverKind::Local => fault::Driver::Local,
+        DriverKind::Compose => fault::Driver::Compose {
+            file: args.compose_file,
+        },
+    };
+    let outcome = runtime()?.block_on(fault::apply(
+        &driver,
+        args.action,
+        component,
+        layout,
+        &config,
+    ))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        println!(
+            "{} {}: {}",
+            outcome.action, outcome.component, outcome.detail
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

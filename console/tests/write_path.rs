@@ -386,6 +386,80 @@ async fn bad_input_is_a_4xx_naming_the_field_and_publishes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_traceparent_comes_back_and_is_stored_with_the_event() {
+    let stack = TestStack::shared();
+    let client = http();
+    let trace_id = format!("{:032x}", Uuid::new_v4().as_u128());
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let event = json!({"organizationId": "acme", "level": "INFO", "message": "traced", "source": run_tag("trace")});
+    let r = client
+        .post(format!("{}/api/logs", stack.gateway()))
+        .header("traceparent", &traceparent)
+        .json(&event)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let echoed = r.headers()["traceparent"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(echoed.starts_with(&format!("00-{trace_id}-")), "{echoed}");
+    assert_ne!(
+        echoed, traceparent,
+        "the gateway answers with its own span id"
+    );
+    let id = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let pool = db(stack).await;
+    let stored: String = eventually("the traced event stored", Duration::from_secs(30), || {
+        let pool = pool.clone();
+        let id = id.clone();
+        async move {
+            sqlx::query_scalar("SELECT trace_id FROM log_events WHERE id = $1::uuid")
+                .bind(&id)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    assert_eq!(stored, trace_id);
+
+    // Without a traceparent the gateway starts a trace, and it is stored too.
+    let r = client
+        .post(format!("{}/api/logs", stack.gateway()))
+        .json(&event)
+        .send()
+        .await
+        .expect("post");
+    let started = r.headers()["traceparent"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let new_trace = started.split('-').nth(1).expect("trace id").to_owned();
+    let id = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let url = format!("{}/api/logs/{id}", stack.gateway());
+    let stored: Value = eventually("the second event readable", Duration::from_secs(30), || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let r = client.get(url).send().await.ok()?;
+            (r.status() == StatusCode::OK).then_some(r.json::<Value>().await.ok()?)
+        }
+    })
+    .await;
+    assert_eq!(stored["traceId"], new_trace);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_answers_health_readiness_and_metrics() {
     let stack = TestStack::shared();
     let client = http();

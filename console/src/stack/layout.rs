@@ -22,6 +22,7 @@ pub struct Ports {
     pub producer: u16,
     /// The first consumer; instance `i` listens on `consumer + i`.
     pub consumer: u16,
+    pub prometheus: u16,
 }
 
 impl Default for Ports {
@@ -34,6 +35,7 @@ impl Default for Ports {
             gateway: 8080,
             producer: 8081,
             consumer: 8082,
+            prometheus: 9090,
         }
     }
 }
@@ -44,6 +46,8 @@ pub struct StackConfig {
     pub ports: Ports,
     /// Consumer instances in the one group (they share the topic's partitions).
     pub consumers: u16,
+    /// Also run Prometheus, scraping the services with the alert rules.
+    pub prometheus: bool,
 }
 
 impl Default for StackConfig {
@@ -51,6 +55,7 @@ impl Default for StackConfig {
         Self {
             ports: Ports::default(),
             consumers: 1,
+            prometheus: false,
         }
     }
 }

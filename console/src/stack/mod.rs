@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod layout;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod services;
 
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use layout::{Layout, Ports, StackConfig};
+
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -73,20 +76,41 @@ pub enum Component {
     /// Instance `i` of the consumer group.
     Consumer(u16),
     Gateway,
+    Prometheus,
 }
 
 impl Component {
     /// Every component of a stack, in start order (dependencies first).
-    pub fn all(consumers: u16) -> Vec<Component> {
+    pub fn all(config: &StackConfig) -> Vec<Component> {
         let mut all = vec![
             Component::Postgres,
             Component::Redis,
             Component::Kafka,
             Component::Producer,
         ];
-        all.extend((0..consumers.max(1)).map(Component::Consumer));
+        all.extend((0..config.consumers.max(1)).map(Component::Consumer));
         all.push(Component::Gateway);
+        if config.prometheus {
+            all.push(Component::Prometheus);
+        }
         all
+    }
+
+    /// The component a user names (`postgres`, `consumer`, `consumer-2`, ...).
+    pub fn parse(name: &str) -> Option<Component> {
+        Some(match name {
+            "postgres" | "postgresql" => Component::Postgres,
+            "redis" => Component::Redis,
+            "kafka" => Component::Kafka,
+            "producer" => Component::Producer,
+            "consumer" => Component::Consumer(0),
+            "gateway" => Component::Gateway,
+            "prometheus" => Component::Prometheus,
+            other => {
+                let n: u16 = other.strip_prefix("consumer-")?.parse().ok()?;
+                Component::Consumer(n.checked_sub(1).filter(|i| *i > 0)?)
+            }
+        })
     }
 
     pub fn name(self) -> String {
@@ -98,6 +122,7 @@ impl Component {
             Component::Consumer(0) => "consumer".into(),
             Component::Consumer(i) => format!("consumer-{}", i + 1),
             Component::Gateway => "gateway".into(),
+            Component::Prometheus => "prometheus".into(),
         }
     }
 
@@ -109,6 +134,7 @@ impl Component {
             Component::Producer => p.producer,
             Component::Consumer(i) => p.consumer + i,
             Component::Gateway => p.gateway,
+            Component::Prometheus => p.prometheus,
         }
     }
 
@@ -121,6 +147,7 @@ impl Component {
             Component::Producer => "producer-port",
             Component::Consumer(_) => "consumer-port",
             Component::Gateway => "gateway-port",
+            Component::Prometheus => "prometheus-port",
         }
     }
 
@@ -130,6 +157,7 @@ impl Component {
             Component::Postgres => postgres::Postgres::marker(layout),
             Component::Redis => redis::MARKER.into(),
             Component::Kafka => kafka::Kafka::marker(layout),
+            Component::Prometheus => prometheus::MARKER.into(),
             service => services::binary_name(service).into(),
         }
     }
@@ -140,6 +168,15 @@ impl Component {
             Component::Producer | Component::Consumer(_) | Component::Gateway
         )
     }
+
+    /// Where readiness is asked over HTTP, if it is (the rest are ready when their port opens).
+    fn ready_path(self) -> Option<&'static str> {
+        match self {
+            c if c.is_service() => Some("/health/ready"),
+            Component::Prometheus => Some("/-/ready"),
+            _ => None,
+        }
+    }
 }
 
 /// What `status` reports for one component.
@@ -147,7 +184,7 @@ impl Component {
 pub struct ComponentStatus {
     pub name: String,
     /// `up` (process alive and its port accepts connections), `starting` (alive, port not yet
-    /// open) or `down`.
+    /// open), `paused` (stopped by SIGSTOP) or `down`.
     pub status: &'static str,
     pub pid: Option<u32>,
     pub port: u16,
@@ -161,7 +198,7 @@ impl ComponentStatus {
 }
 
 /// The pid of a running component, if it is running.
-fn running_pid(c: Component, layout: &Layout) -> Option<u32> {
+pub fn running_pid(c: Component, layout: &Layout) -> Option<u32> {
     process::read_pid(&layout.pid_file(&c.name()))
         .filter(|pid| process::is_ours(*pid, &c.marker(layout)))
 }
@@ -175,13 +212,14 @@ fn port_open(port: u16) -> bool {
 }
 
 pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
-    Component::all(config.consumers)
+    Component::all(config)
         .into_iter()
         .map(|c| {
             let pid = running_pid(c, layout);
             let port = c.port(&config.ports);
             let status = match pid {
                 None => "down",
+                Some(pid) if process::is_stopped(pid) => "paused",
                 Some(_) if port_open(port) => "up",
                 Some(_) => "starting",
             };
@@ -207,7 +245,7 @@ pub struct UpOutcome {
 
 /// Starts every component that is not running and waits until each is ready.
 pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>, StackError> {
-    let components = Component::all(config.consumers);
+    let components = Component::all(config);
     let to_start: Vec<Component> = components
         .iter()
         .copied()
@@ -215,50 +253,33 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
         .collect();
     preflight(&to_start, config)?;
     stop_extra_consumers(layout, config.consumers);
-
     let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
-    let mut pids = std::collections::BTreeMap::new();
-    let starting = |c: Component| to_start.contains(&c);
+    let starting = |c: &Component| to_start.contains(c);
+    let mut pids = BTreeMap::new();
 
-    // Kafka's JVM is the slowest to come up: launch it first, prepare the rest meanwhile.
-    if starting(Component::Kafka) {
-        pids.insert(
-            Component::Kafka.name(),
-            kafka::Kafka::new(layout)?.start(layout, &config.ports)?,
-        );
+    // Kafka's JVM is the slowest to come up: launch it first, start the rest meanwhile.
+    for c in [Component::Kafka, Component::Postgres, Component::Redis] {
+        if starting(&c) {
+            pids.insert(c.name(), launch(c, layout, config, &db_password)?);
+        }
     }
-    if starting(Component::Postgres) {
-        let pg = postgres::Postgres::new(layout)?;
-        pids.insert(
-            Component::Postgres.name(),
-            pg.start(layout, &config.ports, &db_password)?,
-        );
-    }
-    if starting(Component::Redis) {
-        pids.insert(
-            Component::Redis.name(),
-            redis::start(layout, &config.ports)?,
-        );
-        wait_ready(Component::Redis, layout, config, Duration::from_secs(20)).await?;
-    }
-    if starting(Component::Kafka) {
-        wait_ready(Component::Kafka, layout, config, Duration::from_secs(90)).await?;
+    for c in [Component::Redis, Component::Kafka] {
+        if starting(&c) {
+            wait_ready(c, layout, config, ready_deadline(c)).await?;
+        }
     }
     prepare_kafka_and_database(config, &db_password).await?;
 
-    for c in components
+    let later: Vec<Component> = components
         .iter()
         .copied()
-        .filter(|c| c.is_service() && starting(*c))
-    {
-        pids.insert(c.name(), services::start(c, layout, config, &db_password)?);
+        .filter(|c| (c.is_service() || *c == Component::Prometheus) && starting(c))
+        .collect();
+    for c in &later {
+        pids.insert(c.name(), launch(*c, layout, config, &db_password)?);
     }
-    for c in components
-        .iter()
-        .copied()
-        .filter(|c| c.is_service() && starting(*c))
-    {
-        wait_ready(c, layout, config, Duration::from_secs(60)).await?;
+    for c in &later {
+        wait_ready(*c, layout, config, ready_deadline(*c)).await?;
     }
 
     Ok(components
@@ -277,6 +298,49 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
             }
         })
         .collect())
+}
+
+/// Starts one component (if it is not running) and waits until it is ready: how a drill
+/// brings back what it stopped.
+pub async fn start_one(
+    layout: &Layout,
+    config: &StackConfig,
+    c: Component,
+) -> Result<u32, StackError> {
+    if let Some(pid) = running_pid(c, layout) {
+        return Ok(pid);
+    }
+    preflight(&[c], config)?;
+    let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
+    let pid = launch(c, layout, config, &db_password)?;
+    wait_ready(c, layout, config, ready_deadline(c)).await?;
+    Ok(pid)
+}
+
+fn ready_deadline(c: Component) -> Duration {
+    match c {
+        Component::Kafka => Duration::from_secs(90),
+        Component::Redis => Duration::from_secs(20),
+        _ => Duration::from_secs(60),
+    }
+}
+
+/// Starts the process of `c` (Postgres also waits until it accepts connections).
+fn launch(
+    c: Component,
+    layout: &Layout,
+    config: &StackConfig,
+    db_password: &str,
+) -> Result<u32, StackError> {
+    match c {
+        Component::Kafka => kafka::Kafka::new(layout)?.start(layout, &config.ports),
+        Component::Postgres => {
+            postgres::Postgres::new(layout)?.start(layout, &config.ports, db_password)
+        }
+        Component::Redis => redis::start(layout, &config.ports),
+        Component::Prometheus => prometheus::start(layout, config),
+        service => services::start(service, layout, config, db_password),
+    }
 }
 
 /// Refuses to start anything if a needed port is taken or a needed program is missing, so a
@@ -310,13 +374,13 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
 
 /// Consumers left over from an earlier `up --consumers N` with a larger N.
 fn stop_extra_consumers(layout: &Layout, keep: u16) {
-    for i in keep.max(1)..64 {
-        let c = Component::Consumer(i);
-        if let Some(pid) = running_pid(c, layout) {
-            process::terminate(pid, &c.marker(layout), Duration::from_secs(20));
-        }
+    for i in keep.max(1)..MAX_CONSUMERS {
+        stop_one(layout, Component::Consumer(i));
     }
 }
+
+/// Beyond any sensible instance count (the topic has 6 partitions).
+const MAX_CONSUMERS: u16 = 64;
 
 /// Creates the topics (events with 6 partitions, dead letters) and applies the migrations.
 async fn prepare_kafka_and_database(
@@ -368,7 +432,7 @@ where
     }
 }
 
-/// Waits until `c` answers: its port (Kafka, Redis) or its `/health/ready` (services).
+/// Waits until `c` answers: its HTTP readiness path, or else its port.
 async fn wait_ready(
     c: Component,
     layout: &Layout,
@@ -389,16 +453,16 @@ async fn wait_ready(
         if !alive {
             return Err(not_ready(c, layout, "the process exited".into()));
         }
-        let ready = if c.is_service() {
-            match http
-                .get(format!("http://127.0.0.1:{port}/health/ready"))
+        let ready = match c.ready_path() {
+            Some(path) => match http
+                .get(format!("http://127.0.0.1:{port}{path}"))
                 .send()
                 .await
             {
                 Ok(r) if r.status().is_success() => true,
                 Ok(r) => {
                     last = format!(
-                        "/health/ready answered {}: {}",
+                        "{path} answered {}: {}",
                         r.status(),
                         r.text().await.unwrap_or_default()
                     );
@@ -408,9 +472,8 @@ async fn wait_ready(
                     last = e.to_string();
                     false
                 }
-            }
-        } else {
-            port_open(port)
+            },
+            None => port_open(port),
         };
         if ready {
             return Ok(());
@@ -439,6 +502,30 @@ fn not_ready(c: Component, layout: &Layout, reason: String) -> StackError {
     }
 }
 
+/// Stops one component if it runs (PostgreSQL through `pg_ctl`, the rest with SIGTERM and a
+/// grace period); `true` if it was running.
+pub fn stop_one(layout: &Layout, c: Component) -> bool {
+    let Some(pid) = running_pid(c, layout) else {
+        return false;
+    };
+    // A paused process cannot act on SIGTERM: let it run again first.
+    process::signal_tree(pid, nix::sys::signal::Signal::SIGCONT);
+    let stopped_cleanly = c == Component::Postgres
+        && postgres::Postgres::new(layout)
+            .and_then(|pg| pg.stop())
+            .is_ok();
+    if !stopped_cleanly {
+        let grace = if c == Component::Kafka {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(20)
+        };
+        process::terminate(pid, &c.marker(layout), grace);
+    }
+    let _ = std::fs::remove_file(layout.pid_file(&c.name()));
+    true
+}
+
 /// What `down` did for one component.
 #[derive(Debug, Clone, Serialize)]
 pub struct DownOutcome {
@@ -448,37 +535,25 @@ pub struct DownOutcome {
 
 /// Stops every component, services first, each with SIGTERM and a grace period.
 pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
-    let mut components = Component::all(config.consumers.max(64));
+    let everything = StackConfig {
+        consumers: MAX_CONSUMERS,
+        prometheus: true,
+        ..config.clone()
+    };
+    let configured = Component::all(config);
+    let mut components = Component::all(&everything);
     components.reverse();
     components
         .into_iter()
         .filter_map(|c| {
-            let name = c.name();
-            let Some(pid) = running_pid(c, layout) else {
-                return (!matches!(c, Component::Consumer(i) if i >= config.consumers.max(1)))
-                    .then_some(DownOutcome {
-                        name,
-                        action: "not running",
-                    });
-            };
-            let stopped_cleanly = match c {
-                Component::Postgres => postgres::Postgres::new(layout)
-                    .and_then(|pg| pg.stop())
-                    .is_ok(),
-                _ => false,
-            };
-            if !stopped_cleanly {
-                let grace = if c == Component::Kafka {
-                    Duration::from_secs(30)
+            let was_running = stop_one(layout, c);
+            (was_running || configured.contains(&c)).then(|| DownOutcome {
+                name: c.name(),
+                action: if was_running {
+                    "stopped"
                 } else {
-                    Duration::from_secs(20)
-                };
-                process::terminate(pid, &c.marker(layout), grace);
-            }
-            let _ = std::fs::remove_file(layout.pid_file(&name));
-            Some(DownOutcome {
-                name,
-                action: "stopped",
+                    "not running"
+                },
             })
         })
         .collect()

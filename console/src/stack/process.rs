@@ -16,18 +16,22 @@ use nix::unistd::Pid;
 
 use super::StackError;
 
+/// The fields of `/proc/PID/stat` after the parenthesised command name: state, ppid, ...
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// Is `pid` a live process whose command line contains `marker`?
 pub fn is_ours(pid: u32, marker: &str) -> bool {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(_) => return false,
+    let Some(fields) = stat_fields(pid) else {
+        return false;
     };
-    // The state is the first field after the parenthesised command name.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .unwrap_or("?");
-    if matches!(state, "Z" | "X" | "x") {
+    if matches!(
+        fields.first().map(String::as_str),
+        Some("Z" | "X" | "x") | None
+    ) {
         return false;
     }
     std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -71,6 +75,46 @@ pub fn spawn(mut cmd: Command, log: &Path, pid_file: &Path) -> Result<u32, Stack
     let pid = child.id();
     std::fs::write(pid_file, format!("{pid}\n")).map_err(|e| StackError::io(pid_file, e))?;
     Ok(pid)
+}
+
+/// Is the process stopped by a signal (SIGSTOP)?
+pub fn is_stopped(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "T"))
+}
+
+/// `pid` and all its descendants, parents first.
+fn tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let ppid: u32 = stat_fields(child)?.get(1)?.parse().ok()?;
+            Some((child, ppid))
+        })
+        .collect();
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        all.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    all
+}
+
+/// Sends `signal` to `pid` and its descendants: pausing PostgreSQL means pausing its backends
+/// too, not only the postmaster.
+pub fn signal_tree(pid: u32, signal: Signal) {
+    for p in tree(pid) {
+        let _ = kill(Pid::from_raw(p as i32), signal);
+    }
 }
 
 /// Sends SIGTERM, waits up to `grace`, then SIGKILL. Returns once the process is gone.
@@ -148,9 +192,20 @@ mod tests {
             !is_ours(pid, "redis-server"),
             "a different marker is not ours"
         );
+        signal_tree(pid, Signal::SIGSTOP);
+        assert!(wait_until(|| is_stopped(pid)), "paused");
+        signal_tree(pid, Signal::SIGCONT);
+        assert!(wait_until(|| !is_stopped(pid)), "resumed");
         terminate(pid, "sleep 300", Duration::from_secs(5));
         assert!(!is_ours(pid, "sleep 300"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn wait_until(cond: impl Fn() -> bool) -> bool {
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            cond()
+        })
     }
 
     #[test]

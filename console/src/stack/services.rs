@@ -39,6 +39,56 @@ pub fn binary_name(component: Component) -> &'static str {
     }
 }
 
+/// The environment `logctl up` gives a service: its `LOGCTL_<SERVICE>_*` settings for this
+/// stack. docker-compose.yml sets the same names (a test checks it).
+pub fn env(
+    component: Component,
+    config: &StackConfig,
+    db_password: &str,
+) -> Result<Vec<(&'static str, String)>, StackError> {
+    let p = &config.ports;
+    let loopback = |port: u16| format!("127.0.0.1:{port}");
+    Ok(match component {
+        Component::Gateway => vec![
+            ("LOGCTL_GATEWAY_LISTEN", loopback(p.gateway)),
+            (
+                "LOGCTL_GATEWAY_PRODUCER_URL",
+                format!("http://{}", loopback(p.producer)),
+            ),
+            (
+                "LOGCTL_GATEWAY_QUERY_URL",
+                format!("http://{}", loopback(p.consumer)),
+            ),
+        ],
+        Component::Producer => vec![
+            ("LOGCTL_PRODUCER_LISTEN", loopback(p.producer)),
+            (
+                "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
+                loopback(p.kafka),
+            ),
+        ],
+        Component::Consumer(i) => vec![
+            ("LOGCTL_CONSUMER_LISTEN", loopback(component.port(p))),
+            (
+                "LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS",
+                loopback(p.kafka),
+            ),
+            (
+                "LOGCTL_CONSUMER_DATABASE_URL",
+                postgres::database_url(p.postgres, db_password),
+            ),
+            // `up` already ran the migrations; instances need not race for the lock.
+            ("LOGCTL_CONSUMER_MIGRATE_ON_START", (i == 0).to_string()),
+        ],
+        other => {
+            return Err(StackError::Other(format!(
+                "{} is not a logctl service",
+                other.name()
+            )))
+        }
+    })
+}
+
 /// Starts one service process configured for this stack.
 pub fn start(
     component: Component,
@@ -46,44 +96,9 @@ pub fn start(
     config: &StackConfig,
     db_password: &str,
 ) -> Result<u32, StackError> {
-    let p = &config.ports;
-    let loopback = |port: u16| format!("127.0.0.1:{port}");
-    let kafka = loopback(p.kafka);
     let mut cmd = Command::new(binary(binary_name(component))?);
-    cmd.env_remove("LOGCTL_CONFIG");
-    match component {
-        Component::Gateway => {
-            cmd.env("LOGCTL_GATEWAY_LISTEN", loopback(p.gateway))
-                .env(
-                    "LOGCTL_GATEWAY_PRODUCER_URL",
-                    format!("http://{}", loopback(p.producer)),
-                )
-                .env(
-                    "LOGCTL_GATEWAY_QUERY_URL",
-                    format!("http://{}", loopback(p.consumer)),
-                );
-        }
-        Component::Producer => {
-            cmd.env("LOGCTL_PRODUCER_LISTEN", loopback(p.producer))
-                .env("LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS", &kafka);
-        }
-        Component::Consumer(i) => {
-            cmd.env("LOGCTL_CONSUMER_LISTEN", loopback(component.port(p)))
-                .env("LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS", &kafka)
-                .env(
-                    "LOGCTL_CONSUMER_DATABASE_URL",
-                    postgres::database_url(p.postgres, db_password),
-                )
-                // Migrations already ran in `up`; instances need not race for the lock.
-                .env("LOGCTL_CONSUMER_MIGRATE_ON_START", (i == 0).to_string());
-        }
-        other => {
-            return Err(StackError::Other(format!(
-                "{} is not a logctl service",
-                other.name()
-            )))
-        }
-    }
+    cmd.env_remove("LOGCTL_CONFIG")
+        .envs(env(component, config, db_password)?);
     let name = component.name();
     process::spawn(cmd, &layout.log_file(&name), &layout.pid_file(&name))
 }

@@ -19,10 +19,12 @@ pub struct TestStack {
     pub dir: PathBuf,
     pub ports: Vec<(&'static str, u16)>,
     pub consumers: u16,
+    pub with_prometheus: bool,
 }
 
 /// The ports a stack needs, by `logctl up` flag.
-const PORT_FLAGS: [&str; 7] = [
+const PORT_FLAGS: [&str; 8] = [
+    "prometheus-port",
     "kafka-port",
     "kafka-controller-port",
     "postgres-port",
@@ -85,6 +87,7 @@ impl TestStack {
             dir,
             ports: free_ports(consumers),
             consumers,
+            with_prometheus: false,
         };
         stack.spawn_reaper();
         stack
@@ -101,11 +104,28 @@ impl TestStack {
             "--consumers".to_owned(),
             self.consumers.to_string(),
         ];
+        if self.with_prometheus {
+            args.push("--with-prometheus".to_owned());
+        }
         for (flag, port) in &self.ports {
             args.push(format!("--{flag}"));
             args.push(port.to_string());
         }
         self.logctl_with_env(&args, env)
+    }
+
+    /// Like [`TestStack::start`], with Prometheus scraping the services.
+    pub fn start_with_prometheus(name: &str, consumers: u16) -> TestStack {
+        let mut stack = TestStack::new(name, consumers);
+        stack.with_prometheus = true;
+        let out = stack.up();
+        assert!(
+            out.status.success(),
+            "logctl up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack
     }
 
     /// The stack shared by all tests of this binary, started on first use.
@@ -246,4 +266,29 @@ where
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Sums every sample of `name` (all label sets) in a Prometheus text exposition.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = false;
+    let mut total = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if series.split('{').next() == Some(name) {
+            found = true;
+            total += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    found.then_some(total)
+}
+
+pub async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text")
 }

@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::FutureExt;
 use logctl_core::internal_api::STORED_EVENT_PATH;
+use logctl_core::lag::{self, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
 use logctl_core::telemetry;
 use rdkafka::consumer::Consumer;
@@ -34,6 +35,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Installed before any task records a metric, or those values would go nowhere.
+    let metrics = telemetry::metrics_handle();
     let storage =
         Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?;
     let consumer: Arc<EventConsumer> = Arc::new(
@@ -43,6 +46,16 @@ pub async fn run(
             .create_with_context(GroupContext)?,
     );
 
+    let lag_task = tokio::spawn(lag::export(
+        LagReader::new(&settings.kafka, &settings.tuning.group_id)?,
+        Duration::from_secs(2),
+        shutdown.clone(),
+    ));
+    let pool_task = tokio::spawn(report_pool(
+        storage.clone(),
+        settings.database_pool_size,
+        shutdown.clone(),
+    ));
     let ingest = tokio::spawn({
         let storage = storage.clone();
         let consumer = consumer.clone();
@@ -72,7 +85,7 @@ pub async fn run(
         .with_state(storage.clone())
         .merge(ops::router(
             "consumer",
-            telemetry::metrics_handle(),
+            metrics,
             readiness(storage, consumer, settings.kafka.topic.clone()),
         ))
         .layer(axum::middleware::from_fn(telemetry::track_http));
@@ -86,6 +99,8 @@ pub async fn run(
     {
         tracing::warn!("the current batch did not finish before the shutdown deadline");
     }
+    lag_task.abort();
+    pool_task.abort();
     tracing::info!("consumer stopped");
     Ok(())
 }
@@ -135,4 +150,16 @@ fn readiness(storage: Storage, consumer: Arc<EventConsumer>, topic: String) -> R
         }
         .boxed()
     })
+}
+
+/// Database connections in use and the pool's bound, for the "pool > 80%" alert.
+async fn report_pool(storage: Storage, max: u32, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    metrics::gauge!("logctl_consumer_db_pool_max").set(f64::from(max));
+    while !shutdown.is_cancelled() {
+        tick.tick().await;
+        let pool = storage.pool();
+        let in_use = pool.size().saturating_sub(pool.num_idle() as u32);
+        metrics::gauge!("logctl_consumer_db_pool_in_use").set(f64::from(in_use));
+    }
 }

@@ -115,6 +115,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
+        metrics::counter!("logctl_http_errors_total", "kind" => self.code()).increment(1);
         let status = self.status();
         let mut response = (status, axum::Json(self.to_json())).into_response();
         if let ApiError::Unavailable {

@@ -1,16 +1,20 @@
 //! The pieces every logctl service needs exactly once: the log event and its validation
-//! ([`event`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), the
-//! health/metrics endpoints ([`ops`]), Kafka client settings ([`kafka`]), the JSON error shape
-//! ([`api_error`]) and the one shutdown signal ([`shutdown`]).
+//! ([`event`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), trace
+//! context propagation ([`trace`]), the health/metrics endpoints ([`ops`]), Kafka client
+//! settings ([`kafka`]) and consumer lag ([`lag`]), the JSON error shape ([`api_error`]), the
+//! gateway/producer contract ([`internal_api`]) and the one shutdown signal ([`shutdown`]).
 
 pub mod api_error;
 pub mod config;
 pub mod event;
 pub mod internal_api;
 pub mod kafka;
+pub mod lag;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use api_error::ApiError;
 pub use event::{EventLimits, FieldError, Level, LogEvent, OrganizationId};
+pub use trace::TraceContext;

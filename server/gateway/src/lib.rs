@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures::FutureExt;
 use logctl_core::ops::{self, Check, ReadinessProbe};
-use logctl_core::telemetry;
+use logctl_core::{telemetry, trace};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +24,9 @@ use upstream::Upstream;
 
 /// The gateway's router, built apart from serving so tests can drive it in-process.
 pub fn app(settings: Settings) -> anyhow::Result<Router> {
+    let metrics = telemetry::metrics_handle();
     let upstream = Upstream::new(&settings)?;
+    let ratio = settings.trace_sample_ratio.clamp(0.0, 1.0);
     let state = routes::AppState {
         settings: Arc::new(settings.clone()),
         upstream: upstream.clone(),
@@ -35,11 +37,10 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
         .route("/api/logs/{id}", get(routes::query::get_event))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(state)
-        .merge(ops::router(
-            "gateway",
-            telemetry::metrics_handle(),
-            readiness(upstream),
-        ))
+        .merge(ops::router("gateway", metrics, readiness(upstream)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            trace::propagate(ratio, req, next)
+        }))
         .layer(axum::middleware::from_fn(telemetry::track_http)))
 }
 

@@ -22,6 +22,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Deadline for one call to the producer or the query service.
     pub upstream_timeout_ms: u64,
+    /// Share of new traces marked sampled (for an exporter); ids are propagated regardless.
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for Settings {
@@ -34,6 +36,7 @@ impl Default for Settings {
             max_batch: 1_000,
             max_body_bytes: 16 * 1024 * 1024,
             upstream_timeout_ms: 10_000,
+            trace_sample_ratio: 0.1,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! consumer. Every call has a deadline; a failure is "unavailable", never a 500.
 
 use logctl_core::internal_api::{PublishOutcome, PublishResponse, PUBLISH_PATH};
+use logctl_core::trace::{self, TraceContext};
 use logctl_core::{ApiError, LogEvent};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -37,10 +38,15 @@ impl Upstream {
     }
 
     /// Publishes validated events; one outcome per event, in order.
-    pub async fn publish(&self, events: &[LogEvent]) -> Result<Vec<PublishOutcome>, ApiError> {
+    pub async fn publish(
+        &self,
+        events: &[LogEvent],
+        trace: &TraceContext,
+    ) -> Result<Vec<PublishOutcome>, ApiError> {
         let response = self
             .http
             .post(&self.publish_url)
+            .header(trace::HEADER, trace.child().to_string())
             .json(events)
             .send()
             .await

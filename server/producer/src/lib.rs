@@ -16,8 +16,12 @@ use axum::routing::post;
 use axum::Router;
 use futures::FutureExt;
 use logctl_core::internal_api::PUBLISH_PATH;
+use logctl_core::lag::{self, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
-use logctl_core::telemetry;
+use logctl_core::{telemetry, trace};
+
+/// How often consumer lag is read from Kafka.
+const LAG_EVERY: Duration = Duration::from_secs(2);
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +35,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Installed before any task records a metric, or those values would go nowhere.
+    let metrics = telemetry::metrics_handle();
     let publisher = Arc::new(Publisher::new(&settings.kafka, &settings.tuning)?);
+    let ratio = settings.trace_sample_ratio.clamp(0.0, 1.0);
+    let lag_reader = LagReader::new(&settings.kafka, &settings.lag_group)?;
     let state = routes::AppState {
         publisher: publisher.clone(),
         max_body_bytes: settings.max_body_bytes,
@@ -42,17 +50,22 @@ pub async fn run(
         .with_state(state)
         .merge(ops::router(
             "producer",
-            telemetry::metrics_handle(),
+            metrics,
             readiness(publisher.clone()),
         ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            trace::propagate(ratio, req, next)
+        }))
         .layer(axum::middleware::from_fn(telemetry::track_http));
 
     tracing::info!(addr = %listener.local_addr()?, "producer listening");
     let gauge_task = tokio::spawn(report_in_flight(publisher.clone(), shutdown.clone()));
+    let lag_task = tokio::spawn(lag::export(lag_reader, LAG_EVERY, shutdown.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     gauge_task.abort();
+    lag_task.abort();
     if let Err(e) = publisher.flush(settings.shutdown_timeout()).await {
         tracing::warn!(error = %e, "not every record was acknowledged before shutdown");
     }

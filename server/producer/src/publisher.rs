@@ -9,8 +9,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
+use logctl_core::trace::{self, TraceContext};
 use logctl_core::LogEvent;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -36,11 +38,12 @@ impl Publisher {
     }
 
     /// Publishes `events` and waits for each one's acknowledgement (or failure).
-    pub async fn publish(&self, events: &[LogEvent]) -> Vec<PublishOutcome> {
+    pub async fn publish(&self, events: &[LogEvent], trace: &TraceContext) -> Vec<PublishOutcome> {
         let started = std::time::Instant::now();
+        let traceparent = trace.child().to_string();
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
-            pending.push(self.enqueue(event).await);
+            pending.push(self.enqueue(event, &traceparent).await);
         }
         let results = join_all(pending.into_iter().map(|p| async move {
             match p {
@@ -81,7 +84,7 @@ impl Publisher {
         outcomes
     }
 
-    async fn enqueue(&self, event: &LogEvent) -> Pending {
+    async fn enqueue(&self, event: &LogEvent, traceparent: &str) -> Pending {
         let payload = match serde_json::to_vec(event) {
             Ok(p) => p,
             Err(e) => return Pending::Failed(format!("cannot encode event: {e}")),
@@ -89,7 +92,14 @@ impl Publisher {
         let key = event.organization_id.as_str();
         let deadline = tokio::time::Instant::now() + QUEUE_FULL_PATIENCE;
         loop {
-            let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: trace::HEADER,
+                value: Some(traceparent),
+            });
+            let record = FutureRecord::to(&self.topic)
+                .key(key)
+                .payload(&payload)
+                .headers(headers);
             match self.producer.send_result(record) {
                 Ok(delivery) => return Pending::Queued(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::Extension;
 use axum::Json;
 use logctl_core::internal_api::PublishResponse;
-use logctl_core::{ApiError, FieldError, LogEvent};
+use logctl_core::{ApiError, FieldError, LogEvent, TraceContext};
 
 use crate::publisher::Publisher;
 
@@ -20,11 +21,12 @@ pub struct AppState {
 
 pub async fn publish(
     State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PublishResponse>, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.max_body_bytes))?;
     let events: Vec<LogEvent> = serde_json::from_slice(&body)
         .map_err(|e| FieldError::new("body", format!("expected an array of events: {e}")))?;
-    let results = state.publisher.publish(&events).await;
+    let results = state.publisher.publish(&events, &trace).await;
     Ok(Json(PublishResponse { results }))
 }

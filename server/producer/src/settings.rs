@@ -17,6 +17,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long shutdown may take to flush what Kafka has not yet acknowledged.
     pub shutdown_timeout_secs: u64,
+    /// Share of traces started here (calls without `traceparent`) marked sampled.
+    pub trace_sample_ratio: f64,
+    /// The consumer group whose lag this service exports (it outlives consumer outages).
+    pub lag_group: String,
 }
 
 impl Default for Settings {
@@ -27,6 +31,8 @@ impl Default for Settings {
             tuning: ProducerTuning::default(),
             max_body_bytes: 64 * 1024 * 1024,
             shutdown_timeout_secs: 10,
+            trace_sample_ratio: 0.1,
+            lag_group: logctl_core::kafka::CONSUMER_GROUP.into(),
         }
     }
 }

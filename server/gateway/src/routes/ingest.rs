@@ -10,10 +10,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use chrono::Utc;
 use logctl_core::internal_api::PublishOutcome;
-use logctl_core::{ApiError, FieldError, LogEvent};
+use logctl_core::{ApiError, FieldError, LogEvent, TraceContext};
 use serde_json::{json, Value};
 
 use super::AppState;
@@ -21,6 +22,7 @@ use crate::upstream::unavailable;
 
 pub async fn post_one(
     State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
@@ -28,7 +30,7 @@ pub async fn post_one(
     let event = LogEvent::from_json(&value, &state.settings.limits, Utc::now())?;
     let outcome = state
         .upstream
-        .publish(std::slice::from_ref(&event))
+        .publish(std::slice::from_ref(&event), &trace)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("producer answered no outcome".into()))?;
@@ -43,6 +45,7 @@ pub async fn post_one(
 
 pub async fn post_batch(
     State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
@@ -77,7 +80,7 @@ pub async fn post_batch(
     let mut outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        state.upstream.publish(&valid).await?
+        state.upstream.publish(&valid, &trace).await?
     }
     .into_iter();
 

@@ -1,0 +1,173 @@
+//! Faults on stack components: stop, start, kill -9, pause (SIGSTOP) and resume, through one of
+//! two drivers. `local` acts on the processes of `logctl up`; `compose` runs the matching
+//! `docker compose` command against docker-compose.yml. The TUI and the scenario runner go
+//! through here too, so a drill means the same thing wherever it runs.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::stack::layout::{Layout, StackConfig};
+use crate::stack::{self, process, Component, StackError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Action {
+    /// Graceful stop (SIGTERM; PostgreSQL through pg_ctl).
+    Stop,
+    /// Start it again and wait until it is ready.
+    Start,
+    /// SIGKILL: a crash, nothing flushed.
+    Kill,
+    /// SIGSTOP on the process and its children: it hangs, connections stay open.
+    Pause,
+    /// SIGCONT after a pause.
+    Resume,
+}
+
+#[derive(Debug, Clone)]
+pub enum Driver {
+    Local,
+    Compose { file: PathBuf },
+}
+
+/// What a fault did, for the operator.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub component: String,
+    pub action: String,
+    pub detail: String,
+}
+
+pub async fn apply(
+    driver: &Driver,
+    action: Action,
+    component: Component,
+    layout: &Layout,
+    config: &StackConfig,
+) -> Result<Outcome, StackError> {
+    let detail = match driver {
+        Driver::Local => local(action, component, layout, config).await?,
+        Driver::Compose { file } => {
+            let mut cmd = compose_command(file, action, component)?;
+            cmd.stdin(std::process::Stdio::null());
+            let shown = format!("{cmd:?}");
+            process::run_checked(cmd, "docker compose")?;
+            shown
+        }
+    };
+    Ok(Outcome {
+        component: component.name(),
+        action: format!("{action:?}").to_lowercase(),
+        detail,
+    })
+}
+
+async fn local(
+    action: Action,
+    c: Component,
+    layout: &Layout,
+    config: &StackConfig,
+) -> Result<String, StackError> {
+    let running = || {
+        stack::running_pid(c, layout)
+            .ok_or_else(|| StackError::Other(format!("{} is not running", c.name())))
+    };
+    Ok(match action {
+        Action::Stop => match stack::stop_one(layout, c) {
+            true => "stopped".into(),
+            false => "was not running".into(),
+        },
+        Action::Start => format!(
+            "running as pid {}",
+            stack::start_one(layout, config, c).await?
+        ),
+        Action::Kill => {
+            let pid = running()?;
+            process::signal_tree(pid, Signal::SIGKILL);
+            wait_gone(c, layout).await;
+            format!("killed pid {pid}")
+        }
+        Action::Pause => {
+            let pid = running()?;
+            process::signal_tree(pid, Signal::SIGSTOP);
+            format!("paused pid {pid}")
+        }
+        Action::Resume => {
+            let pid = running()?;
+            process::signal_tree(pid, Signal::SIGCONT);
+            format!("resumed pid {pid}")
+        }
+    })
+}
+
+async fn wait_gone(c: Component, layout: &Layout) {
+    for _ in 0..100 {
+        if stack::running_pid(c, layout).is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `docker compose` command for a fault; compose runs one instance per service.
+pub fn compose_command(
+    file: &std::path::Path,
+    action: Action,
+    c: Component,
+) -> Result<Command, StackError> {
+    if let Component::Consumer(i) = c {
+        if i > 0 {
+            return Err(StackError::Other(format!(
+                "{}: the compose stack runs one consumer; scale it with `docker compose up --scale consumer=N`",
+                c.name()
+            )));
+        }
+    }
+    let mut cmd = Command::new("docker");
+    cmd.arg("compose").arg("-f").arg(file);
+    match action {
+        Action::Stop => cmd.arg("stop"),
+        Action::Start => cmd.args(["up", "-d", "--wait"]),
+        Action::Kill => cmd.args(["kill", "-s", "SIGKILL"]),
+        Action::Pause => cmd.arg("pause"),
+        Action::Resume => cmd.arg("unpause"),
+    };
+    cmd.arg(c.name());
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cmd: &Command) -> Vec<String> {
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn compose_commands_name_the_service() {
+        let f = std::path::Path::new("docker-compose.yml");
+        let stop = compose_command(f, Action::Stop, Component::Postgres).expect("ok");
+        assert_eq!(
+            args(&stop),
+            [
+                "docker",
+                "compose",
+                "-f",
+                "docker-compose.yml",
+                "stop",
+                "postgres"
+            ]
+        );
+        let kill = compose_command(f, Action::Kill, Component::Consumer(0)).expect("ok");
+        assert_eq!(args(&kill)[4..], ["kill", "-s", "SIGKILL", "consumer"]);
+        let pause = compose_command(f, Action::Pause, Component::Kafka).expect("ok");
+        assert_eq!(args(&pause)[4..], ["pause", "kafka"]);
+        assert!(compose_command(f, Action::Stop, Component::Consumer(1)).is_err());
+    }
+}

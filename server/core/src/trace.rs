@@ -1,0 +1,208 @@
+//! W3C Trace Context (`traceparent`) across the pipeline.
+//!
+//! The gateway accepts a client's `traceparent` or starts a trace, echoes it in the response,
+//! and passes a child context to the producer, which puts it in the Kafka record's headers; the
+//! consumer stores the trace id in the row. So one id ties a client's request to its log lines
+//! in every service and to the stored event. Sampling only decides the `sampled` flag (what an
+//! exporter records); the id is always propagated and stored.
+
+use std::fmt;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const HEADER: &str = "traceparent";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` header value. Unknown future versions are read by their version-00
+    /// prefix, as the spec asks; version `ff`, all-zero ids and malformed values are refused.
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        let mut parts = value.splitn(5, '-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let span = parts.next()?;
+        let flags = parts.next()?;
+        let rest = parts.next();
+        if version.len() != 2 || !is_lower_hex(version) || version == "ff" {
+            return None;
+        }
+        if version == "00" && rest.is_some() {
+            return None;
+        }
+        if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+            return None;
+        }
+        if !is_lower_hex(trace) || !is_lower_hex(span) || !is_lower_hex(flags) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        if trace_id == 0 || span_id == 0 {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// A new trace, sampled with probability `ratio` (0.0 ..= 1.0).
+    pub fn root(ratio: f64) -> Self {
+        Self {
+            trace_id: nonzero_u128(),
+            span_id: nonzero_u64(),
+            sampled: rand::random::<f64>() < ratio,
+        }
+    }
+
+    /// The context of a new span in the same trace.
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: nonzero_u64(),
+            ..*self
+        }
+    }
+
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    pub fn is_sampled(&self) -> bool {
+        self.sampled
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn nonzero_u128() -> u128 {
+    loop {
+        let v: u128 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn nonzero_u64() -> u64 {
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// Middleware: continues the caller's trace (or starts one, sampled at `ratio`), makes the
+/// context available to handlers as a request extension, runs the request inside a span
+/// carrying the trace id (so every log line names it), and echoes `traceparent`.
+pub async fn propagate(ratio: f64, mut request: Request, next: Next) -> Response {
+    let context = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map(|parent| parent.child())
+        .unwrap_or_else(|| TraceContext::root(ratio));
+    request.extensions_mut().insert(context);
+    let span = tracing::info_span!(
+        "request",
+        trace_id = %context.trace_id(),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&context.to_string()) {
+        response.headers_mut().insert(HEADER, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_prints_the_spec_example() {
+        let c = TraceContext::parse(EXAMPLE).expect("valid");
+        assert_eq!(c.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(c.is_sampled());
+        assert_eq!(c.to_string(), EXAMPLE);
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_changes_the_span() {
+        let c = TraceContext::parse(EXAMPLE).expect("valid");
+        let child = c.child();
+        assert_eq!(child.trace_id(), c.trace_id());
+        assert_ne!(child.to_string(), c.to_string());
+        assert_eq!(child.is_sampled(), c.is_sampled());
+    }
+
+    #[test]
+    fn refuses_invalid_values() {
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(TraceContext::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(TraceContext::parse(&format!("cc-{}-what-comes", &EXAMPLE[3..])).is_some());
+    }
+
+    #[test]
+    fn sampling_follows_the_ratio() {
+        assert!((0..100).all(|_| TraceContext::root(1.0).is_sampled()));
+        assert!((0..100).all(|_| !TraceContext::root(0.0).is_sampled()));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_round_trips(s in ".{0,80}") {
+            if let Some(c) = TraceContext::parse(&s) {
+                prop_assert_eq!(TraceContext::parse(&c.to_string()), Some(c));
+            }
+        }
+
+        #[test]
+        fn any_valid_context_round_trips(t in 1u128.., sp in 1u64.., sampled: bool) {
+            let c = TraceContext { trace_id: t, span_id: sp, sampled };
+            prop_assert_eq!(TraceContext::parse(&c.to_string()), Some(c));
+        }
+    }
+}
