@@ -35,6 +35,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Inject a fault into one component: stop, start, kill (SIGKILL), pause (SIGSTOP), resume.
     Fault(FaultArgs),
+    /// Show or replay the records the consumer sent to the dead-letter topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Run one of Kafka's own tools against the stack's broker, e.g.
     /// `logctl kafka consumer-groups --describe --group log-consumer-group`.
     Kafka(KafkaArgs),
@@ -118,4 +121,21 @@ pub struct FaultArgs {
 pub enum DriverKind {
     Local,
     Compose,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first, with why each failed and where it came from.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish dead letters' original records to the events topic again (after fixing the
+    /// cause). Give offsets of the dead-letter topic, or --all.
+    Replay {
+        #[arg(long = "offset", required_unless_present = "all")]
+        offsets: Vec<i64>,
+        #[arg(long, conflicts_with = "offsets")]
+        all: bool,
+    },
 }

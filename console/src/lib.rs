@@ -2,5 +2,6 @@
 //! tests and later front ends (the TUI, the scenario runner) use the same code as the binary.
 
 pub mod cli;
+pub mod dlq;
 pub mod fault;
 pub mod stack;

@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use logctl::cli::{Cli, Command, DownArgs, DriverKind, FaultArgs, KafkaArgs, StatusArgs, UpArgs};
+use logctl::cli::{
+    Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, StatusArgs, UpArgs,
+};
+use logctl::dlq;
 use logctl::fault;
 use logctl::stack;
 use logctl::stack::layout::{Layout, StackConfig};
@@ -30,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status(&layout, args),
         Command::Kafka(args) => kafka_tool(&layout, args),
         Command::Fault(args) => fault(&layout, args),
+        Command::Dlq(cmd) => dead_letters(&layout, cmd),
     }
 }
 
@@ -172,6 +176,51 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
             "{} {}: {}",
             outcome.action, outcome.component, outcome.detail
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dead_letters(layout: &Layout, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    let config = layout.load_config()?;
+    let kafka = logctl_core::kafka::KafkaSettings {
+        bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+        ..Default::default()
+    };
+    let letters = dlq::list(&kafka, Duration::from_secs(15))?;
+    match cmd {
+        DlqCommand::List { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else if letters.is_empty() {
+                println!("the dead-letter topic is empty");
+            } else {
+                for l in &letters {
+                    let h = |k: &str| l.headers.get(k).map(String::as_str).unwrap_or("-");
+                    println!(
+                        "offset {:<6} {:<22} from partition {} offset {} after {} attempt(s): {}",
+                        l.offset,
+                        h("x-logctl-error-kind"),
+                        h("x-logctl-source-partition"),
+                        h("x-logctl-source-offset"),
+                        h("x-logctl-attempts"),
+                        h("x-logctl-error"),
+                    );
+                }
+            }
+        }
+        DlqCommand::Replay { offsets, all } => {
+            let chosen: Vec<dlq::DeadLetter> = letters
+                .into_iter()
+                .filter(|l| all || offsets.contains(&l.offset))
+                .collect();
+            if !all && chosen.len() != offsets.len() {
+                anyhow::bail!(
+                    "some offsets are not in the dead-letter topic; see `logctl dlq list`"
+                );
+            }
+            let sent = runtime()?.block_on(dlq::replay(&kafka, &chosen))?;
+            println!("replayed {sent} record(s) to {}", kafka.topic);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

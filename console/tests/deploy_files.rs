@@ -87,7 +87,13 @@ fn compose_gives_each_service_the_settings_logctl_up_gives_it() {
     ];
     for (component, prefix, settings) in defaults {
         let settings = settings.expect("settings serialize");
-        let local = services::env(component, &StackConfig::default(), "secret").expect("env");
+        let local = services::env(
+            component,
+            &StackConfig::default(),
+            Path::new("/state"),
+            "secret",
+        )
+        .expect("env");
         let local_keys: BTreeSet<String> = local.iter().map(|(k, _)| k.to_string()).collect();
         let env = compose_service(&component.name())["environment"].clone();
         let compose_keys: BTreeSet<String> = env

@@ -23,22 +23,47 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// Is `pid` a live process whose command line contains `marker`?
-pub fn is_ours(pid: u32, marker: &str) -> bool {
-    let Some(fields) = stat_fields(pid) else {
-        return false;
+/// Does any thread of `pid` still run? After SIGKILL the main thread can be a zombie while
+/// another (say, one inside `fsync`) still holds the process's sockets and files.
+fn any_thread_alive(pid: u32) -> bool {
+    let live = |state: Option<char>| !matches!(state, Some('Z' | 'X' | 'x') | None);
+    let state_of = |stat: String| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
     };
-    if matches!(
-        fields.first().map(String::as_str),
-        Some("Z" | "X" | "x") | None
+    if live(
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(state_of),
     ) {
+        return true;
+    }
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|t| {
+            live(
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(state_of),
+            )
+        })
+}
+
+/// Is `pid` a live process whose command line contains `marker`? A dying process (main thread
+/// gone, others not yet) shows an empty command line: it is still ours until its last thread
+/// exits, so nothing is started on its ports too early.
+pub fn is_ours(pid: u32, marker: &str) -> bool {
+    if !any_thread_alive(pid) {
         return false;
     }
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
-            String::from_utf8_lossy(&c)
-                .replace('\0', " ")
-                .contains(marker)
+            c.is_empty()
+                || String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
         })
         .unwrap_or(false)
 }
@@ -187,6 +212,10 @@ mod tests {
         cmd.arg("300");
         let pid = spawn(cmd, &dir.join("sleep.log"), &dir.join("sleep.pid")).expect("spawns");
         assert_eq!(read_pid(&dir.join("sleep.pid")), Some(pid));
+        // Right after exec the command line can still read empty, which counts as "dying, ours".
+        assert!(wait_until(
+            || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        ));
         assert!(is_ours(pid, "sleep 300"));
         assert!(
             !is_ours(pid, "redis-server"),

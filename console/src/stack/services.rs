@@ -44,6 +44,7 @@ pub fn binary_name(component: Component) -> &'static str {
 pub fn env(
     component: Component,
     config: &StackConfig,
+    state_dir: &std::path::Path,
     db_password: &str,
 ) -> Result<Vec<(&'static str, String)>, StackError> {
     let p = &config.ports;
@@ -65,6 +66,14 @@ pub fn env(
             (
                 "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
                 loopback(p.kafka),
+            ),
+            (
+                "LOGCTL_PRODUCER_SPOOL__DIR",
+                state_dir
+                    .join("producer")
+                    .join("spool")
+                    .display()
+                    .to_string(),
             ),
         ],
         Component::Consumer(i) => vec![
@@ -98,7 +107,7 @@ pub fn start(
 ) -> Result<u32, StackError> {
     let mut cmd = Command::new(binary(binary_name(component))?);
     cmd.env_remove("LOGCTL_CONFIG")
-        .envs(env(component, config, db_password)?);
+        .envs(env(component, config, &layout.root, db_password)?);
     let name = component.name();
     process::spawn(cmd, &layout.log_file(&name), &layout.pid_file(&name))
 }

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -38,23 +40,34 @@ pub fn logctl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_logctl"))
 }
 
-/// Free loopback ports, held open together so they are distinct, then released. Consumer
-/// instances take consecutive ports, so the consumer gets a run of `consumers` free ones.
-fn free_ports(consumers: u16) -> Vec<(&'static str, u16)> {
+/// Consumer instances a test may run; each needs its own port after the first.
+const MAX_TEST_CONSUMERS: u16 = 4;
+
+/// Free loopback ports below the kernel's ephemeral range (so no client socket can take one
+/// while a component is stopped), held open together so they are distinct, then released.
+/// The consumer gets a run of free ports for extra instances.
+fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let range = 10_000..low.max(10_100);
     let mut held = Vec::new();
     let mut out = Vec::new();
     for flag in PORT_FLAGS {
+        let run = if flag == "consumer-port" {
+            MAX_TEST_CONSUMERS
+        } else {
+            1
+        };
         loop {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-            let port = l.local_addr().expect("addr").port();
-            held.push(l);
-            let run_free = flag != "consumer-port"
-                || (1..consumers).all(|i| {
-                    port.checked_add(i)
-                        .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-                });
-            if run_free {
-                out.push((flag, port));
+            let start: u16 = rand::random_range(range.clone());
+            let listeners: Option<Vec<_>> = (0..run)
+                .map(|i| std::net::TcpListener::bind(("127.0.0.1", start.checked_add(i)?)).ok())
+                .collect();
+            if let Some(mut ls) = listeners {
+                held.append(&mut ls);
+                out.push((flag, start));
                 break;
             }
         }
@@ -137,15 +150,14 @@ impl TestStack {
     /// The reaper is left running on purpose: it must outlive this process.
     #[allow(clippy::zombie_processes)]
     fn spawn_reaper(&self) {
-        Command::new(logctl_bin())
-            .arg("--state-dir")
-            .arg(&self.dir)
-            .args([
-                "down",
-                "--purge",
-                "--after-pid",
-                &std::process::id().to_string(),
-            ])
+        // LOGCTL_TEST_KEEP=1 keeps the state dir (logs included) for a look after a failure.
+        let purge = std::env::var_os("LOGCTL_TEST_KEEP").is_none();
+        let mut cmd = Command::new(logctl_bin());
+        cmd.arg("--state-dir").arg(&self.dir).arg("down");
+        if purge {
+            cmd.arg("--purge");
+        }
+        cmd.args(["--after-pid", &std::process::id().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -226,6 +238,14 @@ impl TestStack {
         (rows == 6).then_some(total)
     }
 
+    /// The last `n` lines of a component's log, for failure messages.
+    pub fn log_tail(&self, component: &str, n: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("logs").join(format!("{component}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Distinct members of `log-consumer-group` that own partitions, per Kafka's own tool.
     pub fn kafka_group_members(&self) -> usize {
         let out = self.logctl(&[
@@ -291,4 +311,19 @@ pub async fn scrape(port: u16) -> String {
         .text()
         .await
         .expect("text")
+}
+
+/// Sums the samples of `name` whose labels include every pair in `labels`.
+pub fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
+        .sum()
 }

@@ -3,7 +3,15 @@
 //! Records are gathered into a batch (up to `max_rows`, or `max_wait_ms` after its first
 //! record), inserted in one statement, and only then are their offsets stored for commit.
 //! A crash before the store replays the batch; the primary key turns the replay into a no-op.
-//! A database error never skips a batch: it is retried with capped, jittered backoff.
+//!
+//! Failures are of two kinds, handled apart:
+//! - **The database is down or failing** (any error but a refused row): the batch is retried
+//!   with backoff (1 s, 2 s, 4 s ... capped) behind the PostgreSQL circuit breaker; once it
+//!   opens, the partitions are paused (the poll loop goes on, so the group keeps us) until a
+//!   trial insert succeeds. Nothing is skipped and nothing is dead-lettered for an outage.
+//! - **A record can never be stored** (undecodable, invalid, too large, or refused by
+//!   PostgreSQL on every attempt, found by splitting the batch): it goes to the dead-letter
+//!   topic and the pipeline moves on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,10 +24,12 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use logctl_core::LogEvent;
+use logctl_core::breaker::{Breaker, State};
+use logctl_core::{EventLimits, LogEvent};
 
-use crate::settings::BatchSettings;
-use crate::storage::{NewRow, Storage};
+use crate::dead_letter::{DeadLetter, DeadLetters, Kind};
+use crate::settings::{BatchSettings, RetrySettings, Settings};
+use crate::storage::{NewRow, Storage, StorageError};
 
 /// Logs group membership changes, which explain most "why did my lag jump" questions.
 pub struct GroupContext;
@@ -57,69 +67,96 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 
 pub type EventConsumer = StreamConsumer<GroupContext>;
 
-/// One record of a batch, decoded, or why it could not be.
+/// One record of a batch, decoded, or why it never can be.
+#[derive(Debug, Clone)]
 enum Decoded {
     Row(NewRow),
-    Poison {
-        partition: i32,
-        offset: i64,
-        reason: String,
-    },
+    Dead(DeadLetter),
 }
 
 impl Decoded {
     fn position(&self) -> (i32, i64) {
         match self {
             Decoded::Row(r) => (r.partition, r.offset),
-            Decoded::Poison {
-                partition, offset, ..
-            } => (*partition, *offset),
+            Decoded::Dead(d) => (d.partition, d.offset),
         }
     }
 }
 
+/// Shutdown was requested before the batch in hand was stored: nothing of it is committed.
+struct Interrupted;
+
 pub struct Ingest {
-    pub consumer: Arc<EventConsumer>,
-    pub storage: Storage,
-    pub batch: BatchSettings,
-    pub topic: String,
+    consumer: Arc<EventConsumer>,
+    storage: Storage,
+    batch: BatchSettings,
+    retry: RetrySettings,
+    limits: EventLimits,
+    topic: String,
+    breaker: Breaker,
+    dead_letters: DeadLetters,
+    /// Records read while a batch was waiting on the database; they start the next batch.
+    carry: Vec<Decoded>,
+    paused: bool,
 }
 
 impl Ingest {
+    pub fn new(
+        consumer: Arc<EventConsumer>,
+        storage: Storage,
+        settings: &Settings,
+        dead_letters: DeadLetters,
+    ) -> Self {
+        Self {
+            consumer,
+            storage,
+            batch: settings.batch.clone(),
+            retry: settings.retry.clone(),
+            limits: settings.limits,
+            topic: settings.kafka.topic.clone(),
+            breaker: Breaker::new("postgres", settings.breaker.clone()),
+            dead_letters,
+            carry: Vec::new(),
+            paused: false,
+        }
+    }
+
     /// Runs until `shutdown`: finishes the batch in hand, commits, and returns.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         // Offsets stored so far (next offset to read, per partition), for the final commit.
         let mut stored: BTreeMap<i32, i64> = BTreeMap::new();
         while let Some(batch) = self.next_batch(&shutdown).await {
-            if self.store(&batch, &shutdown).await {
-                self.store_offsets(&batch, &mut stored);
-            } else {
+            if self.store(&batch, &shutdown).await.is_err() {
                 break;
             }
+            self.store_offsets(&batch, &mut stored);
         }
         self.final_commit(&stored);
     }
 
-    /// Waits for a first record, then gathers more until the batch is full or its time is up.
-    /// `None` once shutdown is requested and nothing is in hand.
-    async fn next_batch(&self, shutdown: &CancellationToken) -> Option<Vec<Decoded>> {
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            m = self.consumer.recv() => m,
-        };
-        let mut batch = Vec::with_capacity(self.batch.max_rows.min(1024));
-        match first {
-            Ok(m) => batch.push(decode(&m)),
-            Err(e) => {
-                tracing::warn!(error = %e, "Kafka consumer error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Some(batch);
+    /// Takes carried records first, then waits for more until the batch is full or its time is
+    /// up. `None` once shutdown is requested and nothing is in hand.
+    async fn next_batch(&mut self, shutdown: &CancellationToken) -> Option<Vec<Decoded>> {
+        let take = self.carry.len().min(self.batch.max_rows);
+        let mut batch: Vec<Decoded> = self.carry.drain(..take).collect();
+        if batch.is_empty() {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                m = self.consumer.recv() => m,
+            };
+            match first {
+                Ok(m) => batch.push(self.decode(&m)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return Some(batch);
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.batch.max_wait_ms);
         while batch.len() < self.batch.max_rows {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(decode(&m)),
+                Ok(Ok(m)) => batch.push(self.decode(&m)),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "Kafka consumer error");
                     break;
@@ -130,47 +167,212 @@ impl Ingest {
         Some(batch)
     }
 
-    /// Inserts the batch's good rows, retrying database errors until they succeed or shutdown
-    /// is requested (then `false`: nothing is stored, so the records will be read again).
-    async fn store(&self, batch: &[Decoded], shutdown: &CancellationToken) -> bool {
+    /// Dead-letters what can never be stored, inserts the rest; returns once all of the batch
+    /// is handled (or shutdown interrupts the wait for the database).
+    async fn store(
+        &mut self,
+        batch: &[Decoded],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let dead: Vec<DeadLetter> = batch
+            .iter()
+            .filter_map(|d| match d {
+                Decoded::Dead(l) => Some(l.clone()),
+                Decoded::Row(_) => None,
+            })
+            .collect();
+        self.dead_letter(&dead, shutdown).await?;
         let rows: Vec<NewRow> = batch
             .iter()
             .filter_map(|d| match d {
                 Decoded::Row(r) => Some(r.clone()),
-                Decoded::Poison {
-                    partition,
-                    offset,
-                    reason,
-                } => {
-                    metrics::counter!("logctl_consumer_poison_records_total").increment(1);
-                    tracing::warn!(partition, offset, %reason, "skipping undecodable record");
-                    None
-                }
+                Decoded::Dead(_) => None,
             })
             .collect();
-        if rows.is_empty() {
-            return true;
+        if !rows.is_empty() {
+            self.insert_isolating(rows, shutdown).await?;
         }
+        Ok(())
+    }
+
+    /// Inserts `rows`; when PostgreSQL refuses the data itself, splits the batch to find the
+    /// refused rows, retries each alone up to the configured attempts, then dead-letters it.
+    async fn insert_isolating(
+        &mut self,
+        rows: Vec<NewRow>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let mut pending = vec![rows];
+        while let Some(rows) = pending.pop() {
+            let Err(refusal) = self.insert(&rows, shutdown).await? else {
+                continue;
+            };
+            if rows.len() > 1 {
+                let mut left = rows;
+                let right = left.split_off(left.len() / 2);
+                pending.push(right);
+                pending.push(left);
+                continue;
+            }
+            let mut attempts = 1;
+            let mut last = refusal;
+            while attempts < self.retry.dead_letter_attempts {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match self.insert(&rows, shutdown).await? {
+                    Ok(()) => break,
+                    Err(e) => last = e,
+                }
+            }
+            if attempts >= self.retry.dead_letter_attempts {
+                let row = &rows[0];
+                let letter = DeadLetter {
+                    key: Some(row.event.organization_id.as_str().as_bytes().to_vec()),
+                    payload: serde_json::to_vec(&row.event).ok(),
+                    traceparent: None,
+                    kind: Kind::Rejected,
+                    error: last.to_string(),
+                    partition: row.partition,
+                    offset: row.offset,
+                    attempts,
+                };
+                self.dead_letter(&[letter], shutdown).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One insert, retried through outages until it succeeds, PostgreSQL refuses the rows
+    /// (`Ok(Err(_))`), or shutdown interrupts.
+    async fn insert(
+        &mut self,
+        rows: &[NewRow],
+        shutdown: &CancellationToken,
+    ) -> Result<Result<(), StorageError>, Interrupted> {
         let mut attempt: u32 = 0;
         loop {
+            let permit = match self.breaker.acquire() {
+                Ok(p) => p,
+                Err(open) => {
+                    self.pause();
+                    self.idle(open.retry_after, shutdown).await?;
+                    continue;
+                }
+            };
             let started = Instant::now();
-            match self.storage.insert_batch(&rows).await {
+            let deadline = Duration::from_millis(self.retry.insert_timeout_ms);
+            let inserted = tokio::time::timeout(deadline, self.storage.insert_batch(rows))
+                .await
+                .unwrap_or_else(|_| Err(StorageError::TimedOut(deadline)));
+            match inserted {
                 Ok(inserted) => {
-                    record_stored(&rows, inserted, started.elapsed());
-                    return true;
+                    permit.success();
+                    self.resume();
+                    record_stored(rows, inserted, started.elapsed());
+                    return Ok(Ok(()));
+                }
+                Err(e) if e.is_row_rejection() => {
+                    permit.success();
+                    return Ok(Err(e));
                 }
                 Err(e) => {
+                    permit.failure();
+                    if self.breaker.state() == State::Open {
+                        self.pause();
+                    }
                     attempt += 1;
                     metrics::counter!("logctl_consumer_insert_retries_total").increment(1);
-                    let wait = backoff(attempt);
+                    let wait = self.retry.backoff(attempt);
                     tracing::warn!(error = %e, attempt, ?wait, rows = rows.len(), "insert failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
+                    self.idle(wait, shutdown).await?;
                 }
             }
         }
+    }
+
+    /// Publishes dead letters, retrying while Kafka refuses them (their offsets wait).
+    async fn dead_letter(
+        &mut self,
+        letters: &[DeadLetter],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            match self.dead_letters.send(letters).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "cannot publish dead letters; retrying");
+                    let wait = self.retry.backoff(attempt);
+                    self.idle(wait, shutdown).await?;
+                }
+            }
+        }
+    }
+
+    /// Waits `how_long` while still polling Kafka (so the group keeps this member and
+    /// rebalances are served); records that arrive meanwhile are kept for the next batch.
+    async fn idle(
+        &mut self,
+        how_long: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let deadline = tokio::time::Instant::now() + how_long;
+        loop {
+            if self.carry.len() >= self.batch.max_rows * 2 {
+                // Bounded: stop fetching until the database takes rows again.
+                self.pause();
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(Interrupted),
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+                m = self.consumer.recv() => match m {
+                    Ok(m) => {
+                        let d = self.decode(&m);
+                        self.carry.push(d);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Kafka consumer error while waiting");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn pause(&mut self) {
+        match self.consumer.assignment() {
+            Ok(assigned) if assigned.count() > 0 => {
+                if let Err(e) = self.consumer.pause(&assigned) {
+                    tracing::warn!(error = %e, "cannot pause partitions");
+                    return;
+                }
+                if !self.paused {
+                    tracing::warn!(partitions = ?partitions(&assigned), "database unavailable: partitions paused");
+                    metrics::gauge!("logctl_consumer_paused").set(1.0);
+                }
+                self.paused = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn resume(&mut self) {
+        if !self.paused {
+            return;
+        }
+        if let Ok(assigned) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.resume(&assigned) {
+                tracing::warn!(error = %e, "cannot resume partitions");
+                return;
+            }
+        }
+        self.paused = false;
+        metrics::gauge!("logctl_consumer_paused").set(0.0);
+        tracing::info!("database back: partitions resumed");
     }
 
     /// Marks the batch's records as done: the next auto-commit (or the final one) sends them.
@@ -218,38 +420,60 @@ impl Ingest {
             }
         }
     }
-}
 
-fn decode(m: &BorrowedMessage<'_>) -> Decoded {
-    let (partition, offset) = (m.partition(), m.offset());
-    let event = match m.payload() {
-        None => Err("record has no payload".to_owned()),
-        Some(bytes) => serde_json::from_slice::<LogEvent>(bytes).map_err(|e| e.to_string()),
-    };
-    match event {
-        Ok(event) => Decoded::Row(NewRow {
+    fn decode(&self, m: &BorrowedMessage<'_>) -> Decoded {
+        let (partition, offset) = (m.partition(), m.offset());
+        let traceparent = header(m, logctl_core::trace::HEADER);
+        let dead = |kind: Kind, error: String| {
+            Decoded::Dead(DeadLetter {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                traceparent: traceparent.clone(),
+                kind,
+                error,
+                partition,
+                offset,
+                attempts: 1,
+            })
+        };
+        let Some(bytes) = m.payload() else {
+            return dead(Kind::Undecodable, "record has no payload".into());
+        };
+        if bytes.len() > self.retry.max_record_bytes {
+            return dead(
+                Kind::TooLarge,
+                format!(
+                    "{} bytes, above the limit of {}",
+                    bytes.len(),
+                    self.retry.max_record_bytes
+                ),
+            );
+        }
+        let event = match serde_json::from_slice::<LogEvent>(bytes) {
+            Ok(e) => e,
+            Err(e) => return dead(Kind::Undecodable, e.to_string()),
+        };
+        if let Err(e) = event.check(&self.limits) {
+            return dead(Kind::Invalid, e.to_string());
+        }
+        Decoded::Row(NewRow {
+            trace_id: traceparent
+                .as_deref()
+                .and_then(|tp| tp.split('-').nth(1))
+                .map(str::to_owned),
             event,
-            trace_id: trace_id(m),
             partition,
             offset,
-        }),
-        Err(reason) => Decoded::Poison {
-            partition,
-            offset,
-            reason,
-        },
+        })
     }
 }
 
-/// The W3C trace id (second field of `traceparent`) when the record carries one.
-fn trace_id(m: &BorrowedMessage<'_>) -> Option<String> {
-    let headers = m.headers()?;
-    headers
+fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    m.headers()?
         .iter()
-        .find(|h| h.key == "traceparent")
+        .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|tp| tp.split('-').nth(1))
         .map(str::to_owned)
 }
 
@@ -264,32 +488,5 @@ fn record_stored(rows: &[NewRow], inserted: u64, took: Duration) {
     for r in rows {
         let ms = (now - r.event.received_at).num_milliseconds().max(0);
         e2e.record(ms as f64 / 1000.0);
-    }
-}
-
-/// Exponential backoff with jitter: a random wait in [c/2, c] where c = min(cap, base * 2^attempt),
-/// so instances that failed together do not retry together, yet never retry at once.
-pub fn backoff(attempt: u32) -> Duration {
-    const BASE_MS: u64 = 500;
-    const CAP_MS: u64 = 10_000;
-    let ceiling = BASE_MS.saturating_mul(1u64 << attempt.min(16)).min(CAP_MS);
-    Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..30 {
-            let d = backoff(attempt).as_millis() as u64;
-            let ceiling = (500u64 << attempt.min(16)).min(10_000);
-            assert!(
-                d <= ceiling && d >= ceiling / 2,
-                "attempt {attempt}: {d} ms"
-            );
-        }
-        assert!(backoff(1) <= Duration::from_millis(1_000));
     }
 }

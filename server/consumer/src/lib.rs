@@ -4,6 +4,7 @@
 //! primary key, so every acknowledged event is stored exactly once even across crashes,
 //! redeliveries and rebalances.
 
+pub mod dead_letter;
 pub mod ingest;
 pub mod routes;
 pub mod settings;
@@ -25,6 +26,7 @@ use rdkafka::util::Timeout;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::dead_letter::DeadLetters;
 use crate::ingest::{EventConsumer, GroupContext, Ingest};
 pub use settings::Settings;
 pub use storage::Storage;
@@ -56,27 +58,25 @@ pub async fn run(
         settings.database_pool_size,
         shutdown.clone(),
     ));
+    let dead_letters = DeadLetters::new(&settings.kafka)?;
     let ingest = tokio::spawn({
         let storage = storage.clone();
         let consumer = consumer.clone();
         let shutdown = shutdown.clone();
         let settings = settings.clone();
         async move {
-            if settings.migrate_on_start && !migrate_until_done(&storage, &shutdown).await {
+            if settings.migrate_on_start
+                && !migrate_until_done(&storage, &settings.retry, &shutdown).await
+            {
                 return;
             }
             if let Err(e) = consumer.subscribe(&[&settings.kafka.topic]) {
                 tracing::error!(error = %e, "cannot subscribe to the events topic");
                 return;
             }
-            Ingest {
-                consumer,
-                storage,
-                batch: settings.batch,
-                topic: settings.kafka.topic,
-            }
-            .run(shutdown)
-            .await
+            Ingest::new(consumer, storage, &settings, dead_letters)
+                .run(shutdown)
+                .await
         }
     });
 
@@ -106,7 +106,11 @@ pub async fn run(
 }
 
 /// Retries migrations while the database is unreachable; `false` if shutdown came first.
-async fn migrate_until_done(storage: &Storage, shutdown: &CancellationToken) -> bool {
+async fn migrate_until_done(
+    storage: &Storage,
+    retry: &settings::RetrySettings,
+    shutdown: &CancellationToken,
+) -> bool {
     let mut attempt = 0;
     loop {
         match storage.migrate().await {
@@ -116,7 +120,7 @@ async fn migrate_until_done(storage: &Storage, shutdown: &CancellationToken) -> 
                 tracing::warn!(error = %e, attempt, "migrations not applied yet; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(ingest::backoff(attempt)) => {}
+                    _ = tokio::time::sleep(retry.backoff(attempt)) => {}
                 }
             }
         }

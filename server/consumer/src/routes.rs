@@ -6,7 +6,7 @@ use axum::Json;
 use logctl_core::{ApiError, FieldError};
 use uuid::Uuid;
 
-use crate::storage::{Storage, StoredEvent};
+use crate::storage::{Storage, StorageError, StoredEvent};
 
 pub async fn stored_event(
     State(storage): State<Storage>,
@@ -14,7 +14,10 @@ pub async fn stored_event(
 ) -> Result<Json<StoredEvent>, ApiError> {
     let id =
         Uuid::parse_str(&id).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?;
-    match storage.get(id).await {
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), storage.get(id))
+        .await
+        .unwrap_or_else(|_| Err(StorageError::TimedOut(std::time::Duration::from_secs(5))));
+    match read {
         Ok(Some(event)) => Ok(Json(event)),
         Ok(None) => Err(ApiError::NotFound(format!("event {id}"))),
         Err(e) => Err(ApiError::Unavailable {

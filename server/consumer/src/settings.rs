@@ -5,8 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use logctl_core::breaker::BreakerSettings;
 use logctl_core::config::Secret;
 use logctl_core::kafka::{ConsumerTuning, KafkaSettings};
+use logctl_core::EventLimits;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,6 +20,11 @@ pub struct Settings {
     pub database_url: Secret,
     pub database_pool_size: u32,
     pub batch: BatchSettings,
+    pub retry: RetrySettings,
+    /// The breaker around PostgreSQL: open, partitions are paused until a trial insert works.
+    pub breaker: BreakerSettings,
+    /// The rules a stored event must keep (a record that breaks them is dead-lettered).
+    pub limits: EventLimits,
     /// Apply pending migrations at start (they take an advisory lock, so several instances may).
     pub migrate_on_start: bool,
     /// How long shutdown may take to finish and commit the current batch.
@@ -42,6 +49,49 @@ impl Default for BatchSettings {
     }
 }
 
+/// Retries of database outages, and when a record is given up on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetrySettings {
+    /// First retry after about this long; each next one waits twice as long...
+    pub base_ms: u64,
+    /// ...up to this.
+    pub cap_ms: u64,
+    /// Tries of a row PostgreSQL refuses before it goes to the dead-letter topic.
+    pub dead_letter_attempts: u32,
+    /// Larger records go to the dead-letter topic unread.
+    pub max_record_bytes: usize,
+    /// Deadline of one insert: a hung database (paused, partitioned) counts as a failure
+    /// instead of stalling the consumer. The insert may still commit later; the retry is then
+    /// a no-op thanks to the primary key.
+    pub insert_timeout_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            base_ms: 1_000,
+            cap_ms: 30_000,
+            dead_letter_attempts: 3,
+            max_record_bytes: 1024 * 1024,
+            insert_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// Exponential backoff with jitter: attempt n waits a random time in [c/2, c] with
+    /// c = min(cap, base * 2^(n-1)), so instances that failed together do not retry together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
+            .min(self.cap_ms)
+            .max(1);
+        Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -51,6 +101,13 @@ impl Default for Settings {
             database_url: Secret::new("postgres://loguser@127.0.0.1:5432/logprocessor"),
             database_pool_size: 4,
             batch: BatchSettings::default(),
+            retry: RetrySettings::default(),
+            breaker: BreakerSettings {
+                consecutive_failures: 3,
+                slow_call_ms: 10_000,
+                ..BreakerSettings::default()
+            },
+            limits: EventLimits::default(),
             migrate_on_start: true,
             shutdown_timeout_secs: 15,
         }
@@ -64,5 +121,31 @@ impl Settings {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_the_cap() {
+        let r = RetrySettings::default();
+        for (attempt, ceiling) in [
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (4, 8_000),
+            (6, 30_000),
+            (40, 30_000),
+        ] {
+            for _ in 0..50 {
+                let d = r.backoff(attempt).as_millis() as u64;
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "attempt {attempt}: {d} ms"
+                );
+            }
+        }
     }
 }

@@ -22,6 +22,20 @@ pub enum StorageError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("no answer from the database within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
+impl StorageError {
+    /// PostgreSQL refused the data itself (a bad value, a violated constraint, a row beyond a
+    /// limit): retrying cannot help, unlike an outage, which any other error may be.
+    pub fn is_row_rejection(&self) -> bool {
+        let StorageError::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        let code = e.code().unwrap_or_default();
+        code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+    }
 }
 
 /// An event with where it came from in Kafka, ready to insert.

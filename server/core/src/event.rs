@@ -237,6 +237,16 @@ impl LogEvent {
     }
 }
 
+impl LogEvent {
+    /// Re-checks the rules a decoded event must keep, for events that did not come through
+    /// [`LogEvent::from_json`] (a record written to Kafka by someone else).
+    pub fn check(&self, limits: &EventLimits) -> Result<(), FieldError> {
+        parse_message(&self.message, limits)?;
+        parse_source(&self.source)?;
+        Ok(())
+    }
+}
+
 fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, FieldError> {
     optional_str(obj, field)?.ok_or_else(|| FieldError::new(field, "is required"))
 }

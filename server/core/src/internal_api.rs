@@ -18,12 +18,26 @@ pub struct PublishOutcome {
     pub partition: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
-    /// Why it was not acknowledged; the client may retry it.
+    /// Why it is not safe; the client may retry it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Safe in the producer's disk spool (Kafka was unreachable); it reaches Kafka later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spooled: bool,
 }
 
 impl PublishOutcome {
+    pub fn failed(id: Uuid, error: impl Into<String>) -> Self {
+        Self {
+            id,
+            partition: None,
+            offset: None,
+            error: Some(error.into()),
+            spooled: false,
+        }
+    }
+
+    /// Acknowledged by Kafka or fsynced in the spool: safe to answer 2xx for.
     pub fn is_acknowledged(&self) -> bool {
         self.error.is_none()
     }

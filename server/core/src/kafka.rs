@@ -49,7 +49,8 @@ pub struct ProducerTuning {
     /// Bounds the client's in-memory queue: past it, sends fail fast as back-pressure.
     pub queue_max_messages: u32,
     pub queue_max_kbytes: u32,
-    /// How long a record may wait for an acknowledgement before it is reported failed.
+    /// How long a record may wait for an acknowledgement before it is reported failed; below
+    /// the gateway's upstream timeout, so the producer's clear answer arrives first.
     pub message_timeout_ms: u32,
 }
 
@@ -60,7 +61,7 @@ impl Default for ProducerTuning {
             compression: "lz4".into(),
             queue_max_messages: 100_000,
             queue_max_kbytes: 32 * 1024,
-            message_timeout_ms: 30_000,
+            message_timeout_ms: 8_000,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The pieces every logctl service needs exactly once: the log event and its validation
-//! ([`event`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), trace
+//! ([`event`]), the circuit breaker ([`breaker`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), trace
 //! context propagation ([`trace`]), the health/metrics endpoints ([`ops`]), Kafka client
 //! settings ([`kafka`]) and consumer lag ([`lag`]), the JSON error shape ([`api_error`]), the
 //! gateway/producer contract ([`internal_api`]) and the one shutdown signal ([`shutdown`]).
 
 pub mod api_error;
+pub mod breaker;
 pub mod config;
 pub mod event;
 pub mod internal_api;

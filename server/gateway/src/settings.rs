@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use logctl_core::breaker::BreakerSettings;
 use logctl_core::EventLimits;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,8 @@ pub struct Settings {
     pub upstream_timeout_ms: u64,
     /// Share of new traces marked sampled (for an exporter); ids are propagated regardless.
     pub trace_sample_ratio: f64,
+    /// The breakers around the producer and the query service.
+    pub breaker: BreakerSettings,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024 * 1024,
             upstream_timeout_ms: 10_000,
             trace_sample_ratio: 0.1,
+            breaker: BreakerSettings::default(),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Calls from the gateway to the services behind it: publish to the producer, read from the
-//! consumer. Every call has a deadline; a failure is "unavailable", never a 500.
+//! consumer. Every call has a deadline and goes through that service's circuit breaker, so a
+//! dead service costs a client one fast 503 with `Retry-After`, not a timeout; a failure is
+//! "unavailable", never a 500.
 
+use logctl_core::breaker::{Breaker, Permit, Rejected};
 use logctl_core::internal_api::{PublishOutcome, PublishResponse, PUBLISH_PATH};
 use logctl_core::trace::{self, TraceContext};
 use logctl_core::{ApiError, LogEvent};
@@ -13,6 +16,8 @@ use crate::settings::Settings;
 #[derive(Clone)]
 pub struct Upstream {
     http: reqwest::Client,
+    producer: Breaker,
+    query: Breaker,
     publish_url: String,
     query_url: String,
     producer_ready_url: String,
@@ -30,6 +35,8 @@ impl Upstream {
         let query = settings.query_url.trim_end_matches('/');
         Ok(Self {
             http,
+            producer: Breaker::new("producer", settings.breaker.clone()),
+            query: Breaker::new("query", settings.breaker.clone()),
             publish_url: format!("{producer}{PUBLISH_PATH}"),
             query_url: query.to_owned(),
             producer_ready_url: format!("{producer}/health/ready"),
@@ -43,14 +50,18 @@ impl Upstream {
         events: &[LogEvent],
         trace: &TraceContext,
     ) -> Result<Vec<PublishOutcome>, ApiError> {
-        let response = self
+        let permit = self
+            .producer
+            .acquire()
+            .map_err(|r| breaker_open("producer", r))?;
+        let sent = self
             .http
             .post(&self.publish_url)
             .header(trace::HEADER, trace.child().to_string())
             .json(events)
             .send()
-            .await
-            .map_err(|e| unavailable("producer", e))?;
+            .await;
+        let response = judge(permit, sent).map_err(|e| unavailable("producer", e))?;
         if !response.status().is_success() {
             return Err(unavailable(
                 "producer",
@@ -73,12 +84,16 @@ impl Upstream {
 
     /// One stored event as the consumer serves it.
     pub async fn stored_event(&self, id: Uuid) -> Result<Value, ApiError> {
-        let response = self
+        let permit = self
+            .query
+            .acquire()
+            .map_err(|r| breaker_open("query service", r))?;
+        let sent = self
             .http
             .get(format!("{}/internal/logs/{id}", self.query_url))
             .send()
-            .await
-            .map_err(|e| unavailable("query service", e))?;
+            .await;
+        let response = judge(permit, sent).map_err(|e| unavailable("query service", e))?;
         match response.status() {
             StatusCode::OK => response
                 .json()
@@ -103,6 +118,36 @@ impl Upstream {
             Ok(r) => Err(format!("answered {}", r.status())),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// Reports a call's outcome to its breaker: no answer or a 5xx is the dependency's failure;
+/// any other answer, even a 4xx, shows it alive.
+fn judge(
+    permit: Permit,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, String> {
+    match sent {
+        Ok(r) if !r.status().is_server_error() => {
+            permit.success();
+            Ok(r)
+        }
+        Ok(r) => {
+            permit.failure();
+            Ok(r)
+        }
+        Err(e) => {
+            permit.failure();
+            Err(e.to_string())
+        }
+    }
+}
+
+fn breaker_open(what: &str, r: Rejected) -> ApiError {
+    ApiError::Unavailable {
+        what: what.into(),
+        reason: "circuit breaker open after repeated failures".into(),
+        retry_after_secs: r.retry_after.as_secs_f64().ceil() as u64,
     }
 }
 

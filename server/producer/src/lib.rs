@@ -6,6 +6,7 @@
 pub mod publisher;
 pub mod routes;
 pub mod settings;
+pub mod spool;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +38,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Installed before any task records a metric, or those values would go nowhere.
     let metrics = telemetry::metrics_handle();
-    let publisher = Arc::new(Publisher::new(&settings.kafka, &settings.tuning)?);
+    let spool = if settings.spool_enabled {
+        Some(spool::Spool::open(&settings.spool)?)
+    } else {
+        None
+    };
+    let publisher = Arc::new(Publisher::new(
+        &settings.kafka,
+        &settings.tuning,
+        settings.breaker.clone(),
+        spool,
+    )?);
     let ratio = settings.trace_sample_ratio.clamp(0.0, 1.0);
     let lag_reader = LagReader::new(&settings.kafka, &settings.lag_group)?;
     let state = routes::AppState {
@@ -61,11 +72,16 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "producer listening");
     let gauge_task = tokio::spawn(report_in_flight(publisher.clone(), shutdown.clone()));
     let lag_task = tokio::spawn(lag::export(lag_reader, LAG_EVERY, shutdown.clone()));
+    let replay_task = tokio::spawn({
+        let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
+        async move { publisher.replay_spool(shutdown).await }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     gauge_task.abort();
     lag_task.abort();
+    let _ = replay_task.await;
     if let Err(e) = publisher.flush(settings.shutdown_timeout()).await {
         tracing::warn!(error = %e, "not every record was acknowledged before shutdown");
     }
@@ -77,8 +93,18 @@ fn readiness(publisher: Arc<Publisher>) -> ReadinessProbe {
     Arc::new(move || {
         let publisher = publisher.clone();
         async move {
-            let kafka = publisher.check_kafka(Duration::from_secs(2)).await;
-            BTreeMap::from([("kafka", Check::from_result(kafka))])
+            let kafka = match (
+                publisher.check_kafka(Duration::from_secs(2)).await,
+                publisher.spool(),
+            ) {
+                (Ok(()), _) => Check::up(),
+                (Err(e), Some(spool)) => Check::degraded(format!(
+                    "{e}; accepting into the spool ({} events waiting)",
+                    spool.records()
+                )),
+                (Err(e), None) => Check::down(e),
+            };
+            BTreeMap::from([("kafka", kafka)])
         }
         .boxed()
     })

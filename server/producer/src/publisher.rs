@@ -1,12 +1,15 @@
-//! Publishes events to Kafka and reports, per event, whether Kafka acknowledged it.
+//! Publishes events to Kafka, or spools them while Kafka is unreachable, and reports per event
+//! whether it is safe: acknowledged by Kafka, or fsynced in the spool.
 //!
 //! Events are enqueued in the order given, keyed by organization, so one organization's events
 //! keep their order within its partition (the idempotent producer preserves it across retries).
-//! A full client queue is back-pressure: we wait for earlier deliveries instead of spinning.
+//! While the spool holds anything, new events queue behind it for the same reason. A full
+//! client queue is back-pressure: we wait for earlier deliveries instead of spinning.
 
 use std::time::Duration;
 
 use futures::future::join_all;
+use logctl_core::breaker::{Breaker, BreakerSettings};
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
 use logctl_core::trace::{self, TraceContext};
@@ -15,13 +18,25 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use serde::{Deserialize, Serialize};
+
+use crate::spool::{Spool, SpoolError};
 
 /// How long an enqueue may wait for room in a full client queue before the event is refused.
 const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(5);
 
+/// An event as the spool keeps it: with its own trace context, replayed as it came.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub event: LogEvent,
+    pub traceparent: String,
+}
+
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
+    breaker: Breaker,
+    spool: Option<Spool>,
 }
 
 enum Pending {
@@ -29,23 +44,188 @@ enum Pending {
     Failed(String),
 }
 
+type Delivered = Result<(i32, i64), String>;
+
 impl Publisher {
-    pub fn new(kafka: &KafkaSettings, tuning: &ProducerTuning) -> Result<Self, KafkaError> {
+    pub fn new(
+        kafka: &KafkaSettings,
+        tuning: &ProducerTuning,
+        breaker: BreakerSettings,
+        spool: Option<Spool>,
+    ) -> Result<Self, KafkaError> {
         Ok(Self {
             producer: kafka.producer_config(tuning).create()?,
             topic: kafka.topic.clone(),
+            breaker: Breaker::new("kafka", breaker),
+            spool,
         })
     }
 
-    /// Publishes `events` and waits for each one's acknowledgement (or failure).
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_ref()
+    }
+
+    /// Makes each event safe (in Kafka, or else in the spool) and says which are.
     pub async fn publish(&self, events: &[LogEvent], trace: &TraceContext) -> Vec<PublishOutcome> {
-        let started = std::time::Instant::now();
         let traceparent = trace.child().to_string();
-        let mut pending = Vec::with_capacity(events.len());
-        for event in events {
-            pending.push(self.enqueue(event, &traceparent).await);
+        let outgoing: Vec<Outgoing> = events
+            .iter()
+            .map(|e| Outgoing {
+                event: e.clone(),
+                traceparent: traceparent.clone(),
+            })
+            .collect();
+        let delivered: Vec<Delivered> = match &self.spool {
+            Some(spool) if !spool.is_empty() => {
+                vec![Err("queued behind the spool".to_owned()); outgoing.len()]
+            }
+            _ => self.send_guarded(&outgoing).await,
+        };
+        let mut outcomes: Vec<PublishOutcome> = outgoing
+            .iter()
+            .zip(&delivered)
+            .map(|(o, d)| match d {
+                Ok((partition, offset)) => PublishOutcome {
+                    id: o.event.id,
+                    partition: Some(*partition),
+                    offset: Some(*offset),
+                    error: None,
+                    spooled: false,
+                },
+                Err(e) => PublishOutcome::failed(o.event.id, e.clone()),
+            })
+            .collect();
+        self.spool_failed(&outgoing, &mut outcomes).await;
+
+        let safe = outcomes.iter().filter(|o| o.is_acknowledged()).count();
+        metrics::counter!("logctl_producer_events_failed_total")
+            .increment((outcomes.len() - safe) as u64);
+        outcomes
+    }
+
+    /// Sends through the Kafka breaker: refused at once while it is open.
+    async fn send_guarded(&self, outgoing: &[Outgoing]) -> Vec<Delivered> {
+        let permit = match self.breaker.acquire() {
+            Ok(p) => p,
+            Err(rejected) => {
+                return vec![Err(format!("Kafka unavailable: {rejected}")); outgoing.len()];
+            }
+        };
+        let started = std::time::Instant::now();
+        let delivered = self.send(outgoing).await;
+        if delivered.iter().all(Result::is_ok) {
+            permit.success();
+        } else {
+            permit.failure();
         }
-        let results = join_all(pending.into_iter().map(|p| async move {
+        let acked = delivered.iter().filter(|d| d.is_ok()).count();
+        metrics::counter!("logctl_producer_events_published_total").increment(acked as u64);
+        metrics::histogram!("logctl_producer_publish_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        delivered
+    }
+
+    /// Spools the events Kafka did not take; each one fsynced counts as safe.
+    async fn spool_failed(&self, outgoing: &[Outgoing], outcomes: &mut [PublishOutcome]) {
+        let Some(spool) = &self.spool else {
+            return;
+        };
+        let failed: Vec<usize> = (0..outcomes.len())
+            .filter(|i| !outcomes[*i].is_acknowledged())
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
+        let payloads: Vec<Vec<u8>> = failed
+            .iter()
+            .filter_map(|i| serde_json::to_vec(&outgoing[*i]).ok())
+            .collect();
+        if payloads.len() != failed.len() {
+            return;
+        }
+        match spool.append(&payloads).await {
+            Ok(()) => {
+                for i in failed {
+                    outcomes[i].error = None;
+                    outcomes[i].spooled = true;
+                }
+            }
+            Err(e @ SpoolError::Full { .. }) => {
+                tracing::warn!(error = %e, "spool full: refusing events");
+                for i in failed {
+                    outcomes[i].error = Some(format!("Kafka unavailable and {e}"));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot spool events");
+                for i in failed {
+                    outcomes[i].error =
+                        Some(format!("Kafka unavailable and the spool failed: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Publishes spooled segments to Kafka in order, deleting each once all of it is
+    /// acknowledged, until `shutdown`. A partly failed segment is sent again later: the
+    /// consumer's primary key absorbs the repeats.
+    pub async fn replay_spool(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let Some(spool) = &self.spool else {
+            return;
+        };
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            // Rest only when there is nothing to do; with a backlog, go round at once, or the
+            // replay would only ever keep pace with new arrivals and never drain.
+            if spool.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            let segment = match spool.oldest_sealed() {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    if let Err(e) = spool.seal().await {
+                        tracing::warn!(error = %e, "cannot seal the spool segment");
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the spool");
+                    continue;
+                }
+            };
+            let outgoing: Vec<Outgoing> = segment
+                .records
+                .iter()
+                .filter_map(|r| serde_json::from_slice(r).ok())
+                .collect();
+            let delivered = self.send_guarded(&outgoing).await;
+            if delivered.iter().all(Result::is_ok) {
+                tracing::info!(events = outgoing.len(), "spooled events replayed to Kafka");
+                if let Err(e) = spool.remove(segment) {
+                    tracing::warn!(error = %e, "cannot delete a replayed spool segment");
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    /// Enqueues all, in order, then waits for every acknowledgement.
+    async fn send(&self, outgoing: &[Outgoing]) -> Vec<Delivered> {
+        let mut pending = Vec::with_capacity(outgoing.len());
+        for o in outgoing {
+            pending.push(self.enqueue(o).await);
+        }
+        join_all(pending.into_iter().map(|p| async move {
             match p {
                 Pending::Failed(e) => Err(e),
                 Pending::Queued(fut) => match fut.await {
@@ -55,46 +235,20 @@ impl Publisher {
                 },
             }
         }))
-        .await;
-
-        let outcomes: Vec<PublishOutcome> = events
-            .iter()
-            .zip(results)
-            .map(|(event, r)| match r {
-                Ok((partition, offset)) => PublishOutcome {
-                    id: event.id,
-                    partition: Some(partition),
-                    offset: Some(offset),
-                    error: None,
-                },
-                Err(error) => PublishOutcome {
-                    id: event.id,
-                    partition: None,
-                    offset: None,
-                    error: Some(error),
-                },
-            })
-            .collect();
-        let acked = outcomes.iter().filter(|o| o.is_acknowledged()).count();
-        metrics::counter!("logctl_producer_events_published_total").increment(acked as u64);
-        metrics::counter!("logctl_producer_events_failed_total")
-            .increment((outcomes.len() - acked) as u64);
-        metrics::histogram!("logctl_producer_publish_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        outcomes
+        .await
     }
 
-    async fn enqueue(&self, event: &LogEvent, traceparent: &str) -> Pending {
-        let payload = match serde_json::to_vec(event) {
+    async fn enqueue(&self, o: &Outgoing) -> Pending {
+        let payload = match serde_json::to_vec(&o.event) {
             Ok(p) => p,
             Err(e) => return Pending::Failed(format!("cannot encode event: {e}")),
         };
-        let key = event.organization_id.as_str();
+        let key = o.event.organization_id.as_str();
         let deadline = tokio::time::Instant::now() + QUEUE_FULL_PATIENCE;
         loop {
             let headers = OwnedHeaders::new().insert(Header {
                 key: trace::HEADER,
-                value: Some(traceparent),
+                value: Some(o.traceparent.as_str()),
             });
             let record = FutureRecord::to(&self.topic)
                 .key(key)

@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use logctl_core::breaker::BreakerSettings;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
 use serde::{Deserialize, Serialize};
+
+use crate::spool::SpoolSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -21,6 +24,12 @@ pub struct Settings {
     pub trace_sample_ratio: f64,
     /// The consumer group whose lag this service exports (it outlives consumer outages).
     pub lag_group: String,
+    /// The breaker around Kafka: open, events are refused at once instead of waiting out
+    /// `tuning.message_timeout_ms`.
+    pub breaker: BreakerSettings,
+    /// Where accepted events wait, fsynced, while Kafka is unreachable.
+    pub spool: SpoolSettings,
+    pub spool_enabled: bool,
 }
 
 impl Default for Settings {
@@ -33,6 +42,9 @@ impl Default for Settings {
             shutdown_timeout_secs: 10,
             trace_sample_ratio: 0.1,
             lag_group: logctl_core::kafka::CONSUMER_GROUP.into(),
+            breaker: BreakerSettings::default(),
+            spool: SpoolSettings::default(),
+            spool_enabled: true,
         }
     }
 }

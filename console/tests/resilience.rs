@@ -1,0 +1,466 @@
+//! Faults under steady load against the real stack, with PostgreSQL as the judge: every event
+//! answered 2xx is stored exactly once, nothing else is stored, and no answer is a 500.
+//! The tests share one stack and run one at a time (each breaks part of it).
+
+// The lock serializes whole tests, each on its own runtime, across their awaits on purpose.
+#![allow(clippy::await_holding_lock)]
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use support::load::{verify_exactly_once, Load, LoadReport};
+use support::{eventually, metric_with, scrape, TestStack};
+use uuid::Uuid;
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn tag(test: &str) -> String {
+    format!("{test}-{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+async fn db(stack: &TestStack) -> sqlx::PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&stack.database_url())
+        .await
+        .expect("connect to PostgreSQL")
+}
+
+fn fault(stack: &TestStack, action: &str, component: &str) {
+    let out = stack.logctl(&["fault", action, component]);
+    assert!(
+        out.status.success(),
+        "logctl fault {action} {component}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn assert_clean(report: &LoadReport, allowed: &[u16]) {
+    for (status, n) in &report.statuses {
+        assert!(
+            allowed.contains(status),
+            "{n} answers with status {status}: {:?}",
+            report.statuses
+        );
+    }
+    assert_eq!(report.server_errors(), 0, "{:?}", report.statuses);
+    assert_eq!(report.transport_errors, 0, "requests without an answer");
+    assert_eq!(
+        report.unavailable_without_retry_after, 0,
+        "a 503 without Retry-After"
+    );
+}
+
+async fn breaker_state(port: u16, name: &str) -> f64 {
+    metric_with(
+        &scrape(port).await,
+        "logctl_breaker_state",
+        &[("name", name)],
+    )
+}
+
+async fn transitions(port: u16, name: &str, from: &str, to: &str) -> f64 {
+    metric_with(
+        &scrape(port).await,
+        "logctl_breaker_transitions_total",
+        &[("name", name), ("from", from), ("to", to)],
+    )
+}
+
+async fn lag_is_zero(stack: &TestStack) {
+    eventually(
+        "consumer lag back to 0 (Kafka's own tool)",
+        Duration::from_secs(90),
+        || async { stack.kafka_reported_lag().filter(|l| *l == 0) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let consumer = stack.port("consumer-port");
+    let tag = tag("pg-outage");
+    let load = Load::start(stack.gateway(), 150, tag.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    fault(stack, "stop", "postgres");
+    let stopped = Instant::now();
+    eventually(
+        "the PostgreSQL breaker to open",
+        Duration::from_secs(30),
+        || async { (breaker_state(consumer, "postgres").await == 2.0).then_some(()) },
+    )
+    .await;
+    eventually(
+        "partitions paused with the breaker open",
+        Duration::from_secs(5),
+        || async {
+            (metric_with(&scrape(consumer).await, "logctl_consumer_paused", &[]) == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
+    assert!(
+        stack.kafka_reported_lag().is_some_and(|l| l > 0),
+        "lag grows during the outage"
+    );
+
+    fault(stack, "start", "postgres");
+    eventually(
+        "the PostgreSQL breaker to close",
+        Duration::from_secs(60),
+        || async { (breaker_state(consumer, "postgres").await == 0.0).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop().await;
+
+    // Kafka stayed up, so every event was accepted: the outage is invisible to clients.
+    assert_clean(&report, &[202]);
+    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    lag_is_zero(stack).await;
+    for (from, to) in [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ] {
+        assert!(
+            transitions(consumer, "postgres", from, to).await >= 1.0,
+            "no {from} -> {to} transition"
+        );
+    }
+}
+
+async fn spool_records(port: u16) -> f64 {
+    metric_with(&scrape(port).await, "logctl_producer_spool_records", &[])
+}
+
+async fn wait_breaker_closed(stack: &TestStack, port: u16, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while breaker_state(port, name).await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the {name} breaker did not close within 90 s; producer log:\n{}\nkafka log:\n{}",
+            stack.log_tail("producer", 30),
+            stack.log_tail("kafka", 30)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let producer = stack.port("producer-port");
+    let tag = tag("kafka-outage");
+    let load = Load::start(stack.gateway(), 100, tag.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fault(stack, "stop", "kafka");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        spool_records(producer).await > 0.0,
+        "events wait in the spool while Kafka is down"
+    );
+    let ready: Value = reqwest::get(format!("http://127.0.0.1:{producer}/health/ready"))
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["checks"]["kafka"]["status"], "DEGRADED", "{ready}");
+    fault(stack, "start", "kafka");
+    wait_breaker_closed(stack, producer, "kafka").await;
+    eventually("the spool drained", Duration::from_secs(90), || async {
+        (spool_records(producer).await == 0.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+
+    // Every event was accepted: into Kafka, or fsynced in the spool while Kafka was away.
+    assert_clean(&report, &[202]);
+    assert!(
+        report.slowest < Duration::from_secs(15),
+        "an answer took {:?}",
+        report.slowest
+    );
+    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    let spooled = metric_with(
+        &scrape(producer).await,
+        "logctl_producer_spooled_total",
+        &[],
+    );
+    assert!(spooled > 0.0);
+    assert!(transitions(producer, "kafka", "closed", "open").await >= 1.0);
+    assert!(transitions(producer, "kafka", "half_open", "closed").await >= 1.0);
+    lag_is_zero(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let producer = stack.port("producer-port");
+    let tag = tag("producer-kill");
+    let load = Load::start(stack.gateway(), 100, tag.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fault(stack, "stop", "kafka");
+    eventually("events being spooled", Duration::from_secs(60), || async {
+        (spool_records(producer).await >= 300.0).then_some(())
+    })
+    .await;
+    fault(stack, "kill", "producer");
+    fault(stack, "start", "producer");
+    assert!(
+        spool_records(producer).await >= 300.0,
+        "the restarted producer found the spool"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fault(stack, "start", "kafka");
+    wait_breaker_closed(stack, producer, "kafka").await;
+    eventually("the spool drained", Duration::from_secs(90), || async {
+        (spool_records(producer).await == 0.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+
+    // While the producer was dead the gateway answered 503 with Retry-After; all else 202.
+    assert_clean(&report, &[202, 503]);
+    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    lag_is_zero(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_killed_mid_batch_loses_and_duplicates_nothing() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let tag = tag("consumer-kill");
+    let load = Load::start(stack.gateway(), 300, tag.clone());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    fault(stack, "kill", "consumer");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fault(stack, "start", "consumer");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let report = load.stop().await;
+    assert_clean(&report, &[202]);
+    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    lag_is_zero(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_consumer_joining_then_leaving_under_load_loses_and_duplicates_nothing() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let tag = tag("rebalance");
+    let load = Load::start(stack.gateway(), 300, tag.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = stack.logctl(&["up", "--consumers", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(
+        "two members in the group",
+        Duration::from_secs(60),
+        || async { (stack.kafka_group_members() == 2).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fault(stack, "stop", "consumer-2");
+    eventually(
+        "one member in the group",
+        Duration::from_secs(60),
+        || async { (stack.kafka_group_members() == 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = load.stop().await;
+    let out = stack.logctl(&["up", "--consumers", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_clean(&report, &[202]);
+    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    lag_is_zero(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dead_letter_topic_and_the_pipeline_moves_on() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let tag = tag("poison");
+    let pool = db(stack).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            format!("127.0.0.1:{}", stack.port("kafka-port")),
+        )
+        .create()
+        .expect("producer");
+    let undecodable = format!("{tag} this is not JSON");
+    let bad_level =
+        json!({"id": Uuid::now_v7(), "organizationId": "acme", "level": "LOUD", "message": tag,
+        "source": tag, "timestamp": "2026-11-24T00:00:00Z", "receivedAt": "2026-11-24T00:00:00Z"})
+        .to_string();
+    let empty_message =
+        json!({"id": Uuid::now_v7(), "organizationId": "acme", "level": "INFO", "message": "",
+        "source": tag, "timestamp": "2026-11-24T00:00:00Z", "receivedAt": "2026-11-24T00:00:00Z"})
+        .to_string();
+    for payload in [&undecodable, &bad_level, &empty_message] {
+        producer
+            .send(
+                FutureRecord::to("log-events")
+                    .key("acme")
+                    .payload(payload.as_bytes()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("poison record written to log-events");
+    }
+
+    // A row PostgreSQL itself refuses: a constraint added for this test only.
+    let refused = format!("{tag} refused by the database");
+    let constraint = format!("refuse_{}", tag.replace('-', "_"));
+    sqlx::query(&format!("ALTER TABLE log_events ADD CONSTRAINT {constraint} CHECK (message <> '{refused}') NOT VALID"))
+        .execute(&pool)
+        .await
+        .expect("add constraint");
+    let client = reqwest::Client::new();
+    let mut good = Vec::new();
+    let mut refused_id = String::new();
+    for i in 0..20 {
+        let message = if i == 10 {
+            refused.clone()
+        } else {
+            format!("{tag} good {i}")
+        };
+        let r = client
+            .post(format!("{}/api/logs", stack.gateway()))
+            .json(&json!({"organizationId": "acme", "level": "INFO", "message": message, "source": tag}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let id = r.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        if i == 10 {
+            refused_id = id
+        } else {
+            good.push(id)
+        }
+    }
+
+    let letters: Vec<Value> = eventually("four dead letters", Duration::from_secs(60), || async {
+        let out = stack.logctl(&["dlq", "list", "--json"]);
+        let all: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        let mine: Vec<Value> = all
+            .into_iter()
+            .filter(|l| l["payload"].as_str().is_some_and(|p| p.contains(&tag)))
+            .collect();
+        (mine.len() >= 4).then_some(mine)
+    })
+    .await;
+    assert_eq!(letters.len(), 4, "{letters:#?}");
+    let kind_of = |needle: &str| {
+        letters
+            .iter()
+            .find(|l| l["payload"].as_str().is_some_and(|p| p.contains(needle)))
+            .unwrap_or_else(|| panic!("no dead letter for {needle}"))
+    };
+    assert_eq!(
+        kind_of("not JSON")["headers"]["x-logctl-error-kind"],
+        "undecodable"
+    );
+    assert_eq!(
+        kind_of("LOUD")["headers"]["x-logctl-error-kind"],
+        "undecodable"
+    );
+    assert_eq!(
+        kind_of("\"message\":\"\"")["headers"]["x-logctl-error-kind"],
+        "invalid"
+    );
+    let rejected = kind_of("refused by the database");
+    assert_eq!(
+        rejected["headers"]["x-logctl-error-kind"],
+        "rejected_by_database"
+    );
+    assert_eq!(rejected["headers"]["x-logctl-attempts"], "3");
+    for l in &letters {
+        for h in [
+            "x-logctl-error",
+            "x-logctl-source-partition",
+            "x-logctl-source-offset",
+        ] {
+            assert!(
+                l["headers"][h].as_str().is_some_and(|v| !v.is_empty()),
+                "{h} missing in {l}"
+            );
+        }
+    }
+
+    // The pipeline moved on: the good events are stored and the lag is back to zero.
+    let stored: i64 = eventually(
+        "the 19 good events stored",
+        Duration::from_secs(60),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM log_events WHERE source = $1")
+                .bind(&tag)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n >= 19).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(stored, 19);
+    lag_is_zero(stack).await;
+
+    // Fix the cause, replay the refused row: now it is stored.
+    sqlx::query(&format!(
+        "ALTER TABLE log_events DROP CONSTRAINT {constraint}"
+    ))
+    .execute(&pool)
+    .await
+    .expect("drop constraint");
+    let offset = rejected["offset"].as_i64().expect("offset").to_string();
+    let out = stack.logctl(&["dlq", "replay", "--offset", &offset]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(
+        "the replayed event stored",
+        Duration::from_secs(60),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM log_events WHERE id = $1::uuid")
+                .bind(&refused_id)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+}
