@@ -464,3 +464,28 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_pipeline_moves_on() 
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_restarts_of_every_service_under_load_lose_nothing() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let tag = tag("rolling-restart");
+    let load = Load::start(stack.gateway(), 200, tag.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // SIGTERM: each drains what it holds (answers in-flight requests, flushes the Kafka queue,
+    // commits the stored batch) before it exits.
+    for service in ["producer", "consumer", "gateway"] {
+        fault(stack, "stop", service);
+        fault(stack, "start", service);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let report = load.stop().await;
+    // While a service restarts, the gateway answers 503 with Retry-After (or, for the gateway
+    // itself, nobody answers); never a 500.
+    for status in report.statuses.keys() {
+        assert!([202, 503].contains(status), "{:?}", report.statuses);
+    }
+    assert_eq!(report.unavailable_without_retry_after, 0);
+    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    lag_is_zero(stack).await;
+}

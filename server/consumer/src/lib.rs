@@ -90,8 +90,7 @@ pub async fn run(
         ))
         .layer(axum::middleware::from_fn(telemetry::track_http));
     tracing::info!(addr = %listener.local_addr()?, "consumer listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    logctl_core::shutdown::serve(listener, app, shutdown.clone(), settings.shutdown_timeout())
         .await?;
     if tokio::time::timeout(settings.shutdown_timeout(), ingest)
         .await

@@ -50,11 +50,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let deadline = settings.shutdown_timeout();
     let app = app(settings)?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    logctl_core::shutdown::serve(listener, app, shutdown, deadline).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

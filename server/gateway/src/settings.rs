@@ -27,6 +27,8 @@ pub struct Settings {
     pub trace_sample_ratio: f64,
     /// The breakers around the producer and the query service.
     pub breaker: BreakerSettings,
+    /// How long a stopping gateway lets in-flight requests finish.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             upstream_timeout_ms: 10_000,
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
+            shutdown_timeout_secs: 15,
         }
     }
 }
@@ -48,6 +51,10 @@ impl Default for Settings {
 impl Settings {
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, logctl_core::config::ConfigError> {
         logctl_core::config::load("LOGCTL_GATEWAY_", file)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 
     pub fn upstream_timeout(&self) -> Duration {

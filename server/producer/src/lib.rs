@@ -76,8 +76,7 @@ pub async fn run(
         let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
         async move { publisher.replay_spool(shutdown).await }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    logctl_core::shutdown::serve(listener, app, shutdown.clone(), settings.shutdown_timeout())
         .await?;
     gauge_task.abort();
     lag_task.abort();
