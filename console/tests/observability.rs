@@ -27,6 +27,40 @@ async fn post_events(stack: &TestStack, n: usize, seed: u64) {
     }
 }
 
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// A minimal OTLP/HTTP (JSON) collector: keeps (service name, span) pairs.
+async fn otlp_collector() -> (String, Received) {
+    let spans: Received = Default::default();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post({
+            let spans = spans.clone();
+            move |axum::Json(body): axum::Json<Value>| async move {
+                let mut kept = spans.lock().expect("lock");
+                for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+                    let service = rs["resource"]["attributes"][0]["value"]["stringValue"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                        for span in ss["spans"].as_array().into_iter().flatten() {
+                            kept.push((service.clone(), span.clone()));
+                        }
+                    }
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), spans)
+}
+
 async fn prometheus_query(stack: &TestStack, path: &str) -> Value {
     reqwest::get(format!(
         "http://127.0.0.1:{}{path}",
@@ -48,7 +82,16 @@ async fn total_lag(stack: &TestStack) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() {
-    let stack = TestStack::start_with_prometheus("observability", 1);
+    let (collector, spans) = otlp_collector().await;
+    let stack = TestStack::start_with_prometheus(
+        "observability",
+        1,
+        &[
+            ("LOGCTL_GATEWAY_OTLP__ENDPOINT", collector.as_str()),
+            ("LOGCTL_PRODUCER_OTLP__ENDPOINT", collector.as_str()),
+            ("LOGCTL_CONSUMER_OTLP__ENDPOINT", collector.as_str()),
+        ],
+    );
     let (gateway, producer, consumer) = (
         stack.port("gateway-port"),
         stack.port("producer-port"),
@@ -172,6 +215,51 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
         after[2].contains("logctl_consumer_end_to_end_latency_seconds_bucket{le=\"0.001\"}"),
         "histograms resolve 1 ms"
     );
+
+    // A sampled trace is exported by all three services as one chain of spans.
+    let client_span = "00f067aa0ba902b7";
+    let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/logs", stack.gateway()))
+        .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
+        .json(&json!({"organizationId": "obs", "level": "INFO", "message": "traced", "source": "otlp"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let chain = eventually(
+        "spans from gateway, producer and consumer",
+        Duration::from_secs(30),
+        || {
+            let spans = spans.clone();
+            let trace_id = trace_id.clone();
+            async move {
+                let mine: Vec<(String, Value)> = spans
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|(_, s)| s["traceId"] == trace_id.as_str())
+                    .cloned()
+                    .collect();
+                let find = |service: &str| {
+                    mine.iter()
+                        .find(|(svc, _)| svc == service)
+                        .map(|(_, s)| s.clone())
+                };
+                Some((
+                    find("logctl-gateway")?,
+                    find("logctl-producer")?,
+                    find("logctl-consumer")?,
+                ))
+            }
+        },
+    )
+    .await;
+    let (gateway_span, producer_span, consumer_span) = chain;
+    assert_eq!(gateway_span["parentSpanId"], client_span);
+    assert_eq!(producer_span["parentSpanId"], gateway_span["spanId"]);
+    assert_eq!(consumer_span["parentSpanId"], producer_span["spanId"]);
+    assert_eq!(gateway_span["name"], "POST /api/logs");
 
     // Consumer stopped: lag (exported by the producer, read from Kafka) rises past 1000...
     let out = stack.logctl(&["fault", "stop", "consumer"]);

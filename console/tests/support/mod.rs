@@ -127,11 +127,12 @@ impl TestStack {
         self.logctl_with_env(&args, env)
     }
 
-    /// Like [`TestStack::start`], with Prometheus scraping the services.
-    pub fn start_with_prometheus(name: &str, consumers: u16) -> TestStack {
+    /// Like [`TestStack::start`], with Prometheus scraping the services, and `env` given to
+    /// `logctl up` (the services inherit it).
+    pub fn start_with_prometheus(name: &str, consumers: u16, env: &[(&str, &str)]) -> TestStack {
         let mut stack = TestStack::new(name, consumers);
         stack.with_prometheus = true;
-        let out = stack.up();
+        let out = stack.up_with_env(env);
         assert!(
             out.status.success(),
             "logctl up failed:\n{}\n{}",

@@ -25,7 +25,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use logctl_core::breaker::{Breaker, State};
-use logctl_core::{EventLimits, LogEvent};
+use logctl_core::otlp::{Exporter, Span, SpanKind};
+use logctl_core::{EventLimits, LogEvent, TraceContext};
 
 use crate::dead_letter::{DeadLetter, DeadLetters, Kind};
 use crate::settings::{BatchSettings, RetrySettings, Settings};
@@ -95,6 +96,7 @@ pub struct Ingest {
     topic: String,
     breaker: Breaker,
     dead_letters: DeadLetters,
+    exporter: Option<Exporter>,
     /// Records read while a batch was waiting on the database; they start the next batch.
     carry: Vec<Decoded>,
     paused: bool,
@@ -106,6 +108,7 @@ impl Ingest {
         storage: Storage,
         settings: &Settings,
         dead_letters: DeadLetters,
+        exporter: Option<Exporter>,
     ) -> Self {
         Self {
             consumer,
@@ -116,6 +119,7 @@ impl Ingest {
             topic: settings.kafka.topic.clone(),
             breaker: Breaker::new("postgres", settings.breaker.clone()),
             dead_letters,
+            exporter,
             carry: Vec::new(),
             paused: false,
         }
@@ -229,7 +233,7 @@ impl Ingest {
                 let letter = DeadLetter {
                     key: Some(row.event.organization_id.as_str().as_bytes().to_vec()),
                     payload: serde_json::to_vec(&row.event).ok(),
-                    traceparent: None,
+                    traceparent: row.traceparent.clone(),
                     kind: Kind::Rejected,
                     error: last.to_string(),
                     partition: row.partition,
@@ -260,6 +264,7 @@ impl Ingest {
                 }
             };
             let started = Instant::now();
+            let started_at = std::time::SystemTime::now();
             let deadline = Duration::from_millis(self.retry.insert_timeout_ms);
             let inserted = tokio::time::timeout(deadline, self.storage.insert_batch(rows))
                 .await
@@ -269,6 +274,7 @@ impl Ingest {
                     permit.success();
                     self.resume();
                     record_stored(rows, inserted, started.elapsed());
+                    self.export_spans(rows, started_at);
                     return Ok(Ok(()));
                 }
                 Err(e) if e.is_row_rejection() => {
@@ -340,6 +346,36 @@ impl Ingest {
                     }
                 },
             }
+        }
+    }
+
+    /// One span per stored event of a sampled trace: the last hop of the client's request.
+    fn export_spans(&self, rows: &[NewRow], started: std::time::SystemTime) {
+        let Some(exporter) = &self.exporter else {
+            return;
+        };
+        let end = std::time::SystemTime::now();
+        for row in rows {
+            let Some(parent) = row.traceparent.as_deref().and_then(TraceContext::parse) else {
+                continue;
+            };
+            exporter.record(Span {
+                context: parent.child(),
+                name: "store log event".into(),
+                kind: SpanKind::Consumer,
+                start: started,
+                end,
+                attributes: vec![
+                    ("messaging.destination.name", self.topic.clone()),
+                    (
+                        "messaging.destination.partition.id",
+                        row.partition.to_string(),
+                    ),
+                    ("messaging.kafka.offset", row.offset.to_string()),
+                    ("log.event.id", row.event.id.to_string()),
+                ],
+                error: false,
+            });
         }
     }
 
@@ -461,6 +497,7 @@ impl Ingest {
                 .as_deref()
                 .and_then(|tp| tp.split('-').nth(1))
                 .map(str::to_owned),
+            traceparent,
             event,
             partition,
             offset,

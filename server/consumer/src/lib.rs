@@ -74,7 +74,8 @@ pub async fn run(
                 tracing::error!(error = %e, "cannot subscribe to the events topic");
                 return;
             }
-            Ingest::new(consumer, storage, &settings, dead_letters)
+            let exporter = logctl_core::otlp::Exporter::start(&settings.otlp, "consumer");
+            Ingest::new(consumer, storage, &settings, dead_letters, exporter)
                 .run(shutdown)
                 .await
         }

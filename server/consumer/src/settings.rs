@@ -25,6 +25,8 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     /// The rules a stored event must keep (a record that breaks them is dead-lettered).
     pub limits: EventLimits,
+    /// Export sampled spans over OTLP (off unless an endpoint is set).
+    pub otlp: logctl_core::otlp::OtlpSettings,
     /// Apply pending migrations at start (they take an advisory lock, so several instances may).
     pub migrate_on_start: bool,
     /// How long shutdown may take to finish and commit the current batch.
@@ -108,6 +110,7 @@ impl Default for Settings {
                 ..BreakerSettings::default()
             },
             limits: EventLimits::default(),
+            otlp: Default::default(),
             migrate_on_start: true,
             shutdown_timeout_secs: 15,
         }

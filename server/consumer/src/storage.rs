@@ -43,6 +43,8 @@ impl StorageError {
 pub struct NewRow {
     pub event: LogEvent,
     pub trace_id: Option<String>,
+    /// The record's `traceparent`, to continue its trace in an exported span.
+    pub traceparent: Option<String>,
     pub partition: i32,
     pub offset: i64,
 }

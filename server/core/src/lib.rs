@@ -12,6 +12,7 @@ pub mod internal_api;
 pub mod kafka;
 pub mod lag;
 pub mod ops;
+pub mod otlp;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -14,12 +14,16 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::otlp::{Exporter, Span, SpanKind};
+
 pub const HEADER: &str = "traceparent";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
     trace_id: u128,
     span_id: u64,
+    /// The caller's span, when this context continues one (exported as the parent).
+    parent_span_id: Option<u64>,
     sampled: bool,
 }
 
@@ -55,6 +59,7 @@ impl TraceContext {
         Some(Self {
             trace_id,
             span_id,
+            parent_span_id: None,
             sampled: flags & 1 == 1,
         })
     }
@@ -64,20 +69,30 @@ impl TraceContext {
         Self {
             trace_id: nonzero_u128(),
             span_id: nonzero_u64(),
+            parent_span_id: None,
             sampled: rand::random::<f64>() < ratio,
         }
     }
 
-    /// The context of a new span in the same trace.
+    /// The context of a new span in the same trace, whose parent is this one.
     pub fn child(&self) -> Self {
         Self {
             span_id: nonzero_u64(),
+            parent_span_id: Some(self.span_id),
             ..*self
         }
     }
 
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
+    }
+
+    pub fn span_id(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    pub fn parent_span_id(&self) -> Option<String> {
+        self.parent_span_id.map(|p| format!("{p:016x}"))
     }
 
     pub fn is_sampled(&self) -> bool {
@@ -120,10 +135,28 @@ fn nonzero_u64() -> u64 {
     }
 }
 
-/// Middleware: continues the caller's trace (or starts one, sampled at `ratio`), makes the
-/// context available to handlers as a request extension, runs the request inside a span
-/// carrying the trace id (so every log line names it), and echoes `traceparent`.
-pub async fn propagate(ratio: f64, mut request: Request, next: Next) -> Response {
+/// How a service takes part in traces.
+#[derive(Clone)]
+pub struct Tracing {
+    /// Share of traces started here that are marked sampled.
+    pub sample_ratio: f64,
+    /// Where sampled spans go, if anywhere.
+    pub exporter: Option<Exporter>,
+}
+
+/// Middleware: continues the caller's trace (or starts one, sampled at `sample_ratio`), makes
+/// the context available to handlers as a request extension, runs the request inside a span
+/// carrying the trace id (so every log line names it), echoes `traceparent`, and exports the
+/// request's span when the trace is sampled and an exporter is set.
+pub async fn propagate(tracing_setup: Tracing, mut request: Request, next: Next) -> Response {
+    let ratio = tracing_setup.sample_ratio;
+    let started = std::time::SystemTime::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| request.uri().path().to_owned());
+    let method = request.method().as_str().to_owned();
     let context = request
         .headers()
         .get(HEADER)
@@ -141,6 +174,22 @@ pub async fn propagate(ratio: f64, mut request: Request, next: Next) -> Response
     let mut response = next.run(request).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&context.to_string()) {
         response.headers_mut().insert(HEADER, v);
+    }
+    if let Some(exporter) = &tracing_setup.exporter {
+        let status = response.status();
+        exporter.record(Span {
+            context,
+            name: format!("{method} {route}"),
+            kind: SpanKind::Server,
+            start: started,
+            end: std::time::SystemTime::now(),
+            attributes: vec![
+                ("http.request.method", method),
+                ("http.route", route),
+                ("http.response.status_code", status.as_u16().to_string()),
+            ],
+            error: status.is_server_error(),
+        });
     }
     response
 }
@@ -201,7 +250,7 @@ mod tests {
 
         #[test]
         fn any_valid_context_round_trips(t in 1u128.., sp in 1u64.., sampled: bool) {
-            let c = TraceContext { trace_id: t, span_id: sp, sampled };
+            let c = TraceContext { trace_id: t, span_id: sp, parent_span_id: None, sampled };
             prop_assert_eq!(TraceContext::parse(&c.to_string()), Some(c));
         }
     }

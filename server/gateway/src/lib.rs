@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures::FutureExt;
 use logctl_core::ops::{self, Check, ReadinessProbe};
+use logctl_core::otlp::Exporter;
 use logctl_core::{telemetry, trace};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,10 @@ use upstream::Upstream;
 pub fn app(settings: Settings) -> anyhow::Result<Router> {
     let metrics = telemetry::metrics_handle();
     let upstream = Upstream::new(&settings)?;
-    let ratio = settings.trace_sample_ratio.clamp(0.0, 1.0);
+    let tracing_setup = trace::Tracing {
+        sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),
+        exporter: Exporter::start(&settings.otlp, "gateway"),
+    };
     let state = routes::AppState {
         settings: Arc::new(settings.clone()),
         upstream: upstream.clone(),
@@ -39,7 +43,7 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
         .with_state(state)
         .merge(ops::router("gateway", metrics, readiness(upstream)))
         .layer(axum::middleware::from_fn(move |req, next| {
-            trace::propagate(ratio, req, next)
+            trace::propagate(tracing_setup.clone(), req, next)
         }))
         .layer(axum::middleware::from_fn(telemetry::track_http)))
 }

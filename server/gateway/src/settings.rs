@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use logctl_core::breaker::BreakerSettings;
+use logctl_core::otlp::OtlpSettings;
 use logctl_core::EventLimits;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,8 @@ pub struct Settings {
     pub trace_sample_ratio: f64,
     /// The breakers around the producer and the query service.
     pub breaker: BreakerSettings,
+    /// Export sampled spans over OTLP (off unless an endpoint is set).
+    pub otlp: OtlpSettings,
     /// How long a stopping gateway lets in-flight requests finish.
     pub shutdown_timeout_secs: u64,
 }
@@ -44,6 +47,7 @@ impl Default for Settings {
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
             shutdown_timeout_secs: 15,
+            otlp: OtlpSettings::default(),
         }
     }
 }

@@ -57,7 +57,7 @@ impl Upstream {
         let sent = self
             .http
             .post(&self.publish_url)
-            .header(trace::HEADER, trace.child().to_string())
+            .header(trace::HEADER, trace.to_string())
             .json(events)
             .send()
             .await;

@@ -19,6 +19,7 @@ use futures::FutureExt;
 use logctl_core::internal_api::PUBLISH_PATH;
 use logctl_core::lag::{self, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
+use logctl_core::otlp::Exporter;
 use logctl_core::{telemetry, trace};
 
 /// How often consumer lag is read from Kafka.
@@ -49,7 +50,10 @@ pub async fn run(
         settings.breaker.clone(),
         spool,
     )?);
-    let ratio = settings.trace_sample_ratio.clamp(0.0, 1.0);
+    let tracing_setup = trace::Tracing {
+        sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),
+        exporter: Exporter::start(&settings.otlp, "producer"),
+    };
     let lag_reader = LagReader::new(&settings.kafka, &settings.lag_group)?;
     let state = routes::AppState {
         publisher: publisher.clone(),
@@ -65,7 +69,7 @@ pub async fn run(
             readiness(publisher.clone()),
         ))
         .layer(axum::middleware::from_fn(move |req, next| {
-            trace::propagate(ratio, req, next)
+            trace::propagate(tracing_setup.clone(), req, next)
         }))
         .layer(axum::middleware::from_fn(telemetry::track_http));
 

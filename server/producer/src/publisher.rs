@@ -67,7 +67,7 @@ impl Publisher {
 
     /// Makes each event safe (in Kafka, or else in the spool) and says which are.
     pub async fn publish(&self, events: &[LogEvent], trace: &TraceContext) -> Vec<PublishOutcome> {
-        let traceparent = trace.child().to_string();
+        let traceparent = trace.to_string();
         let outgoing: Vec<Outgoing> = events
             .iter()
             .map(|e| Outgoing {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use logctl_core::breaker::BreakerSettings;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
+use logctl_core::otlp::OtlpSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::spool::SpoolSettings;
@@ -30,6 +31,8 @@ pub struct Settings {
     /// Where accepted events wait, fsynced, while Kafka is unreachable.
     pub spool: SpoolSettings,
     pub spool_enabled: bool,
+    /// Export sampled spans over OTLP (off unless an endpoint is set).
+    pub otlp: OtlpSettings,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             breaker: BreakerSettings::default(),
             spool: SpoolSettings::default(),
             spool_enabled: true,
+            otlp: OtlpSettings::default(),
         }
     }
 }
