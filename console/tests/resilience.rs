@@ -62,6 +62,16 @@ fn assert_clean(report: &LoadReport, allowed: &[u16]) {
     );
 }
 
+/// Stops the load and lets PostgreSQL judge: only `allowed` statuses, every acknowledged event
+/// stored exactly once, nothing else stored, and the lag back to zero.
+async fn judge(stack: &TestStack, tag: &str, load: Load, allowed: &[u16]) -> LoadReport {
+    let report = load.stop().await;
+    assert_clean(&report, allowed);
+    verify_exactly_once(&db(stack).await, tag, &report, Duration::from_secs(120)).await;
+    lag_is_zero(stack).await;
+    report
+}
+
 async fn breaker_state(port: u16, name: &str) -> f64 {
     metric_with(
         &scrape(port).await,
@@ -127,12 +137,8 @@ async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let report = load.stop().await;
-
     // Kafka stayed up, so every event was accepted: the outage is invisible to clients.
-    assert_clean(&report, &[202]);
-    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
-    lag_is_zero(stack).await;
+    judge(stack, &tag, load, &[202]).await;
     for (from, to) in [
         ("closed", "open"),
         ("open", "half_open"),
@@ -190,16 +196,13 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = load.stop().await;
-
     // Every event was accepted: into Kafka, or fsynced in the spool while Kafka was away.
-    assert_clean(&report, &[202]);
+    let report = judge(stack, &tag, load, &[202]).await;
     assert!(
         report.slowest < Duration::from_secs(15),
         "an answer took {:?}",
         report.slowest
     );
-    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
     let spooled = metric_with(
         &scrape(producer).await,
         "logctl_producer_spooled_total",
@@ -208,7 +211,6 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     assert!(spooled > 0.0);
     assert!(transitions(producer, "kafka", "closed", "open").await >= 1.0);
     assert!(transitions(producer, "kafka", "half_open", "closed").await >= 1.0);
-    lag_is_zero(stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,12 +240,8 @@ async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = load.stop().await;
-
     // While the producer was dead the gateway answered 503 with Retry-After; all else 202.
-    assert_clean(&report, &[202, 503]);
-    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
-    lag_is_zero(stack).await;
+    judge(stack, &tag, load, &[202, 503]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,10 +255,7 @@ async fn consumer_killed_mid_batch_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     fault(stack, "start", "consumer");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let report = load.stop().await;
-    assert_clean(&report, &[202]);
-    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
-    lag_is_zero(stack).await;
+    judge(stack, &tag, load, &[202]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

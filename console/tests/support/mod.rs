@@ -52,6 +52,11 @@ fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     let range = 10_000..low.max(10_100);
+    // Stacks of one test binary start concurrently: never hand out a port twice.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut held = Vec::new();
     let mut out = Vec::new();
     for flag in PORT_FLAGS {
@@ -62,11 +67,15 @@ fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
         };
         loop {
             let start: u16 = rand::random_range(range.clone());
+            if (start..start.saturating_add(run)).any(|p| handed_out.contains(&p)) {
+                continue;
+            }
             let listeners: Option<Vec<_>> = (0..run)
                 .map(|i| std::net::TcpListener::bind(("127.0.0.1", start.checked_add(i)?)).ok())
                 .collect();
             if let Some(mut ls) = listeners {
                 held.append(&mut ls);
+                handed_out.extend(start..start + run);
                 out.push((flag, start));
                 break;
             }
@@ -79,14 +88,18 @@ impl TestStack {
     /// Starts a fresh stack with `consumers` consumer instances and waits until it is ready.
     pub fn start(name: &str, consumers: u16) -> TestStack {
         let stack = TestStack::new(name, consumers);
-        let out = stack.up();
+        stack.up_or_panic(&[]);
+        stack
+    }
+
+    fn up_or_panic(&self, env: &[(&str, &str)]) {
+        let out = self.up_with_env(env);
         assert!(
             out.status.success(),
             "logctl up failed:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        stack
     }
 
     /// A fresh state dir and free ports, nothing started yet (the reaper already watches).
@@ -132,13 +145,7 @@ impl TestStack {
     pub fn start_with_prometheus(name: &str, consumers: u16, env: &[(&str, &str)]) -> TestStack {
         let mut stack = TestStack::new(name, consumers);
         stack.with_prometheus = true;
-        let out = stack.up_with_env(env);
-        assert!(
-            out.status.success(),
-            "logctl up failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stack.up_or_panic(env);
         stack
     }
 
