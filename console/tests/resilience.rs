@@ -46,6 +46,23 @@ fn fault(stack: &TestStack, action: &str, component: &str) {
     );
 }
 
+/// Starts `component` again when dropped, so a failing drill does not leave the shared stack
+/// broken for the next one.
+struct Restore<'a> {
+    stack: &'a TestStack,
+    component: &'static str,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let _ = self.stack.logctl(&["fault", "start", self.component]);
+    }
+}
+
+fn restore_later<'a>(stack: &'a TestStack, component: &'static str) -> Restore<'a> {
+    Restore { stack, component }
+}
+
 fn assert_clean(report: &LoadReport, allowed: &[u16]) {
     for (status, n) in &report.statuses {
         assert!(
@@ -67,7 +84,14 @@ fn assert_clean(report: &LoadReport, allowed: &[u16]) {
 async fn judge(stack: &TestStack, tag: &str, load: Load, allowed: &[u16]) -> LoadReport {
     let report = load.stop().await;
     assert_clean(&report, allowed);
-    verify_exactly_once(&db(stack).await, tag, &report, Duration::from_secs(120)).await;
+    verify_exactly_once(
+        stack,
+        &db(stack).await,
+        tag,
+        &report,
+        Duration::from_secs(120),
+    )
+    .await;
     lag_is_zero(stack).await;
     report
 }
@@ -107,6 +131,7 @@ async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     fault(stack, "stop", "postgres");
+    let _restore_postgres = restore_later(stack, "postgres");
     let stopped = Instant::now();
     eventually(
         "the PostgreSQL breaker to open",
@@ -177,6 +202,7 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     let load = Load::start(stack.gateway(), 100, tag.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     fault(stack, "stop", "kafka");
+    let _restore_kafka = restore_later(stack, "kafka");
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(
         spool_records(producer).await > 0.0,
@@ -222,11 +248,13 @@ async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
     let load = Load::start(stack.gateway(), 100, tag.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     fault(stack, "stop", "kafka");
+    let _restore_kafka = restore_later(stack, "kafka");
     eventually("events being spooled", Duration::from_secs(60), || async {
         (spool_records(producer).await >= 300.0).then_some(())
     })
     .await;
     fault(stack, "kill", "producer");
+    let _restore_producer = restore_later(stack, "producer");
     fault(stack, "start", "producer");
     assert!(
         spool_records(producer).await >= 300.0,
@@ -252,6 +280,7 @@ async fn consumer_killed_mid_batch_loses_and_duplicates_nothing() {
     let load = Load::start(stack.gateway(), 300, tag.clone());
     tokio::time::sleep(Duration::from_secs(4)).await;
     fault(stack, "kill", "consumer");
+    let _restore_consumer = restore_later(stack, "consumer");
     tokio::time::sleep(Duration::from_secs(2)).await;
     fault(stack, "start", "consumer");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -294,7 +323,14 @@ async fn a_second_consumer_joining_then_leaving_under_load_loses_and_duplicates_
         String::from_utf8_lossy(&out.stderr)
     );
     assert_clean(&report, &[202]);
-    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    verify_exactly_once(
+        stack,
+        &db(stack).await,
+        &tag,
+        &report,
+        Duration::from_secs(120),
+    )
+    .await;
     lag_is_zero(stack).await;
 }
 
@@ -481,6 +517,13 @@ async fn sigterm_restarts_of_every_service_under_load_lose_nothing() {
         assert!([202, 503].contains(status), "{:?}", report.statuses);
     }
     assert_eq!(report.unavailable_without_retry_after, 0);
-    verify_exactly_once(&db(stack).await, &tag, &report, Duration::from_secs(120)).await;
+    verify_exactly_once(
+        stack,
+        &db(stack).await,
+        &tag,
+        &report,
+        Duration::from_secs(120),
+    )
+    .await;
     lag_is_zero(stack).await;
 }

@@ -135,6 +135,7 @@ impl Load {
 /// Waits until every acknowledged id is stored, then checks the database holds each exactly
 /// once and nothing that was never sent.
 pub async fn verify_exactly_once(
+    stack: &super::TestStack,
     pool: &sqlx::PgPool,
     tag: &str,
     report: &LoadReport,
@@ -161,8 +162,10 @@ pub async fn verify_exactly_once(
         }
         assert!(
             Instant::now() < deadline,
-            "{missing} of {} acknowledged events never reached PostgreSQL",
-            acked.len()
+            "{missing} of {} acknowledged events never reached PostgreSQL\nconsumer log:\n{}\nproducer log:\n{}",
+            acked.len(),
+            stack.log_tail("consumer", 40),
+            stack.log_tail("producer", 15)
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

@@ -144,9 +144,17 @@ impl Ingest {
         let take = self.carry.len().min(self.batch.max_rows);
         let mut batch: Vec<Decoded> = self.carry.drain(..take).collect();
         if batch.is_empty() {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                m = self.consumer.recv() => m,
+            // Re-poll at least every second: a missed wake-up from the client's queue must not
+            // stall the loop (the queue only signals when it turns non-empty).
+            let first = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    m = tokio::time::timeout(Duration::from_secs(1), self.consumer.recv()) => {
+                        if let Ok(m) = m {
+                            break m;
+                        }
+                    }
+                }
             };
             match first {
                 Ok(m) => batch.push(self.decode(&m)),

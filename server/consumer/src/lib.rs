@@ -91,11 +91,33 @@ pub async fn run(
         ))
         .layer(axum::middleware::from_fn(telemetry::track_http));
     tracing::info!(addr = %listener.local_addr()?, "consumer listening");
-    logctl_core::shutdown::serve(listener, app, shutdown.clone(), settings.shutdown_timeout())
-        .await?;
-    if tokio::time::timeout(settings.shutdown_timeout(), ingest)
-        .await
-        .is_err()
+    let mut ingest = ingest;
+    let server =
+        logctl_core::shutdown::serve(listener, app, shutdown.clone(), settings.shutdown_timeout());
+    tokio::pin!(server);
+    let ingest_ended = tokio::select! {
+        served = &mut server => {
+            served?;
+            false
+        }
+        ended = &mut ingest => {
+            if !shutdown.is_cancelled() {
+                // The loop ends by itself only on a fault (a panic, a failed subscription):
+                // exit with an error rather than answer health checks while consuming nothing.
+                shutdown.cancel();
+                lag_task.abort();
+                pool_task.abort();
+                tracing::error!(outcome = ?ended, "the Kafka to PostgreSQL loop stopped unexpectedly");
+                anyhow::bail!("the Kafka to PostgreSQL loop stopped unexpectedly: {ended:?}");
+            }
+            (&mut server).await?;
+            true
+        }
+    };
+    if !ingest_ended
+        && tokio::time::timeout(settings.shutdown_timeout(), ingest)
+            .await
+            .is_err()
     {
         tracing::warn!("the current batch did not finish before the shutdown deadline");
     }
