@@ -184,10 +184,19 @@ fn server_properties(ports: &Ports, data: &Path) -> String {
 }
 
 /// A Kafka cluster id: 16 random bytes in URL-safe base64 without padding (what
-/// `kafka-storage random-uuid` prints), made here to save a JVM start.
+/// `kafka-storage random-uuid` prints), made here to save a JVM start. Like Kafka's own, it
+/// never starts with `-`, which the tool's argument parser would read as an option.
 fn cluster_id() -> String {
+    loop {
+        let id = encode_cluster_id(uuid::Uuid::new_v4().into_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn encode_cluster_id(bytes: [u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
     let mut bits: u32 = 0;
     let mut nbits = 0;
     let mut out = String::with_capacity(22);
@@ -257,6 +266,13 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(id, cluster_id());
+    }
+
+    #[test]
+    fn cluster_id_never_starts_with_a_dash() {
+        // 0xF8 encodes to a leading '-' (62): the raw encoding can, the id must not.
+        assert!(encode_cluster_id([0xF8; 16]).starts_with('-'));
+        assert!((0..2_000).all(|_| !cluster_id().starts_with('-')));
     }
 
     #[test]

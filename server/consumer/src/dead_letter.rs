@@ -58,6 +58,7 @@ pub struct DeadLetter {
     pub attempts: u32,
 }
 
+#[derive(Clone)]
 pub struct DeadLetters {
     producer: FutureProducer,
     topic: String,

@@ -25,6 +25,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use logctl_core::breaker::{Breaker, State};
+use logctl_core::lag::LagBoard;
 use logctl_core::otlp::{Exporter, Span, SpanKind};
 use logctl_core::{EventLimits, LogEvent, TraceContext};
 
@@ -87,6 +88,26 @@ impl Decoded {
 /// Shutdown was requested before the batch in hand was stored: nothing of it is committed.
 struct Interrupted;
 
+/// Why [`Ingest::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Shutdown,
+    /// Lag on our partitions but no record for `stall_timeout_secs`: recreate the client.
+    Stalled,
+}
+
+/// Is a consumer that has received nothing for `quiet` stalled? Only if it is not paused on
+/// purpose and Kafka holds records for its partitions that it has not read.
+pub fn is_stalled(paused: bool, quiet: Duration, stall_after: Duration, own_lag: i64) -> bool {
+    !paused && quiet >= stall_after && own_lag > 0
+}
+
+enum Next {
+    Batch(Vec<Decoded>),
+    Shutdown,
+    Stalled,
+}
+
 pub struct Ingest {
     consumer: Arc<EventConsumer>,
     storage: Storage,
@@ -100,6 +121,8 @@ pub struct Ingest {
     /// Records read while a batch was waiting on the database; they start the next batch.
     carry: Vec<Decoded>,
     paused: bool,
+    lag: LagBoard,
+    last_record: Instant,
 }
 
 impl Ingest {
@@ -109,6 +132,7 @@ impl Ingest {
         settings: &Settings,
         dead_letters: DeadLetters,
         exporter: Option<Exporter>,
+        lag: LagBoard,
     ) -> Self {
         Self {
             consumer,
@@ -122,25 +146,48 @@ impl Ingest {
             exporter,
             carry: Vec::new(),
             paused: false,
+            lag,
+            last_record: Instant::now(),
         }
     }
 
-    /// Runs until `shutdown`: finishes the batch in hand, commits, and returns.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs until `shutdown` (finishing the batch in hand and committing) or until its Kafka
+    /// client looks stalled.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Ended {
         // Offsets stored so far (next offset to read, per partition), for the final commit.
         let mut stored: BTreeMap<i32, i64> = BTreeMap::new();
-        while let Some(batch) = self.next_batch(&shutdown).await {
+        let ended = loop {
+            let batch = match self.next_batch(&shutdown).await {
+                Next::Batch(b) => b,
+                Next::Shutdown => break Ended::Shutdown,
+                Next::Stalled => break Ended::Stalled,
+            };
             if self.store(&batch, &shutdown).await.is_err() {
-                break;
+                break Ended::Shutdown;
             }
             self.store_offsets(&batch, &mut stored);
-        }
+        };
         self.final_commit(&stored);
+        ended
+    }
+
+    /// Lag Kafka reports for the partitions assigned to this instance.
+    fn own_lag(&self) -> i64 {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map(|a| partitions(&a))
+            .unwrap_or_default();
+        let board = self
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assigned.iter().filter_map(|p| board.get(p)).sum()
     }
 
     /// Takes carried records first, then waits for more until the batch is full or its time is
-    /// up. `None` once shutdown is requested and nothing is in hand.
-    async fn next_batch(&mut self, shutdown: &CancellationToken) -> Option<Vec<Decoded>> {
+    /// up; stops waiting on shutdown, or when the client looks stalled.
+    async fn next_batch(&mut self, shutdown: &CancellationToken) -> Next {
         let take = self.carry.len().min(self.batch.max_rows);
         let mut batch: Vec<Decoded> = self.carry.drain(..take).collect();
         if batch.is_empty() {
@@ -148,27 +195,42 @@ impl Ingest {
             // stall the loop (the queue only signals when it turns non-empty).
             let first = loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return None,
+                    _ = shutdown.cancelled() => return Next::Shutdown,
                     m = tokio::time::timeout(Duration::from_secs(1), self.consumer.recv()) => {
                         if let Ok(m) = m {
                             break m;
                         }
                     }
                 }
+                let stall_after = Duration::from_secs(self.retry.stall_timeout_secs);
+                if is_stalled(
+                    self.paused,
+                    self.last_record.elapsed(),
+                    stall_after,
+                    self.own_lag(),
+                ) {
+                    return Next::Stalled;
+                }
             };
             match first {
-                Ok(m) => batch.push(self.decode(&m)),
+                Ok(m) => {
+                    self.last_record = Instant::now();
+                    batch.push(self.decode(&m));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Kafka consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    return Some(batch);
+                    return Next::Batch(batch);
                 }
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.batch.max_wait_ms);
         while batch.len() < self.batch.max_rows {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(self.decode(&m)),
+                Ok(Ok(m)) => {
+                    self.last_record = Instant::now();
+                    batch.push(self.decode(&m));
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "Kafka consumer error");
                     break;
@@ -176,7 +238,7 @@ impl Ingest {
                 Err(_) => break,
             }
         }
-        Some(batch)
+        Next::Batch(batch)
     }
 
     /// Dead-letters what can never be stored, inserts the rest; returns once all of the batch
@@ -345,6 +407,7 @@ impl Ingest {
                 _ = tokio::time::sleep_until(deadline) => return Ok(()),
                 m = self.consumer.recv() => match m {
                     Ok(m) => {
+                        self.last_record = Instant::now();
                         let d = self.decode(&m);
                         self.carry.push(d);
                     }
@@ -533,5 +596,28 @@ fn record_stored(rows: &[NewRow], inserted: u64, took: Duration) {
     for r in rows {
         let ms = (now - r.event.received_at).num_milliseconds().max(0);
         e2e.record(ms as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_only_when_quiet_with_own_lag_and_not_paused() {
+        let after = Duration::from_secs(20);
+        assert!(is_stalled(false, Duration::from_secs(21), after, 5));
+        assert!(
+            !is_stalled(false, Duration::from_secs(21), after, 0),
+            "nothing to read"
+        );
+        assert!(
+            !is_stalled(true, Duration::from_secs(21), after, 5),
+            "paused on purpose"
+        );
+        assert!(
+            !is_stalled(false, Duration::from_secs(19), after, 5),
+            "not quiet long enough"
+        );
     }
 }

@@ -18,16 +18,16 @@ use axum::routing::get;
 use axum::Router;
 use futures::FutureExt;
 use logctl_core::internal_api::STORED_EVENT_PATH;
-use logctl_core::lag::{self, LagReader};
+use logctl_core::lag::{self, LagBoard, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
 use logctl_core::telemetry;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::util::Timeout;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::DeadLetters;
-use crate::ingest::{EventConsumer, GroupContext, Ingest};
+use crate::ingest::{Ended, EventConsumer, GroupContext, Ingest};
 pub use settings::Settings;
 pub use storage::Storage;
 
@@ -41,17 +41,16 @@ pub async fn run(
     let metrics = telemetry::metrics_handle();
     let storage =
         Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?;
-    let consumer: Arc<EventConsumer> = Arc::new(
-        settings
-            .kafka
-            .consumer_config(&settings.tuning)
-            .create_with_context(GroupContext)?,
-    );
+    // Readiness asks Kafka for metadata through a client of its own, so it keeps working
+    // while the group consumer is being recreated.
+    let metadata: Arc<BaseConsumer> = Arc::new(settings.kafka.client_config().create()?);
+    let lag_board = LagBoard::default();
 
     let lag_task = tokio::spawn(lag::export(
         LagReader::new(&settings.kafka, &settings.tuning.group_id)?,
         Duration::from_secs(2),
         shutdown.clone(),
+        Some(lag_board.clone()),
     ));
     let pool_task = tokio::spawn(report_pool(
         storage.clone(),
@@ -61,23 +60,42 @@ pub async fn run(
     let dead_letters = DeadLetters::new(&settings.kafka)?;
     let ingest = tokio::spawn({
         let storage = storage.clone();
-        let consumer = consumer.clone();
         let shutdown = shutdown.clone();
         let settings = settings.clone();
         async move {
             if settings.migrate_on_start
                 && !migrate_until_done(&storage, &settings.retry, &shutdown).await
             {
-                return;
-            }
-            if let Err(e) = consumer.subscribe(&[&settings.kafka.topic]) {
-                tracing::error!(error = %e, "cannot subscribe to the events topic");
-                return;
+                return Ok(());
             }
             let exporter = logctl_core::otlp::Exporter::start(&settings.otlp, "consumer");
-            Ingest::new(consumer, storage, &settings, dead_letters, exporter)
-                .run(shutdown)
-                .await
+            loop {
+                let consumer: Arc<EventConsumer> = Arc::new(
+                    settings
+                        .kafka
+                        .consumer_config(&settings.tuning)
+                        .create_with_context(GroupContext)?,
+                );
+                consumer.subscribe(&[&settings.kafka.topic])?;
+                let ended = Ingest::new(
+                    consumer,
+                    storage.clone(),
+                    &settings,
+                    dead_letters.clone(),
+                    exporter.clone(),
+                    lag_board.clone(),
+                )
+                .run(shutdown.clone())
+                .await;
+                if ended == Ended::Shutdown {
+                    return Ok::<(), rdkafka::error::KafkaError>(());
+                }
+                metrics::counter!("logctl_consumer_client_restarts_total").increment(1);
+                tracing::error!(
+                    "lag on this consumer's partitions but no record for {} s: recreating the Kafka consumer",
+                    settings.retry.stall_timeout_secs
+                );
+            }
         }
     });
 
@@ -87,7 +105,7 @@ pub async fn run(
         .merge(ops::router(
             "consumer",
             metrics,
-            readiness(storage, consumer, settings.kafka.topic.clone()),
+            readiness(storage, metadata, settings.kafka.topic.clone()),
         ))
         .layer(axum::middleware::from_fn(telemetry::track_http));
     tracing::info!(addr = %listener.local_addr()?, "consumer listening");
@@ -149,7 +167,7 @@ async fn migrate_until_done(
     }
 }
 
-fn readiness(storage: Storage, consumer: Arc<EventConsumer>, topic: String) -> ReadinessProbe {
+fn readiness(storage: Storage, consumer: Arc<BaseConsumer>, topic: String) -> ReadinessProbe {
     Arc::new(move || {
         let storage = storage.clone();
         let consumer = consumer.clone();

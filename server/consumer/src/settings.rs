@@ -63,6 +63,9 @@ pub struct RetrySettings {
     pub dead_letter_attempts: u32,
     /// Larger records go to the dead-letter topic unread.
     pub max_record_bytes: usize,
+    /// With lag on its own partitions yet no record for this long (and not paused), the
+    /// consumer recreates its Kafka client: a stalled client must not stall the pipeline.
+    pub stall_timeout_secs: u64,
     /// Deadline of one insert: a hung database (paused, partitioned) counts as a failure
     /// instead of stalling the consumer. The insert may still commit later; the retry is then
     /// a no-op thanks to the primary key.
@@ -77,6 +80,7 @@ impl Default for RetrySettings {
             dead_letter_attempts: 3,
             max_record_bytes: 1024 * 1024,
             insert_timeout_ms: 30_000,
+            stall_timeout_secs: 20,
         }
     }
 }

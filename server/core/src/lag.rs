@@ -87,8 +87,17 @@ impl LagReader {
     }
 }
 
-/// Exports `logctl_consumer_lag{partition}` every `every` until `shutdown`.
-pub async fn export(reader: LagReader, every: Duration, shutdown: CancellationToken) {
+/// The latest lag per partition, for a consumer to judge whether it is stalled.
+pub type LagBoard = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<i32, i64>>>;
+
+/// Exports `logctl_consumer_lag{partition}` every `every` until `shutdown`, and keeps `board`
+/// (if given) up to date.
+pub async fn export(
+    reader: LagReader,
+    every: Duration,
+    shutdown: CancellationToken,
+    board: Option<LagBoard>,
+) {
     let reader = std::sync::Arc::new(reader);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -100,6 +109,13 @@ pub async fn export(reader: LagReader, every: Duration, shutdown: CancellationTo
         let r = reader.clone();
         match tokio::task::spawn_blocking(move || r.read(Duration::from_secs(3))).await {
             Ok(Ok(lags)) => {
+                if let Some(board) = &board {
+                    let mut b = board
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    b.clear();
+                    b.extend(lags.iter().map(|l| (l.partition, l.lag)));
+                }
                 for l in lags {
                     metrics::gauge!("logctl_consumer_lag", "partition" => l.partition.to_string())
                         .set(l.lag as f64);

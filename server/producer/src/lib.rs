@@ -75,7 +75,7 @@ pub async fn run(
 
     tracing::info!(addr = %listener.local_addr()?, "producer listening");
     let gauge_task = tokio::spawn(report_in_flight(publisher.clone(), shutdown.clone()));
-    let lag_task = tokio::spawn(lag::export(lag_reader, LAG_EVERY, shutdown.clone()));
+    let lag_task = tokio::spawn(lag::export(lag_reader, LAG_EVERY, shutdown.clone(), None));
     let replay_task = tokio::spawn({
         let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
         async move { publisher.replay_spool(shutdown).await }
