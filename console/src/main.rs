@@ -13,6 +13,7 @@ use logctl::dlq;
 use logctl::fault;
 use logctl::stack;
 use logctl::stack::layout::{Layout, StackConfig};
+use logctl_consumer::dead_letter::headers;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -199,11 +200,11 @@ fn dead_letters(layout: &Layout, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "offset {:<6} {:<22} from partition {} offset {} after {} attempt(s): {}",
                         l.offset,
-                        h("x-logctl-error-kind"),
-                        h("x-logctl-source-partition"),
-                        h("x-logctl-source-offset"),
-                        h("x-logctl-attempts"),
-                        h("x-logctl-error"),
+                        h(headers::KIND),
+                        h(headers::SOURCE_PARTITION),
+                        h(headers::SOURCE_OFFSET),
+                        h(headers::ATTEMPTS),
+                        h(headers::ERROR),
                     );
                 }
             }

@@ -48,7 +48,7 @@ pub async fn run(
 
     let lag_task = tokio::spawn(lag::export(
         LagReader::new(&settings.kafka, &settings.tuning.group_id)?,
-        Duration::from_secs(2),
+        lag::EXPORT_EVERY,
         shutdown.clone(),
         Some(lag_board.clone()),
     ));

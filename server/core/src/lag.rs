@@ -87,6 +87,10 @@ impl LagReader {
     }
 }
 
+/// How often the services read lag from Kafka: often enough for an alert or a stall check,
+/// cheap enough (one offset fetch and a watermark per partition) to run in every instance.
+pub const EXPORT_EVERY: Duration = Duration::from_secs(2);
+
 /// The latest lag per partition, for a consumer to judge whether it is stalled.
 pub type LagBoard = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<i32, i64>>>;
 

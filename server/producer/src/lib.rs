@@ -22,8 +22,6 @@ use logctl_core::ops::{self, Check, ReadinessProbe};
 use logctl_core::otlp::Exporter;
 use logctl_core::{telemetry, trace};
 
-/// How often consumer lag is read from Kafka.
-const LAG_EVERY: Duration = Duration::from_secs(2);
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +73,12 @@ pub async fn run(
 
     tracing::info!(addr = %listener.local_addr()?, "producer listening");
     let gauge_task = tokio::spawn(report_in_flight(publisher.clone(), shutdown.clone()));
-    let lag_task = tokio::spawn(lag::export(lag_reader, LAG_EVERY, shutdown.clone(), None));
+    let lag_task = tokio::spawn(lag::export(
+        lag_reader,
+        lag::EXPORT_EVERY,
+        shutdown.clone(),
+        None,
+    ));
     let replay_task = tokio::spawn({
         let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
         async move { publisher.replay_spool(shutdown).await }
