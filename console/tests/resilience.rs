@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use support::load::{verify_exactly_once, Load, LoadReport};
@@ -59,7 +58,9 @@ impl Drop for Restore<'_> {
     }
 }
 
-fn restore_later<'a>(stack: &'a TestStack, component: &'static str) -> Restore<'a> {
+/// Injects a fault that takes `component` down and returns the guard that brings it back.
+fn break_component<'a>(stack: &'a TestStack, action: &str, component: &'static str) -> Restore<'a> {
+    fault(stack, action, component);
     Restore { stack, component }
 }
 
@@ -130,8 +131,7 @@ async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
     let load = Load::start(stack.gateway(), 150, tag.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    fault(stack, "stop", "postgres");
-    let _restore_postgres = restore_later(stack, "postgres");
+    let _restore_postgres = break_component(stack, "stop", "postgres");
     let stopped = Instant::now();
     eventually(
         "the PostgreSQL breaker to open",
@@ -202,8 +202,7 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     let tag = tag("kafka-outage");
     let load = Load::start(stack.gateway(), 100, tag.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    fault(stack, "stop", "kafka");
-    let _restore_kafka = restore_later(stack, "kafka");
+    let _restore_kafka = break_component(stack, "stop", "kafka");
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(
         spool_records(producer).await > 0.0,
@@ -249,14 +248,12 @@ async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
     let tag = tag("producer-kill");
     let load = Load::start(stack.gateway(), 100, tag.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    fault(stack, "stop", "kafka");
-    let _restore_kafka = restore_later(stack, "kafka");
+    let _restore_kafka = break_component(stack, "stop", "kafka");
     eventually("events being spooled", Duration::from_secs(60), || async {
         (spool_records(producer).await >= 300.0).then_some(())
     })
     .await;
-    fault(stack, "kill", "producer");
-    let _restore_producer = restore_later(stack, "producer");
+    let _restore_producer = break_component(stack, "kill", "producer");
     fault(stack, "start", "producer");
     assert!(
         spool_records(producer).await >= 300.0,
@@ -281,8 +278,7 @@ async fn consumer_killed_mid_batch_loses_and_duplicates_nothing() {
     let tag = tag("consumer-kill");
     let load = Load::start(stack.gateway(), 300, tag.clone());
     tokio::time::sleep(Duration::from_secs(4)).await;
-    fault(stack, "kill", "consumer");
-    let _restore_consumer = restore_later(stack, "consumer");
+    let _restore_consumer = break_component(stack, "kill", "consumer");
     tokio::time::sleep(Duration::from_secs(2)).await;
     fault(stack, "start", "consumer");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -386,17 +382,9 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_pipeline_moves_on() 
         } else {
             format!("{tag} good {i}")
         };
-        let r = client
-            .post(format!("{}/api/logs", stack.gateway()))
-            .json(&json!({"organizationId": "acme", "level": "INFO", "message": message, "source": tag}))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-        let id = r.json::<Value>().await.expect("json")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let event =
+            json!({"organizationId": "acme", "level": "INFO", "message": message, "source": tag});
+        let id = stack.post_event(&client, &event).await;
         if i == 10 {
             refused_id = id
         } else {

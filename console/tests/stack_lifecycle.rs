@@ -66,17 +66,7 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
 
     let client = reqwest::Client::new();
     let event = json!({"organizationId": "keep", "level": "ERROR", "message": "survives restarts", "source": "lifecycle"});
-    let r = client
-        .post(format!("{}/api/logs", stack.gateway()))
-        .json(&event)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = stack.post_event(&client, &event).await;
     let get = |client: reqwest::Client, url: String| async move {
         let r = client.get(url).send().await.ok()?;
         (r.status() == StatusCode::OK).then_some(r.json::<Value>().await.ok()?)
@@ -114,17 +104,7 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
     assert_eq!(stored["message"], "survives restarts");
 
     // The pipeline works after the restart too.
-    let r = client
-        .post(format!("{}/api/logs", stack.gateway()))
-        .json(&event)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id2 = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id2 = stack.post_event(&client, &event).await;
     let url2 = format!("{}/api/logs/{id2}", stack.gateway());
     eventually(
         "a new event stored after restart",

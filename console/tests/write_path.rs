@@ -139,13 +139,7 @@ async fn one_organizations_events_keep_their_order_within_a_partition() {
     let mut sent = Vec::new();
     for i in 0..60 {
         let event = json!({"organizationId": org, "level": "INFO", "message": format!("step {i}"), "source": tag});
-        let r = client
-            .post(format!("{}/api/logs", stack.gateway()))
-            .json(&event)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        stack.post_event(&client, &event).await;
         sent.push(format!("step {i}"));
     }
     let batch: Vec<Value> = (60..160)
@@ -196,17 +190,7 @@ async fn a_stored_event_reads_back_by_id() {
     let client = http();
     let event = json!({"organizationId": "acme", "level": "warn", "message": "disk 91% full",
                        "source": run_tag("read-back"), "timestamp": "2026-11-24T01:02:03Z"});
-    let r = client
-        .post(format!("{}/api/logs", stack.gateway()))
-        .json(&event)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = stack.post_event(&client, &event).await;
     assert_eq!(Uuid::parse_str(&id).expect("uuid").get_version_num(), 7);
 
     let stored: Value = eventually("the event readable by id", Duration::from_secs(30), || {

@@ -246,6 +246,21 @@ impl TestStack {
         (rows == 6).then_some(total)
     }
 
+    /// Posts one event to the gateway, checks it was accepted (202) and returns its id.
+    pub async fn post_event(&self, client: &reqwest::Client, event: &Value) -> String {
+        let r = client
+            .post(format!("{}/api/logs", self.gateway()))
+            .json(event)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        r.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
     /// The last `n` lines of a component's log, for failure messages.
     pub fn log_tail(&self, component: &str, n: usize) -> String {
         let text = std::fs::read_to_string(self.dir.join("logs").join(format!("{component}.log")))
