@@ -38,9 +38,28 @@ pub enum Command {
     /// Show or replay the records the consumer sent to the dead-letter topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Print a bearer token for the stack's gateway (signed with the key in the state dir,
+    /// or LOGCTL_JWT_SECRET), e.g. `curl -H "Authorization: Bearer $(logctl token --org acme)"`.
+    Token(TokenArgs),
     /// Run one of Kafka's own tools against the stack's broker, e.g.
     /// `logctl kafka consumer-groups --describe --group log-consumer-group`.
     Kafka(KafkaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The organization the token is for: it may only write and read this one's events.
+    #[arg(long)]
+    pub org: String,
+    /// logs:write, logs:read (repeat, or separate with commas); both when not given.
+    #[arg(long, value_delimiter = ',')]
+    pub scope: Vec<String>,
+    /// Lifetime: 90s, 15m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+    /// The `sub` claim: who the token was issued to.
+    #[arg(long, default_value = "logctl")]
+    pub sub: String,
 }
 
 #[derive(Debug, Args)]

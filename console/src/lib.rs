@@ -5,3 +5,4 @@ pub mod cli;
 pub mod dlq;
 pub mod fault;
 pub mod stack;
+pub mod token;

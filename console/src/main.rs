@@ -7,13 +7,15 @@ use anyhow::Context;
 use clap::Parser;
 
 use logctl::cli::{
-    Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, StatusArgs, UpArgs,
+    Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, StatusArgs, TokenArgs,
+    UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
 use logctl::stack;
 use logctl::stack::layout::{Layout, StackConfig};
 use logctl_consumer::dead_letter::headers;
+use logctl_core::auth::Scope;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,7 +37,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kafka(args) => kafka_tool(&layout, args),
         Command::Fault(args) => fault(&layout, args),
         Command::Dlq(cmd) => dead_letters(&layout, cmd),
+        Command::Token(args) => token(&layout, args),
     }
+}
+
+fn token(layout: &Layout, args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let scopes = if args.scope.is_empty() {
+        Scope::ALL.to_vec()
+    } else {
+        args.scope
+            .iter()
+            .map(|s| s.trim().parse::<Scope>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--scope: {e}"))?
+    };
+    let ttl = logctl::token::parse_ttl(&args.ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+    println!(
+        "{}",
+        logctl::token::mint(layout, &args.org, &scopes, ttl, &args.sub)?
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {

@@ -92,6 +92,7 @@ fn compose_gives_each_service_the_settings_logctl_up_gives_it() {
             &StackConfig::default(),
             Path::new("/state"),
             "secret",
+            "jwt-secret",
         )
         .expect("env");
         let local_keys: BTreeSet<String> = local.iter().map(|(k, _)| k.to_string()).collect();

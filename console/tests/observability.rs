@@ -11,19 +11,27 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{eventually, metric_sum, scrape, TestStack};
 
-/// Posts `n` events in batches of 100 and checks every one was accepted.
+/// Posts `n` events in batches of up to 100 (one organization each, as tokens are) and checks
+/// every one was accepted.
 async fn post_events(stack: &TestStack, n: usize, seed: u64) {
     let client = reqwest::Client::new();
     let mut mix = EventMix::new(seed, 10, 120, "obs");
-    let events: Vec<Value> = (0..n).map(|_| mix.next_event()).collect();
-    for chunk in events.chunks(100) {
-        let r = client
-            .post(format!("{}/api/logs/batch", stack.gateway()))
-            .json(&chunk)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mut by_org: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for e in (0..n).map(|_| mix.next_event()) {
+        let org = e["organizationId"].as_str().expect("org").to_owned();
+        by_org.entry(org).or_default().push(e);
+    }
+    for (org, events) in &by_org {
+        for chunk in events.chunks(100) {
+            let r = client
+                .post(format!("{}/api/logs/batch", stack.gateway()))
+                .bearer_auth(stack.token(org))
+                .json(&chunk)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+        }
     }
 }
 
@@ -119,11 +127,29 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
     post_events(&stack, 2_000, 7).await;
     let bad = reqwest::Client::new()
         .post(format!("{}/api/logs", stack.gateway()))
+        .bearer_auth(stack.token("obs"))
         .json(&json!({"organizationId": "obs", "level": "LOUD", "message": "m", "source": "s"}))
         .send()
         .await
         .expect("post");
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/api/logs", stack.gateway()))
+        .json(&json!({"organizationId": "obs", "level": "INFO", "message": "m", "source": "s"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // Read twice: a cache miss, then a hit.
+    for _ in 0..2 {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/stats", stack.gateway()))
+            .bearer_auth(stack.token("obs"))
+            .send()
+            .await
+            .expect("stats");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
     // Counted by the consumer itself: the lag gauge may still hold its pre-load reading.
     eventually(
         "the 2000 events stored",
@@ -151,6 +177,9 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
                 "logctl_http_request_duration_seconds_count",
                 "logctl_http_errors_total",
                 "logctl_gateway_events_accepted_total",
+                "logctl_rate_limit_decisions_total",
+                "logctl_rate_limit_check_seconds_count",
+                "logctl_auth_failures_total",
                 "process_cpu_seconds_total",
             ],
         ),
@@ -169,6 +198,8 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
                 "logctl_consumer_batch_size_count",
                 "logctl_consumer_insert_duration_seconds_count",
                 "logctl_consumer_end_to_end_latency_seconds_count",
+                "logctl_cache_requests_total",
+                "logctl_query_duration_seconds_count",
             ],
         ),
     ];
@@ -221,6 +252,7 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
     let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let r = reqwest::Client::new()
         .post(format!("{}/api/logs", stack.gateway()))
+        .bearer_auth(stack.token("obs"))
         .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
         .json(&json!({"organizationId": "obs", "level": "INFO", "message": "traced", "source": "otlp"}))
         .send()

@@ -128,7 +128,7 @@ async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
     let stack = TestStack::shared();
     let consumer = stack.port("consumer-port");
     let tag = tag("pg-outage");
-    let load = Load::start(stack.gateway(), 150, tag.clone());
+    let load = Load::start(stack, 150, tag.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let _restore_postgres = break_component(stack, "stop", "postgres");
@@ -200,7 +200,7 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     let stack = TestStack::shared();
     let producer = stack.port("producer-port");
     let tag = tag("kafka-outage");
-    let load = Load::start(stack.gateway(), 100, tag.clone());
+    let load = Load::start(stack, 100, tag.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _restore_kafka = break_component(stack, "stop", "kafka");
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -246,7 +246,7 @@ async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
     let stack = TestStack::shared();
     let producer = stack.port("producer-port");
     let tag = tag("producer-kill");
-    let load = Load::start(stack.gateway(), 100, tag.clone());
+    let load = Load::start(stack, 100, tag.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _restore_kafka = break_component(stack, "stop", "kafka");
     eventually("events being spooled", Duration::from_secs(60), || async {
@@ -276,7 +276,7 @@ async fn consumer_killed_mid_batch_loses_and_duplicates_nothing() {
     let _serial = serial();
     let stack = TestStack::shared();
     let tag = tag("consumer-kill");
-    let load = Load::start(stack.gateway(), 300, tag.clone());
+    let load = Load::start(stack, 300, tag.clone());
     tokio::time::sleep(Duration::from_secs(4)).await;
     let _restore_consumer = break_component(stack, "kill", "consumer");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -290,7 +290,7 @@ async fn a_second_consumer_joining_then_leaving_under_load_loses_and_duplicates_
     let _serial = serial();
     let stack = TestStack::shared();
     let tag = tag("rebalance");
-    let load = Load::start(stack.gateway(), 300, tag.clone());
+    let load = Load::start(stack, 300, tag.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let out = stack.logctl(&["up", "--consumers", "2"]);
     assert!(
@@ -491,7 +491,7 @@ async fn sigterm_restarts_of_every_service_under_load_lose_nothing() {
     let _serial = serial();
     let stack = TestStack::shared();
     let tag = tag("rolling-restart");
-    let load = Load::start(stack.gateway(), 200, tag.clone());
+    let load = Load::start(stack, 200, tag.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     // SIGTERM: each drains what it holds (answers in-flight requests, flushes the Kafka queue,
     // commits the stored batch) before it exits.

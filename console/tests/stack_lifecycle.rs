@@ -67,9 +67,13 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
     let client = reqwest::Client::new();
     let event = json!({"organizationId": "keep", "level": "ERROR", "message": "survives restarts", "source": "lifecycle"});
     let id = stack.post_event(&client, &event).await;
-    let get = |client: reqwest::Client, url: String| async move {
-        let r = client.get(url).send().await.ok()?;
-        (r.status() == StatusCode::OK).then_some(r.json::<Value>().await.ok()?)
+    let token = stack.token("keep");
+    let get = |client: reqwest::Client, url: String| {
+        let token = token.clone();
+        async move {
+            let r = client.get(url).bearer_auth(token).send().await.ok()?;
+            (r.status() == StatusCode::OK).then_some(r.json::<Value>().await.ok()?)
+        }
     };
     let url = format!("{}/api/logs/{id}", stack.gateway());
     eventually("the event stored", Duration::from_secs(30), || {

@@ -67,8 +67,15 @@ async fn ten_thousand_events_with_duplicate_ids_are_stored_exactly_once() {
         .map(|e| {
             let client = client.clone();
             let url = format!("{gateway}/api/logs");
+            let token = stack.token(e["organizationId"].as_str().expect("org"));
             async move {
-                let r = client.post(url).json(&e).send().await.expect("post");
+                let r = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&e)
+                    .send()
+                    .await
+                    .expect("post");
                 (r.status(), r.json::<Value>().await.expect("json answer"))
             }
         })
@@ -78,16 +85,25 @@ async fn ten_thousand_events_with_duplicate_ids_are_stored_exactly_once() {
     for (status, body) in &single_results {
         assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
     }
-    for chunk in batched.chunks(100) {
-        let r = client
-            .post(format!("{gateway}/api/logs/batch"))
-            .json(&chunk)
-            .send()
-            .await
-            .expect("post batch");
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-        let body: Value = r.json().await.expect("json");
-        assert_eq!(body["accepted"], 100);
+    // A token is for one organization, so batches are too.
+    let mut by_org: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for e in batched {
+        let org = e["organizationId"].as_str().expect("org").to_owned();
+        by_org.entry(org).or_default().push(e.clone());
+    }
+    for (org, events) in &by_org {
+        for chunk in events.chunks(100) {
+            let r = client
+                .post(format!("{gateway}/api/logs/batch"))
+                .bearer_auth(stack.token(org))
+                .json(&chunk)
+                .send()
+                .await
+                .expect("post batch");
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            let body: Value = r.json().await.expect("json");
+            assert_eq!(body["accepted"], chunk.len());
+        }
     }
 
     let pool = db(stack).await;
@@ -148,6 +164,7 @@ async fn one_organizations_events_keep_their_order_within_a_partition() {
     sent.extend((60..160).map(|i| format!("step {i}")));
     let r = client
         .post(format!("{}/api/logs/batch", stack.gateway()))
+        .bearer_auth(stack.token(&org))
         .json(&batch)
         .send()
         .await
@@ -196,8 +213,9 @@ async fn a_stored_event_reads_back_by_id() {
     let stored: Value = eventually("the event readable by id", Duration::from_secs(30), || {
         let client = client.clone();
         let url = format!("{}/api/logs/{id}", stack.gateway());
+        let token = stack.token("acme");
         async move {
-            let r = client.get(url).send().await.ok()?;
+            let r = client.get(url).bearer_auth(token).send().await.ok()?;
             (r.status() == StatusCode::OK).then_some(r.json::<Value>().await.ok()?)
         }
     })
@@ -212,6 +230,7 @@ async fn a_stored_event_reads_back_by_id() {
 
     let missing = client
         .get(format!("{}/api/logs/{}", stack.gateway(), Uuid::now_v7()))
+        .bearer_auth(stack.token("acme"))
         .send()
         .await
         .expect("get");
@@ -294,6 +313,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_publishes_nothing() {
     for (what, body, status, field) in cases {
         let r = client
             .post(format!("{}/api/logs", stack.gateway()))
+            .bearer_auth(stack.token("acme"))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -317,6 +337,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_publishes_nothing() {
         .collect();
     let r = client
         .post(format!("{}/api/logs/batch", stack.gateway()))
+        .bearer_auth(stack.token("acme"))
         .json(&too_many)
         .send()
         .await
@@ -324,6 +345,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_publishes_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = client
         .post(format!("{}/api/logs/batch", stack.gateway()))
+        .bearer_auth(stack.token("acme"))
         .json(&json!({"a": 1}))
         .send()
         .await
@@ -335,6 +357,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_publishes_nothing() {
     ]);
     let r = client
         .post(format!("{}/api/logs/batch", stack.gateway()))
+        .bearer_auth(stack.token("acme"))
         .json(&mixed)
         .send()
         .await
@@ -378,6 +401,7 @@ async fn a_clients_traceparent_comes_back_and_is_stored_with_the_event() {
     let event = json!({"organizationId": "acme", "level": "INFO", "message": "traced", "source": run_tag("trace")});
     let r = client
         .post(format!("{}/api/logs", stack.gateway()))
+        .bearer_auth(stack.token("acme"))
         .header("traceparent", &traceparent)
         .json(&event)
         .send()
@@ -417,6 +441,7 @@ async fn a_clients_traceparent_comes_back_and_is_stored_with_the_event() {
     // Without a traceparent the gateway starts a trace, and it is stored too.
     let r = client
         .post(format!("{}/api/logs", stack.gateway()))
+        .bearer_auth(stack.token("acme"))
         .json(&event)
         .send()
         .await
@@ -434,8 +459,9 @@ async fn a_clients_traceparent_comes_back_and_is_stored_with_the_event() {
     let stored: Value = eventually("the second event readable", Duration::from_secs(30), || {
         let client = client.clone();
         let url = url.clone();
+        let token = stack.token("acme");
         async move {
-            let r = client.get(url).send().await.ok()?;
+            let r = client.get(url).bearer_auth(token).send().await.ok()?;
             (r.status() == StatusCode::OK).then_some(r.json::<Value>().await.ok()?)
         }
     })

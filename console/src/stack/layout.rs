@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::StackError;
 
+/// The file under `secrets/` with the HS256 key the gateway checks tokens with and
+/// `logctl token` signs them with.
+pub const JWT_SECRET: &str = "jwt-secret";
+
 /// Ports of every component; all on 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::layout::{Layout, StackConfig};
+use super::layout::{Layout, StackConfig, JWT_SECRET};
 use super::postgres;
 use super::process;
 use super::{Component, StackError};
@@ -46,9 +46,11 @@ pub fn env(
     config: &StackConfig,
     state_dir: &std::path::Path,
     db_password: &str,
+    jwt_secret: &str,
 ) -> Result<Vec<(&'static str, String)>, StackError> {
     let p = &config.ports;
     let loopback = |port: u16| format!("127.0.0.1:{port}");
+    let redis = format!("redis://{}", loopback(p.redis));
     Ok(match component {
         Component::Gateway => vec![
             ("LOGCTL_GATEWAY_LISTEN", loopback(p.gateway)),
@@ -60,6 +62,8 @@ pub fn env(
                 "LOGCTL_GATEWAY_QUERY_URL",
                 format!("http://{}", loopback(p.consumer)),
             ),
+            ("LOGCTL_GATEWAY_AUTH__HS256_SECRET", jwt_secret.to_owned()),
+            ("LOGCTL_GATEWAY_REDIS__URL", redis),
         ],
         Component::Producer => vec![
             ("LOGCTL_PRODUCER_LISTEN", loopback(p.producer)),
@@ -88,6 +92,7 @@ pub fn env(
             ),
             // `up` already ran the migrations; instances need not race for the lock.
             ("LOGCTL_CONSUMER_MIGRATE_ON_START", (i == 0).to_string()),
+            ("LOGCTL_CONSUMER_REDIS__URL", redis),
         ],
         other => {
             return Err(StackError::Other(format!(
@@ -106,8 +111,14 @@ pub fn start(
     db_password: &str,
 ) -> Result<u32, StackError> {
     let mut cmd = Command::new(binary(binary_name(component))?);
-    cmd.env_remove("LOGCTL_CONFIG")
-        .envs(env(component, config, &layout.root, db_password)?);
+    let jwt_secret = layout.secret(JWT_SECRET)?;
+    cmd.env_remove("LOGCTL_CONFIG").envs(env(
+        component,
+        config,
+        &layout.root,
+        db_password,
+        &jwt_secret,
+    )?);
     let name = component.name();
     process::spawn(cmd, &layout.log_file(&name), &layout.pid_file(&name))
 }

@@ -47,10 +47,16 @@ pub struct Load {
 }
 
 const MAX_IN_FLIGHT: u32 = 256;
+const ORGS: u64 = 7;
 
 impl Load {
-    /// Starts posting to `gateway` at `rate` events/s; every event's `source` is `tag`.
-    pub fn start(gateway: String, rate: u32, tag: String) -> Load {
+    /// Starts posting to the stack's gateway at `rate` events/s over 7 organizations (each
+    /// with its own token); every event's `source` is `tag`.
+    pub fn start(stack: &super::TestStack, rate: u32, tag: String) -> Load {
+        let gateway = stack.gateway();
+        let tokens: Vec<String> = (0..ORGS)
+            .map(|i| stack.token(&format!("org-{i}")))
+            .collect();
         let stop = CancellationToken::new();
         let report = Arc::new(Mutex::new(LoadReport::default()));
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
@@ -76,18 +82,24 @@ impl Load {
                     seq += 1;
                     let id = Uuid::now_v7();
                     let event = json!({
-                        "id": id, "organizationId": format!("org-{}", seq % 7), "level": "INFO",
+                        "id": id, "organizationId": format!("org-{}", seq % ORGS), "level": "INFO",
                         "message": format!("{tag} event {seq}"), "source": tag,
                     });
                     report.lock().expect("report").sent.push(id);
-                    let (client, report, url) = (
+                    let (client, report, url, token) = (
                         client.clone(),
                         report.clone(),
                         format!("{gateway}/api/logs"),
+                        tokens[(seq % ORGS) as usize].clone(),
                     );
                     tokio::spawn(async move {
                         let t = Instant::now();
-                        let answer = client.post(url).json(&event).send().await;
+                        let answer = client
+                            .post(url)
+                            .bearer_auth(token)
+                            .json(&event)
+                            .send()
+                            .await;
                         let took = t.elapsed();
                         let mut r = report.lock().expect("report");
                         r.slowest = r.slowest.max(took);

@@ -246,10 +246,36 @@ impl TestStack {
         (rows == 6).then_some(total)
     }
 
-    /// Posts one event to the gateway, checks it was accepted (202) and returns its id.
+    /// A token for `org` with both scopes, minted as `logctl token` does (cached per org).
+    pub fn token(&self, org: &str) -> String {
+        static TOKENS: std::sync::Mutex<Vec<(PathBuf, String, String)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut tokens = TOKENS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, _, t)) = tokens.iter().find(|(d, o, _)| d == &self.dir && o == org) {
+            return t.clone();
+        }
+        let layout = logctl::stack::layout::Layout::open(&self.dir).expect("state dir");
+        let token = logctl::token::mint(
+            &layout,
+            org,
+            &logctl_core::auth::Scope::ALL,
+            Duration::from_secs(6 * 3600),
+            "tests",
+        )
+        .expect("mint a token");
+        tokens.push((self.dir.clone(), org.to_owned(), token.clone()));
+        token
+    }
+
+    /// Posts one event to the gateway with a token for its organization, checks it was
+    /// accepted (202) and returns its id.
     pub async fn post_event(&self, client: &reqwest::Client, event: &Value) -> String {
+        let org = event["organizationId"].as_str().expect("organizationId");
         let r = client
             .post(format!("{}/api/logs", self.gateway()))
+            .bearer_auth(self.token(org))
             .json(event)
             .send()
             .await

@@ -30,6 +30,7 @@ use logctl_core::otlp::{Exporter, Span, SpanKind};
 use logctl_core::{EventLimits, LogEvent, TraceContext};
 
 use crate::dead_letter::{DeadLetter, DeadLetters, Kind};
+use crate::query::cache::Cache;
 use crate::settings::{BatchSettings, RetrySettings, Settings};
 use crate::storage::{NewRow, Storage, StorageError};
 
@@ -123,6 +124,8 @@ pub struct Ingest {
     paused: bool,
     lag: LagBoard,
     last_record: Instant,
+    /// Told which organizations got new rows, so their cached pages and stats go stale.
+    cache: Cache,
 }
 
 impl Ingest {
@@ -133,6 +136,7 @@ impl Ingest {
         dead_letters: DeadLetters,
         exporter: Option<Exporter>,
         lag: LagBoard,
+        cache: Cache,
     ) -> Self {
         Self {
             consumer,
@@ -148,6 +152,7 @@ impl Ingest {
             paused: false,
             lag,
             last_record: Instant::now(),
+            cache,
         }
     }
 
@@ -264,7 +269,12 @@ impl Ingest {
             })
             .collect();
         if !rows.is_empty() {
+            let orgs: std::collections::BTreeSet<_> = rows
+                .iter()
+                .map(|r| r.event.organization_id.clone())
+                .collect();
             self.insert_isolating(rows, shutdown).await?;
+            self.cache.invalidate(&orgs).await;
         }
         Ok(())
     }

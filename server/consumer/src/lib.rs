@@ -6,7 +6,7 @@
 
 pub mod dead_letter;
 pub mod ingest;
-pub mod routes;
+pub mod query;
 pub mod settings;
 pub mod storage;
 
@@ -14,10 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
 use futures::FutureExt;
-use logctl_core::internal_api::STORED_EVENT_PATH;
+use logctl_core::kv::Kv;
 use logctl_core::lag::{self, LagBoard, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
 use logctl_core::telemetry;
@@ -28,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::DeadLetters;
 use crate::ingest::{Ended, EventConsumer, GroupContext, Ingest};
+use crate::query::cache::Cache;
+use crate::query::QueryState;
 pub use settings::Settings;
 pub use storage::Storage;
 
@@ -58,10 +58,12 @@ pub async fn run(
         shutdown.clone(),
     ));
     let dead_letters = DeadLetters::new(&settings.kafka)?;
+    let cache = Cache::new(Kv::new(&settings.redis)?, settings.cache.clone());
     let ingest = tokio::spawn({
         let storage = storage.clone();
         let shutdown = shutdown.clone();
         let settings = settings.clone();
+        let cache = cache.clone();
         async move {
             if settings.migrate_on_start
                 && !migrate_until_done(&storage, &settings.retry, &shutdown).await
@@ -84,6 +86,7 @@ pub async fn run(
                     dead_letters.clone(),
                     exporter.clone(),
                     lag_board.clone(),
+                    cache.clone(),
                 )
                 .run(shutdown.clone())
                 .await;
@@ -99,15 +102,16 @@ pub async fn run(
         }
     });
 
-    let app = Router::new()
-        .route(STORED_EVENT_PATH, get(routes::stored_event))
-        .with_state(storage.clone())
-        .merge(ops::router(
-            "consumer",
-            metrics,
-            readiness(storage, metadata, settings.kafka.topic.clone()),
-        ))
-        .layer(axum::middleware::from_fn(telemetry::track_http));
+    let app = query::router(QueryState {
+        storage: storage.clone(),
+        cache,
+    })
+    .merge(ops::router(
+        "consumer",
+        metrics,
+        readiness(storage, metadata, settings.kafka.topic.clone()),
+    ))
+    .layer(axum::middleware::from_fn(telemetry::track_http));
     tracing::info!(addr = %listener.local_addr()?, "consumer listening");
     let mut ingest = ingest;
     let server =

@@ -8,8 +8,11 @@ use std::time::Duration;
 use logctl_core::breaker::BreakerSettings;
 use logctl_core::config::Secret;
 use logctl_core::kafka::{ConsumerTuning, KafkaSettings};
+use logctl_core::kv::RedisSettings;
 use logctl_core::EventLimits;
 use serde::{Deserialize, Serialize};
+
+use crate::query::cache::CacheSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -31,6 +34,9 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// How long shutdown may take to finish and commit the current batch.
     pub shutdown_timeout_secs: u64,
+    /// The read API's cache (and where ingest invalidates it).
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
 }
 
 /// How rows are grouped into one INSERT: whichever limit is reached first closes the batch.
@@ -117,6 +123,8 @@ impl Default for Settings {
             otlp: Default::default(),
             migrate_on_start: true,
             shutdown_timeout_secs: 15,
+            redis: RedisSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }

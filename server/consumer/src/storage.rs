@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 use uuid::Uuid;
 
-use logctl_core::LogEvent;
+use logctl_core::query::{Cursor, LogQuery, Page, Stats};
+use logctl_core::{LogEvent, OrganizationId};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -50,7 +51,7 @@ pub struct NewRow {
 }
 
 /// A stored event as the read API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredEvent {
     pub id: Uuid,
@@ -140,35 +141,120 @@ impl Storage {
         Ok(result.rows_affected())
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<StoredEvent>, StorageError> {
-        let row = sqlx::query(
-            "SELECT id, organization_id, level, message, source, event_time, received_at, \
-                    stored_at, trace_id, kafka_partition, kafka_offset \
-             FROM log_events WHERE id = $1",
-        )
+    /// One event, only if it belongs to `org`: another organization's id reads as absent.
+    pub async fn get(
+        &self,
+        org: &OrganizationId,
+        id: Uuid,
+    ) -> Result<Option<StoredEvent>, StorageError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM log_events WHERE id = $1 AND organization_id = $2"
+        ))
         .bind(id)
+        .bind(org.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(StoredEvent {
-                id: r.try_get("id")?,
-                organization_id: r.try_get("organization_id")?,
-                level: r.try_get("level")?,
-                message: r.try_get("message")?,
-                source: r.try_get("source")?,
-                timestamp: r.try_get("event_time")?,
-                received_at: r.try_get("received_at")?,
-                stored_at: r.try_get("stored_at")?,
-                trace_id: r.try_get("trace_id")?,
-                kafka_partition: r.try_get("kafka_partition")?,
-                kafka_offset: r.try_get("kafka_offset")?,
+        row.as_ref().map(stored_event).transpose()
+    }
+
+    /// One page of the organization's events, newest first, after the cursor if any.
+    pub async fn page(
+        &self,
+        org: &OrganizationId,
+        q: &LogQuery,
+    ) -> Result<Page<StoredEvent>, StorageError> {
+        let limit = i64::from(q.limit);
+        // One more row than asked tells whether a next page exists.
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM log_events \
+             WHERE organization_id = $1 \
+               AND ($2::text IS NULL OR level = $2) \
+               AND ($3::text IS NULL OR source = $3) \
+               AND ($4::timestamptz IS NULL OR event_time >= $4) \
+               AND ($5::timestamptz IS NULL OR event_time < $5) \
+               AND ($6::timestamptz IS NULL OR (event_time, id) < ($6, $7)) \
+             ORDER BY event_time DESC, id DESC LIMIT $8"
+        ))
+        .bind(org.as_str())
+        .bind(q.level.map(|l| l.as_str()))
+        .bind(q.source.as_deref())
+        .bind(q.since)
+        .bind(q.until)
+        .bind(q.cursor.map(|c| c.event_time))
+        .bind(q.cursor.map(|c| c.id))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(stored_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(q.limit as usize);
+            items.last().map(|last| {
+                Cursor {
+                    event_time: last.timestamp,
+                    id: last.id,
+                }
+                .encode()
             })
-        })
-        .transpose()
-        .map_err(StorageError::Database)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Counts of the organization's events per level and per source.
+    pub async fn stats(
+        &self,
+        org: &OrganizationId,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Stats, StorageError> {
+        let rows = sqlx::query(
+            "SELECT level, source, count(*) AS n FROM log_events \
+             WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR event_time >= $2) \
+             GROUP BY level, source",
+        )
+        .bind(org.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats = Stats {
+            organization_id: org.to_string(),
+            since,
+            ..Stats::default()
+        };
+        for r in &rows {
+            let level: String = r.try_get("level")?;
+            let source: String = r.try_get("source")?;
+            let n: i64 = r.try_get("n")?;
+            stats.total += n;
+            *stats.by_level.entry(level).or_default() += n;
+            *stats.by_source.entry(source).or_default() += n;
+        }
+        Ok(stats)
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+const COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
+                       stored_at, trace_id, kafka_partition, kafka_offset";
+
+fn stored_event(r: &sqlx::postgres::PgRow) -> Result<StoredEvent, StorageError> {
+    Ok(StoredEvent {
+        id: r.try_get("id")?,
+        organization_id: r.try_get("organization_id")?,
+        level: r.try_get("level")?,
+        message: r.try_get("message")?,
+        source: r.try_get("source")?,
+        timestamp: r.try_get("event_time")?,
+        received_at: r.try_get("received_at")?,
+        stored_at: r.try_get("stored_at")?,
+        trace_id: r.try_get("trace_id")?,
+        kafka_partition: r.try_get("kafka_partition")?,
+        kafka_offset: r.try_get("kafka_offset")?,
+    })
 }

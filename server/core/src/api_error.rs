@@ -8,7 +8,27 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::auth::AuthError;
 use crate::event::FieldError;
+
+/// A caller's rate-limit standing, sent as `X-RateLimit-*` on answers the limiter saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Events the caller may send in one burst.
+    pub limit: u64,
+    /// Events it may send right now.
+    pub remaining: u64,
+    /// Seconds until its full burst is available again.
+    pub reset_secs: u64,
+}
+
+impl Quota {
+    pub fn write_headers(&self, headers: &mut axum::http::HeaderMap) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_secs));
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,6 +49,12 @@ pub enum ApiError {
         reason: String,
         retry_after_secs: u64,
     },
+    /// No valid token (401), or a valid one that does not allow this (403).
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// The organization sent more than its limit: retry after the given delay.
+    #[error("rate limit of {} events exceeded; retry in {retry_after_secs} s", quota.limit)]
+    RateLimited { quota: Quota, retry_after_secs: u64 },
     /// A fault of ours, never of the input: logged, and answered without internals.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +76,9 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,6 +92,9 @@ impl ApiError {
             ApiError::BadBody(_) => "bad_body",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Auth(e) if e.is_forbidden() => "forbidden",
+            ApiError::Auth(_) => "unauthorized",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -73,6 +105,8 @@ impl ApiError {
             ApiError::MalformedJson(_)
             | ApiError::PayloadTooLarge { .. }
             | ApiError::BadBody(_) => Some("body"),
+            ApiError::Auth(AuthError::WrongOrg { .. }) => Some("organizationId"),
+            ApiError::Auth(_) => Some("Authorization"),
             _ => None,
         }
     }
@@ -118,14 +152,43 @@ impl IntoResponse for ApiError {
         metrics::counter!("logctl_http_errors_total", "kind" => self.code()).increment(1);
         let status = self.status();
         let mut response = (status, axum::Json(self.to_json())).into_response();
-        if let ApiError::Unavailable {
-            retry_after_secs, ..
-        } = self
-        {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs.max(1)),
-            );
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs.max(1)),
+                );
+            }
+            ApiError::RateLimited {
+                quota,
+                retry_after_secs,
+            } => {
+                quota.write_headers(headers);
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs.max(1)),
+                );
+            }
+            ApiError::Auth(e) => {
+                metrics::counter!("logctl_auth_failures_total", "reason" => e.reason())
+                    .increment(1);
+                if !e.is_forbidden() {
+                    // RFC 6750: say which scheme, and why the token was not taken.
+                    let error = if matches!(e, AuthError::Missing) {
+                        ""
+                    } else {
+                        ", error=\"invalid_token\""
+                    };
+                    let value = format!("Bearer realm=\"logctl\"{error}");
+                    if let Ok(v) = HeaderValue::from_str(&value) {
+                        headers.insert(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+            }
+            _ => {}
         }
         response
     }

@@ -6,8 +6,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub const PUBLISH_PATH: &str = "/internal/events";
-/// Where the consumer serves one stored event; the gateway proxies `GET /api/logs/{id}` here.
-pub const STORED_EVENT_PATH: &str = "/internal/logs/{id}";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,18 +5,21 @@
 //! gateway/producer contract ([`internal_api`]) and the one shutdown signal ([`shutdown`]).
 
 pub mod api_error;
+pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod event;
 pub mod internal_api;
 pub mod kafka;
+pub mod kv;
 pub mod lag;
 pub mod ops;
 pub mod otlp;
+pub mod query;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;
 
-pub use api_error::ApiError;
+pub use api_error::{ApiError, Quota};
 pub use event::{EventLimits, FieldError, Level, LogEvent, OrganizationId};
 pub use trace::TraceContext;

@@ -3,6 +3,7 @@
 //! It validates every event at the edge (so nothing invalid reaches Kafka), gives it an id and
 //! a receive time, and answers only after the producer reports Kafka's acknowledgement.
 
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod upstream;
@@ -14,12 +15,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use futures::FutureExt;
+use logctl_core::auth::Verifier;
+use logctl_core::kv::Kv;
 use logctl_core::ops::{self, Check, ReadinessProbe};
 use logctl_core::otlp::Exporter;
 use logctl_core::{telemetry, trace};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use rate_limit::RateLimiter;
 pub use settings::Settings;
 use upstream::Upstream;
 
@@ -27,6 +31,9 @@ use upstream::Upstream;
 pub fn app(settings: Settings) -> anyhow::Result<Router> {
     let metrics = telemetry::metrics_handle();
     let upstream = Upstream::new(&settings)?;
+    let verifier = Verifier::new(&settings.auth)?;
+    let kv = Kv::new(&settings.redis)?;
+    let limiter = RateLimiter::new(settings.rate_limit.clone(), kv.clone());
     let tracing_setup = trace::Tracing {
         sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),
         exporter: Exporter::start(&settings.otlp, "gateway"),
@@ -34,14 +41,20 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
     let state = routes::AppState {
         settings: Arc::new(settings.clone()),
         upstream: upstream.clone(),
+        verifier,
+        limiter,
     };
     Ok(Router::new()
-        .route("/api/logs", post(routes::ingest::post_one))
+        .route(
+            "/api/logs",
+            post(routes::ingest::post_one).get(routes::query::list_events),
+        )
         .route("/api/logs/batch", post(routes::ingest::post_batch))
         .route("/api/logs/{id}", get(routes::query::get_event))
+        .route("/api/stats", get(routes::query::stats))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(state)
-        .merge(ops::router("gateway", metrics, readiness(upstream)))
+        .merge(ops::router("gateway", metrics, readiness(upstream, kv)))
         .layer(axum::middleware::from_fn(move |req, next| {
             trace::propagate(tracing_setup.clone(), req, next)
         }))
@@ -62,15 +75,22 @@ pub async fn run(
     Ok(())
 }
 
-fn readiness(upstream: Upstream) -> ReadinessProbe {
+/// Redis is reported but never makes the gateway unready: without it limits are kept per
+/// replica (DEGRADED), and requests go on.
+fn readiness(upstream: Upstream, kv: Kv) -> ReadinessProbe {
     Arc::new(move || {
-        let upstream = upstream.clone();
+        let (upstream, kv) = (upstream.clone(), kv.clone());
         async move {
             let producer = upstream.producer_ready().await;
             let query = upstream.query_ready().await;
+            let redis = match kv.ping().await {
+                Ok(()) => Check::up(),
+                Err(e) => Check::degraded(format!("rate limiting per replica in memory: {e}")),
+            };
             BTreeMap::from([
                 ("producer", Check::from_result(producer)),
                 ("query", Check::from_result(query)),
+                ("redis", redis),
             ])
         }
         .boxed()

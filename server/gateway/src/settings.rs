@@ -4,10 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use logctl_core::auth::AuthSettings;
 use logctl_core::breaker::BreakerSettings;
+use logctl_core::kv::RedisSettings;
 use logctl_core::otlp::OtlpSettings;
 use logctl_core::EventLimits;
 use serde::{Deserialize, Serialize};
+
+use crate::rate_limit::RateLimitSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -32,6 +36,11 @@ pub struct Settings {
     pub otlp: OtlpSettings,
     /// How long a stopping gateway lets in-flight requests finish.
     pub shutdown_timeout_secs: u64,
+    /// Bearer-token checks; the HS256 secret must be set (`logctl up` generates one).
+    pub auth: AuthSettings,
+    /// Per-organization limits, kept in Redis and shared by every replica.
+    pub rate_limit: RateLimitSettings,
+    pub redis: RedisSettings,
 }
 
 impl Default for Settings {
@@ -48,6 +57,9 @@ impl Default for Settings {
             breaker: BreakerSettings::default(),
             shutdown_timeout_secs: 15,
             otlp: OtlpSettings::default(),
+            auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            redis: RedisSettings::default(),
         }
     }
 }

@@ -6,10 +6,9 @@
 use logctl_core::breaker::{Breaker, Permit, Rejected};
 use logctl_core::internal_api::{PublishOutcome, PublishResponse, PUBLISH_PATH};
 use logctl_core::trace::{self, TraceContext};
-use logctl_core::{ApiError, LogEvent};
+use logctl_core::{ApiError, FieldError, LogEvent};
 use reqwest::StatusCode;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::settings::Settings;
 
@@ -82,25 +81,36 @@ impl Upstream {
         Ok(body.results)
     }
 
-    /// One stored event as the consumer serves it.
-    pub async fn stored_event(&self, id: Uuid) -> Result<Value, ApiError> {
+    /// A read from the query service: `path_and_query` already carries the caller's
+    /// organization (`org=` from its token). The service's own 4xx pass through as they are.
+    pub async fn read(
+        &self,
+        path_and_query: &str,
+        trace: &TraceContext,
+    ) -> Result<Value, ApiError> {
         let permit = self
             .query
             .acquire()
             .map_err(|r| breaker_open("query service", r))?;
         let sent = self
             .http
-            .get(format!("{}/internal/logs/{id}", self.query_url))
+            .get(format!("{}{path_and_query}", self.query_url))
+            .header(trace::HEADER, trace.to_string())
             .send()
             .await;
         let response = judge(permit, sent).map_err(|e| unavailable("query service", e))?;
-        match response.status() {
-            StatusCode::OK => response
-                .json()
-                .await
-                .map_err(|e| unavailable("query service", e)),
-            StatusCode::NOT_FOUND => Err(ApiError::NotFound(format!("event {id}"))),
-            other => Err(unavailable("query service", format!("answered {other}"))),
+        let status = response.status();
+        let body: Result<Value, _> = response.json().await;
+        match (status, body) {
+            (StatusCode::OK, Ok(v)) => Ok(v),
+            (StatusCode::NOT_FOUND, _) => Err(ApiError::NotFound("event".into())),
+            (s, Ok(v)) if s.is_client_error() => Err(ApiError::InvalidField(FieldError::new(
+                v["field"].as_str().unwrap_or("query"),
+                v["message"]
+                    .as_str()
+                    .unwrap_or("refused by the query service"),
+            ))),
+            (s, _) => Err(unavailable("query service", format!("answered {s}"))),
         }
     }
 

@@ -4,30 +4,41 @@
 //! A single event is answered `202 {"id"}`. A batch is answered with one result per item, in
 //! order: `202` when every item was accepted, `400` when none was valid, `207` when mixed, and
 //! `503` when the producer could not be reached at all (nothing was published).
+//!
+//! Both need a token with `logs:write` for the events' organization (one event for another
+//! organization refuses the whole request: 403, nothing published), and spend one unit of the
+//! organization's rate limit per valid event.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use chrono::Utc;
+use logctl_core::auth::Scope;
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::{ApiError, FieldError, LogEvent, TraceContext};
 use serde_json::{json, Value};
 
+use super::access::{authorize, same_org, spend, with_quota};
 use super::AppState;
+use crate::rate_limit::Bucket;
 use crate::upstream::unavailable;
 
 pub async fn post_one(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let caller = authorize(&state, &headers, Scope::Write)?;
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
     let value = ApiError::parse_json(&body)?;
     let event = LogEvent::from_json(&value, &state.settings.limits, Utc::now())?;
+    same_org(&caller, &event.organization_id)?;
+    let quota = spend(&state, &caller.org, Bucket::Write, 1).await?;
     let outcome = state
         .upstream
         .publish(std::slice::from_ref(&event), &trace)
@@ -37,7 +48,8 @@ pub async fn post_one(
     match outcome.error {
         None => {
             metrics::counter!("logctl_gateway_events_accepted_total").increment(1);
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": event.id }))).into_response())
+            let response = (StatusCode::ACCEPTED, Json(json!({ "id": event.id }))).into_response();
+            Ok(with_quota(response, quota))
         }
         Some(reason) => Err(unavailable("Kafka", reason)),
     }
@@ -46,8 +58,10 @@ pub async fn post_one(
 pub async fn post_batch(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let caller = authorize(&state, &headers, Scope::Write)?;
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
     let value = ApiError::parse_json(&body)?;
     let items = value
@@ -77,12 +91,16 @@ pub async fn post_batch(
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let mut outcomes = if valid.is_empty() {
-        Vec::new()
-    } else {
-        state.upstream.publish(&valid, &trace).await?
+    for event in &valid {
+        same_org(&caller, &event.organization_id)?;
     }
-    .into_iter();
+    let (mut outcomes, quota) = if valid.is_empty() {
+        (Vec::new(), None)
+    } else {
+        let quota = spend(&state, &caller.org, Bucket::Write, valid.len() as u64).await?;
+        (state.upstream.publish(&valid, &trace).await?, quota)
+    };
+    let mut outcomes = outcomes.drain(..);
 
     let mut accepted = 0usize;
     let results: Vec<Value> = parsed
@@ -119,5 +137,5 @@ pub async fn post_batch(
         _ => StatusCode::MULTI_STATUS,
     };
     let body = json!({"accepted": accepted, "rejected": rejected, "results": results});
-    Ok((status, Json(body)).into_response())
+    Ok(with_quota((status, Json(body)).into_response(), quota))
 }

@@ -1,10 +1,15 @@
-//! The public API, one file per endpoint family.
+//! The public API, one file per endpoint family; [`access`] is what every one of them checks
+//! first (token, scope, organization, rate limit).
 
+pub mod access;
 pub mod ingest;
 pub mod query;
 
 use std::sync::Arc;
 
+use logctl_core::auth::Verifier;
+
+use crate::rate_limit::RateLimiter;
 use crate::settings::Settings;
 use crate::upstream::Upstream;
 
@@ -12,4 +17,6 @@ use crate::upstream::Upstream;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub upstream: Upstream,
+    pub verifier: Verifier,
+    pub limiter: RateLimiter,
 }

@@ -1,18 +1,66 @@
-//! `GET /api/logs/{id}`: one stored event, read from the consumer's query endpoint.
+//! The read API: `GET /api/logs` (filtered, newest first, keyset pages), `GET /api/logs/{id}`
+//! and `GET /api/stats`. Parameters are checked here (400 naming the parameter) and the
+//! canonical query goes to the query service with the token's organization, so a caller can
+//! only ever read its own organization's events, whatever it asks.
 
-use axum::extract::{Path, State};
-use axum::Json;
-use logctl_core::{ApiError, FieldError};
-use serde_json::Value;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use logctl_core::auth::Scope;
+use logctl_core::query::{internal_query, LogQuery, StatsQuery, LOGS_PATH, STATS_PATH};
+use logctl_core::{ApiError, FieldError, TraceContext};
 use uuid::Uuid;
 
+use super::access::{authorize, spend, with_quota};
 use super::AppState;
+use crate::rate_limit::Bucket;
+
+pub async fn list_events(
+    State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&state, &headers, Scope::Read)?;
+    let query = LogQuery::parse(raw.as_deref())?;
+    let quota = spend(&state, &caller.org, Bucket::Read, 1).await?;
+    let path = format!(
+        "{LOGS_PATH}?{}",
+        internal_query(&caller.org, &query.canonical())
+    );
+    let page = state.upstream.read(&path, &trace).await?;
+    Ok(with_quota(Json(page).into_response(), quota))
+}
 
 pub async fn get_event(
     State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let caller = authorize(&state, &headers, Scope::Read)?;
     let id =
         Uuid::parse_str(&id).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?;
-    state.upstream.stored_event(id).await.map(Json)
+    let quota = spend(&state, &caller.org, Bucket::Read, 1).await?;
+    let path = format!("{LOGS_PATH}/{id}?{}", internal_query(&caller.org, ""));
+    let event = state.upstream.read(&path, &trace).await?;
+    Ok(with_quota(Json(event).into_response(), quota))
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let caller = authorize(&state, &headers, Scope::Read)?;
+    let query = StatsQuery::parse(raw.as_deref())?;
+    let quota = spend(&state, &caller.org, Bucket::Read, 1).await?;
+    let path = format!(
+        "{STATS_PATH}?{}",
+        internal_query(&caller.org, &query.canonical())
+    );
+    let stats = state.upstream.read(&path, &trace).await?;
+    Ok(with_quota(Json(stats).into_response(), quota))
 }

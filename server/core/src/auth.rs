@@ -1,0 +1,398 @@
+//! Bearer tokens: the JWTs the gateway verifies on every `/api/*` request and `logctl token`
+//! mints for the local stack. One place for both sides, so the claims they agree on cannot drift.
+//!
+//! A token names one organization (`org`) and what it may do (`scope`, space-separated as in
+//! OAuth 2: `logs:write`, `logs:read`). HS256 with a shared secret is the default; an RS256
+//! public key may be configured beside it for tokens issued elsewhere.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+use crate::event::OrganizationId;
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Write,
+    Read,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::Write, Scope::Read];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Write => "logs:write",
+            Scope::Read => "logs:read",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| format!("unknown scope {s:?}: use logs:write or logs:read"))
+    }
+}
+
+/// The claims on the wire. Unknown scopes in `scope` are ignored, not refused: an issuer may
+/// grant scopes meant for other services in the same token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub org: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+    pub scope: String,
+}
+
+/// Who is calling, once the token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub org: OrganizationId,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(AuthError::WrongScope(scope))
+        }
+    }
+}
+
+/// Why a request was refused; `reason()` is the metric label and 401s vs 403s follow `status()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token: send 'Authorization: Bearer <token>'")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token lacks the scope {0}")]
+    WrongScope(Scope),
+    #[error("the token is for organization {token:?}, not {asked:?}")]
+    WrongOrg { token: String, asked: String },
+}
+
+impl AuthError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::WrongScope(_) => "wrong_scope",
+            AuthError::WrongOrg { .. } => "wrong_org",
+        }
+    }
+
+    /// 401 when the caller is not known; 403 when it is known but not allowed.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, AuthError::WrongScope(_) | AuthError::WrongOrg { .. })
+    }
+}
+
+/// How tokens are checked. The HS256 secret must be set (the local stack generates one); an
+/// RS256 public key (PEM) may be added for tokens from an external issuer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    pub hs256_secret: Secret,
+    /// PEM text of an RSA public key; tokens signed RS256 are checked against it.
+    pub rs256_public_key: Option<String>,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// Smallest HS256 secret accepted: shorter ones are guessable offline from one token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("auth.hs256_secret must be set, at least {MIN_SECRET_BYTES} bytes (the local stack generates one)")]
+    SecretTooShort,
+    #[error("auth.rs256_public_key is not an RSA public key in PEM: {0}")]
+    BadPublicKey(String),
+}
+
+/// Verifies tokens. Built once at start-up; cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    hs256: DecodingKey,
+    rs256: Option<DecodingKey>,
+    leeway: u64,
+}
+
+impl Verifier {
+    pub fn new(settings: &AuthSettings) -> Result<Self, KeyError> {
+        let secret = settings.hs256_secret.expose().as_bytes();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(KeyError::SecretTooShort);
+        }
+        let rs256 = settings
+            .rs256_public_key
+            .as_deref()
+            .map(|pem| {
+                DecodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|e| KeyError::BadPublicKey(e.to_string()))
+            })
+            .transpose()?;
+        Ok(Self {
+            hs256: DecodingKey::from_secret(secret),
+            rs256,
+            leeway: settings.leeway_secs,
+        })
+    }
+
+    /// Checks an `Authorization` header value and returns who is calling.
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| AuthError::Malformed("expected 'Bearer <token>'".into()))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Malformed(format!(
+                "unsupported scheme {scheme:?}: use Bearer"
+            )));
+        }
+        self.verify(token.trim())
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| classify(e.kind()))?;
+        let key = match header.alg {
+            Algorithm::HS256 => &self.hs256,
+            Algorithm::RS256 => self
+                .rs256
+                .as_ref()
+                .ok_or_else(|| AuthError::Malformed("RS256 tokens are not accepted here".into()))?,
+            other => {
+                return Err(AuthError::Malformed(format!(
+                    "algorithm {other:?} is not accepted: use HS256 or RS256"
+                )))
+            }
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| classify(e.kind()))?;
+        let claims = data.claims;
+        let org = OrganizationId::parse(claims.org)
+            .map_err(|e| AuthError::Malformed(format!("claim org {e}")))?;
+        let scopes = claims
+            .scope
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Ok(Principal {
+            subject: claims.sub,
+            org,
+            scopes,
+        })
+    }
+}
+
+fn classify(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidAlgorithm => AuthError::BadSignature,
+        ErrorKind::MissingRequiredClaim(c) => AuthError::Malformed(format!("claim {c} is missing")),
+        ErrorKind::InvalidClaimFormat(c) => AuthError::Malformed(format!("claim {c} is malformed")),
+        ErrorKind::Json(e) => AuthError::Malformed(format!("claims: {e}")),
+        ErrorKind::ImmatureSignature => AuthError::Malformed("the token is not valid yet".into()),
+        other => AuthError::Malformed(format!("{other:?}")),
+    }
+}
+
+/// Signs an HS256 token: what `logctl token` and the tests use against the local stack.
+pub fn mint(
+    secret: &Secret,
+    org: &OrganizationId,
+    scopes: &[Scope],
+    ttl: Duration,
+    subject: &str,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = jsonwebtoken::get_current_timestamp();
+    mint_claims(
+        secret,
+        &Claims {
+            sub: subject.to_string(),
+            org: org.as_str().to_string(),
+            exp: now + ttl.as_secs(),
+            iat: now,
+            scope: scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+    )
+}
+
+/// Signs any claims (tests use it for expired or odd tokens).
+pub fn mint_claims(
+    secret: &Secret,
+    claims: &Claims,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+    fn verifier() -> Verifier {
+        Verifier::new(&AuthSettings {
+            hs256_secret: Secret::new(SECRET),
+            ..AuthSettings::default()
+        })
+        .expect("verifier")
+    }
+
+    fn org(s: &str) -> OrganizationId {
+        OrganizationId::parse(s).expect("org")
+    }
+
+    #[test]
+    fn a_minted_token_verifies_with_its_org_and_scopes() {
+        let token = mint(
+            &Secret::new(SECRET),
+            &org("acme"),
+            &[Scope::Write],
+            Duration::from_secs(60),
+            "ci",
+        )
+        .expect("mint");
+        let p = verifier()
+            .verify_header(Some(&format!("Bearer {token}")))
+            .expect("verifies");
+        assert_eq!(p.org, org("acme"));
+        assert_eq!(p.subject, "ci");
+        assert!(p.require(Scope::Write).is_ok());
+        assert_eq!(
+            p.require(Scope::Read),
+            Err(AuthError::WrongScope(Scope::Read))
+        );
+    }
+
+    #[test]
+    fn each_failure_has_its_reason() {
+        let v = verifier();
+        assert_eq!(
+            v.verify_header(None).expect_err("refused").reason(),
+            "missing"
+        );
+        assert_eq!(
+            v.verify_header(Some("Basic abc"))
+                .expect_err("refused")
+                .reason(),
+            "malformed"
+        );
+        assert_eq!(
+            v.verify_header(Some("Bearer x.y.z"))
+                .expect_err("refused")
+                .reason(),
+            "malformed"
+        );
+        let forged = mint(
+            &Secret::new("another-secret-another-secret-another"),
+            &org("acme"),
+            &[Scope::Write],
+            Duration::from_secs(60),
+            "x",
+        )
+        .expect("mint");
+        assert_eq!(
+            v.verify(&forged).expect_err("refused"),
+            AuthError::BadSignature
+        );
+        let now = jsonwebtoken::get_current_timestamp();
+        let expired = mint_claims(
+            &Secret::new(SECRET),
+            &Claims {
+                sub: "x".into(),
+                org: "acme".into(),
+                exp: now - 120,
+                iat: now - 180,
+                scope: "logs:write".into(),
+            },
+        )
+        .expect("mint");
+        assert_eq!(v.verify(&expired).expect_err("refused"), AuthError::Expired);
+        let bad_org = mint_claims(
+            &Secret::new(SECRET),
+            &Claims {
+                sub: "x".into(),
+                org: "no spaces allowed".into(),
+                exp: now + 60,
+                iat: now,
+                scope: "logs:write".into(),
+            },
+        )
+        .expect("mint");
+        assert_eq!(
+            v.verify(&bad_org).expect_err("refused").reason(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_at_start_up() {
+        let short = AuthSettings {
+            hs256_secret: Secret::new("short"),
+            ..AuthSettings::default()
+        };
+        assert!(matches!(
+            Verifier::new(&short),
+            Err(KeyError::SecretTooShort)
+        ));
+    }
+
+    proptest! {
+        /// Whatever arrives in the header, verification answers, never panics.
+        #[test]
+        fn any_header_is_answered_without_panic(header in ".{0,300}") {
+            let _ = verifier().verify_header(Some(&header));
+        }
+
+        #[test]
+        fn any_three_part_token_is_answered_without_panic(
+            a in "[A-Za-z0-9_-]{0,80}", b in "[A-Za-z0-9_-]{0,200}", c in "[A-Za-z0-9_-]{0,80}"
+        ) {
+            let _ = verifier().verify(&format!("{a}.{b}.{c}"));
+        }
+    }
+}
