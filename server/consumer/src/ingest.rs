@@ -103,6 +103,20 @@ pub fn is_stalled(paused: bool, quiet: Duration, stall_after: Duration, own_lag:
     !paused && quiet >= stall_after && own_lag > 0
 }
 
+/// Is a quiet consumer left without partitions while the group has lag? After a broker
+/// restart a client can fail to rejoin and sit with an empty assignment: its own lag is then
+/// zero, so [`is_stalled`] cannot see it. Confirmed against the group's size before acting (an
+/// instance beyond the partition count is idle on purpose).
+pub fn is_orphaned(
+    paused: bool,
+    quiet: Duration,
+    stall_after: Duration,
+    assigned: usize,
+    group_lag: i64,
+) -> bool {
+    !paused && quiet >= stall_after && assigned == 0 && group_lag > 0
+}
+
 enum Next {
     Batch(Vec<Decoded>),
     Shutdown,
@@ -126,6 +140,7 @@ pub struct Ingest {
     last_record: Instant,
     /// Told which organizations got new rows, so their cached pages and stats go stale.
     cache: Cache,
+    group_id: String,
 }
 
 impl Ingest {
@@ -153,6 +168,7 @@ impl Ingest {
             lag,
             last_record: Instant::now(),
             cache,
+            group_id: settings.tuning.group_id.clone(),
         }
     }
 
@@ -190,6 +206,39 @@ impl Ingest {
         assigned.iter().filter_map(|p| board.get(p)).sum()
     }
 
+    /// Partitions assigned here, the whole group's lag, and the topic's partition count, as
+    /// the lag board last read them from Kafka.
+    fn group_view(&self) -> (usize, i64, usize) {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map(|a| a.count())
+            .unwrap_or_default();
+        let board = self
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (assigned, board.values().sum(), board.len())
+    }
+
+    /// Asks Kafka how many members the group has; `false` when it cannot tell.
+    async fn group_has_fewer_members_than(&self, partitions: usize) -> bool {
+        let consumer = self.consumer.clone();
+        let group = self.group_id.clone();
+        tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_group_list(Some(&group), Duration::from_secs(2))
+                .ok()
+                .map(|list| {
+                    let members = list.groups().first().map_or(0, |g| g.members().len());
+                    members < partitions
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Takes carried records first, then waits for more until the batch is full or its time is
     /// up; stops waiting on shutdown, or when the client looks stalled.
     async fn next_batch(&mut self, shutdown: &CancellationToken) -> Next {
@@ -208,12 +257,15 @@ impl Ingest {
                     }
                 }
                 let stall_after = Duration::from_secs(self.retry.stall_timeout_secs);
-                if is_stalled(
-                    self.paused,
-                    self.last_record.elapsed(),
-                    stall_after,
-                    self.own_lag(),
-                ) {
+                let quiet = self.last_record.elapsed();
+                if is_stalled(self.paused, quiet, stall_after, self.own_lag()) {
+                    return Next::Stalled;
+                }
+                let (assigned, group_lag, partitions) = self.group_view();
+                if is_orphaned(self.paused, quiet, stall_after, assigned, group_lag)
+                    && self.group_has_fewer_members_than(partitions).await
+                {
+                    tracing::warn!(group_lag, "no partitions assigned while the group has lag");
                     return Next::Stalled;
                 }
             };
@@ -627,6 +679,23 @@ mod tests {
         );
         assert!(
             !is_stalled(false, Duration::from_secs(19), after, 5),
+            "not quiet long enough"
+        );
+    }
+
+    #[test]
+    fn orphaned_only_without_partitions_while_the_group_lags() {
+        let after = Duration::from_secs(20);
+        let quiet = Duration::from_secs(25);
+        assert!(is_orphaned(false, quiet, after, 0, 7));
+        assert!(!is_orphaned(false, quiet, after, 2, 7), "has partitions");
+        assert!(
+            !is_orphaned(false, quiet, after, 0, 0),
+            "nothing to read anywhere"
+        );
+        assert!(!is_orphaned(true, quiet, after, 0, 7), "paused on purpose");
+        assert!(
+            !is_orphaned(false, Duration::from_secs(5), after, 0, 7),
             "not quiet long enough"
         );
     }
