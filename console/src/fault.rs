@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
@@ -86,7 +85,7 @@ async fn local(
         Action::Kill => {
             let pid = running()?;
             process::signal_tree(pid, Signal::SIGKILL);
-            wait_gone(c, layout).await;
+            stack::wait_exited(c, layout, stack::EXIT_WAIT).await?;
             format!("killed pid {pid}")
         }
         Action::Pause => {
@@ -100,15 +99,6 @@ async fn local(
             format!("resumed pid {pid}")
         }
     })
-}
-
-async fn wait_gone(c: Component, layout: &Layout) {
-    for _ in 0..100 {
-        if stack::running_pid(c, layout).is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The `docker compose` command for a fault; compose runs one instance per service.

@@ -117,6 +117,11 @@ impl EventMix {
     /// One client event as JSON, without an id (the gateway assigns one).
     pub fn next_event(&mut self) -> Value {
         let organization = self.organization();
+        self.event_for(&organization)
+    }
+
+    /// One event of the given organization (a batch is one organization's, as tokens are).
+    pub fn event_for(&mut self, organization: &str) -> Value {
         let level = self.level();
         let source = SOURCES[self.rng.random_range(0..SOURCES.len())];
         json!({

@@ -1,7 +1,14 @@
-//! Load generation for logctl.
+//! Load generation for logctl, the engine of `logctl load` and `logctl bench`.
 //!
-//! For now this is the event side: [`events::EventMix`] makes realistic, seedable client events
-//! (skewed organizations, a level mix, sources and message sizes). The open-loop scheduler and
-//! latency recording of `logctl load` build on it.
+//! - [`events`]: realistic, seedable client events (skewed organizations, a level mix, sources,
+//!   message sizes).
+//! - [`plan`]: when each request is meant to leave (constant rate, ramp, steps, count).
+//! - [`engine`]: the open-loop sender, latency measured from the planned send time.
+//! - [`report`]: HdrHistogram percentiles, answers by status, the generator's own lateness.
+//! - [`http`]: the gateway as a target, with a token per organization.
 
+pub mod engine;
 pub mod events;
+pub mod http;
+pub mod plan;
+pub mod report;

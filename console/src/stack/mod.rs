@@ -308,13 +308,39 @@ pub async fn start_one(
     c: Component,
 ) -> Result<u32, StackError> {
     if let Some(pid) = running_pid(c, layout) {
-        return Ok(pid);
+        // A killed process still finishing its last threads is not running: wait it out.
+        if !process::is_exiting(pid) {
+            return Ok(pid);
+        }
+        wait_exited(c, layout, EXIT_WAIT).await?;
     }
     preflight(&[c], config)?;
     let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
     let pid = launch(c, layout, config, &db_password)?;
     wait_ready(c, layout, config, ready_deadline(c)).await?;
     Ok(pid)
+}
+
+/// Longest wait for a killed process to be gone (its threads may be finishing an fsync).
+pub const EXIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `c` has no live process, or says it still has one after `within`.
+pub async fn wait_exited(
+    c: Component,
+    layout: &Layout,
+    within: Duration,
+) -> Result<(), StackError> {
+    let deadline = std::time::Instant::now() + within;
+    while let Some(pid) = running_pid(c, layout) {
+        if std::time::Instant::now() >= deadline {
+            return Err(StackError::Other(format!(
+                "{} (pid {pid}) has not exited {within:?} after being stopped",
+                c.name()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 fn ready_deadline(c: Component) -> Duration {

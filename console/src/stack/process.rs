@@ -68,6 +68,19 @@ pub fn is_ours(pid: u32, marker: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Is `pid` on its way out: killed, its main thread gone or a zombie, while other threads
+/// still finish (a thread in an fsync holds a SIGKILLed process for as long as the disk takes)?
+pub fn is_exiting(pid: u32) -> bool {
+    let main_state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        });
+    let cmdline_empty = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty());
+    matches!(main_state, Some('Z' | 'X' | 'x')) || cmdline_empty
+}
+
 pub fn read_pid(pid_file: &Path) -> Option<u32> {
     std::fs::read_to_string(pid_file)
         .ok()?
