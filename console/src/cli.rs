@@ -24,6 +24,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the local stack (Kafka, PostgreSQL, Redis, gateway, producer, consumer) and wait
@@ -38,12 +40,79 @@ pub enum Command {
     /// Show or replay the records the consumer sent to the dead-letter topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Constant-rate, open-loop load against the gateway: latency from each request's planned
+    /// send time (no coordinated omission), HdrHistogram percentiles, optional exactly-once check
+    /// in PostgreSQL and pass/fail thresholds for CI.
+    Load(LoadArgs),
     /// Print a bearer token for the stack's gateway (signed with the key in the state dir,
     /// or LOGCTL_JWT_SECRET), e.g. `curl -H "Authorization: Bearer $(logctl token --org acme)"`.
     Token(TokenArgs),
     /// Run one of Kafka's own tools against the stack's broker, e.g.
     /// `logctl kafka consumer-groups --describe --group log-consumer-group`.
     Kafka(KafkaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Events per second (with --batch, requests per second are rate / batch).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long to send (500ms, 30s, 5m); 30s when neither this nor --count is given.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Rise linearly to the rate over this long first (from a tenth of it).
+    #[arg(long, default_value = "0s")]
+    pub ramp: String,
+    /// Stepped rates instead of --rate and --duration: 1000:10s,2000:10s,5000:30s.
+    #[arg(long, conflicts_with_all = ["rate", "duration"])]
+    pub steps: Option<String>,
+    /// Events per request: 1 posts single events to /api/logs, more posts batches.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Organizations (Zipf-skewed: a few send most), each with its own token.
+    #[arg(long, default_value_t = 20)]
+    pub orgs: usize,
+    #[arg(long, default_value = "load")]
+    pub org_prefix: String,
+    /// Seed of the event mix: the same seed sends the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Mean message size in bytes (messages vary from half to 1.5 times it).
+    #[arg(long, default_value_t = 200)]
+    pub message_bytes: usize,
+    /// Most requests awaiting an answer; beyond it sends wait (and are counted late).
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// Gateway URL; the local stack's by default.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Print the final report as JSON (no live progress).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Write per-second latency histograms as an HdrHistogram interval log.
+    #[arg(long)]
+    pub hdr_log: Option<PathBuf>,
+    /// After the run, wait for the pipeline to drain and check in PostgreSQL that every event
+    /// answered 2xx is stored exactly once.
+    #[arg(long)]
+    pub verify: bool,
+    #[arg(long, default_value = "120s")]
+    pub verify_timeout: String,
+    /// For --verify against another stack; the local stack's by default.
+    #[arg(long, env = "LOGCTL_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Fail (exit 1) when p99 latency is above this, e.g. 50ms.
+    #[arg(long)]
+    pub max_p99: Option<String>,
+    /// Fail (exit 1) when more requests than this are not answered 2xx, e.g. 0.1%.
+    #[arg(long)]
+    pub max_error_rate: Option<String>,
 }
 
 #[derive(Debug, Args)]

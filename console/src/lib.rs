@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod dlq;
 pub mod fault;
+pub mod load;
 pub mod stack;
 pub mod token;

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use logctl::cli::{
-    Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, StatusArgs, TokenArgs,
-    UpArgs,
+    Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, LoadArgs, StatusArgs,
+    TokenArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -38,7 +38,144 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fault(args) => fault(&layout, args),
         Command::Dlq(cmd) => dead_letters(&layout, cmd),
         Command::Token(args) => token(&layout, args),
+        Command::Load(args) => load(&layout, args),
     }
+}
+
+fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
+    use logctl::load;
+    use logctl_loadgen::plan::{parse_duration, Plan};
+    let flag = |name: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("{name}: {e}"));
+    let ramp = flag("--ramp", &args.ramp)?;
+    let plan = match &args.steps {
+        Some(steps) => Plan::stepped(steps, ramp, args.count)?,
+        None => {
+            let duration = match (&args.duration, args.count) {
+                (Some(d), _) => Some(flag("--duration", d)?),
+                (None, Some(_)) => None,
+                (None, None) => Some(Duration::from_secs(30)),
+            };
+            Plan::new(args.rate, duration, args.count, ramp)?
+        }
+    };
+    let thresholds = load::Thresholds {
+        max_p99: args
+            .max_p99
+            .as_deref()
+            .map(|v| flag("--max-p99", v))
+            .transpose()?,
+        max_error_rate: args
+            .max_error_rate
+            .as_deref()
+            .map(|v| load::parse_rate(v).map_err(|e| anyhow::anyhow!("--max-error-rate: {e}")))
+            .transpose()?,
+    };
+    let verify_timeout = flag("--verify-timeout", &args.verify_timeout)?;
+    if args.batch == 0 || args.batch > 1000 {
+        anyhow::bail!("--batch: must be from 1 to 1000 (the gateway's batch limit)");
+    }
+    let config = layout.load_config()?;
+    let target = args
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.ports.gateway));
+    let options = logctl_loadgen::engine::Options {
+        batch: args.batch,
+        max_in_flight: args.max_in_flight,
+        seed: args.seed,
+        orgs: args.orgs,
+        mean_message_bytes: args.message_bytes,
+        org_prefix: args.org_prefix.clone(),
+        collect_ids: args.verify,
+    };
+    let gateway = std::sync::Arc::new(logctl_loadgen::http::Gateway::new(
+        &target,
+        load::token_source(layout),
+        args.max_in_flight,
+    )?);
+    let runtime = runtime()?;
+    let mut outcome = runtime.block_on(async {
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            }
+        });
+        let quiet = args.json;
+        logctl_loadgen::engine::run(&plan, gateway, &options, stop, |p| {
+            if !quiet {
+                load::print_progress(p);
+            }
+        })
+        .await
+    });
+    if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
+    if args.verify {
+        let url = match &args.database_url {
+            Some(u) => u.clone(),
+            None => {
+                let password =
+                    std::fs::read_to_string(layout.secret_file(stack::postgres::PASSWORD_SECRET))
+                        .context(
+                        "--verify needs the local stack's database password, or --database-url",
+                    )?;
+                stack::postgres::database_url(config.ports.postgres, password.trim())
+            }
+        };
+        if !args.json {
+            eprintln!(
+                "verifying {} acknowledged events in PostgreSQL...",
+                outcome.acked.len()
+            );
+        }
+        let verification = runtime.block_on(load::verify(&url, &outcome.acked, verify_timeout))?;
+        outcome.report.verify = Some(verification);
+    }
+    if let Some(path) = &args.hdr_log {
+        load::write_hdr_log(path, &outcome.intervals)
+            .with_context(|| format!("--hdr-log {}", path.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&outcome.report)?;
+    if let Some(path) = &args.output {
+        std::fs::write(path, &json).with_context(|| format!("--output {}", path.display()))?;
+    }
+    let describe = format!(
+        "{} per request, {} organizations, seed {}",
+        if args.batch == 1 {
+            "1 event".to_owned()
+        } else {
+            format!("{} events", args.batch)
+        },
+        args.orgs,
+        args.seed
+    );
+    // Without thresholds or --verify the run only reports; with them, any breach fails it.
+    let judged = thresholds.max_p99.is_some() || thresholds.max_error_rate.is_some() || args.verify;
+    let broken = if judged {
+        load::judge(&outcome.report, &thresholds)
+    } else {
+        Vec::new()
+    };
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", load::render(&outcome.report, &describe));
+        for b in &broken {
+            println!("FAILED      {b}");
+        }
+        if broken.is_empty() && judged {
+            println!("PASSED      every threshold held");
+        }
+    }
+    Ok(if broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn token(layout: &Layout, args: TokenArgs) -> anyhow::Result<ExitCode> {

@@ -47,6 +47,7 @@ impl Percentiles {
 
 /// How far the generator itself was from its schedule.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct Lateness {
     /// Requests sent more than [`LATE_AFTER`] after their intended time.
     pub late_requests: u64,
