@@ -44,6 +44,10 @@ pub enum Command {
     /// send time (no coordinated omission), HdrHistogram percentiles, optional exactly-once check
     /// in PostgreSQL and pass/fail thresholds for CI.
     Load(LoadArgs),
+    /// The pipeline benchmark against the local stack: peak rates, batches, consumer drain,
+    /// with wrk, Kafka's ProducerPerformance and PostgreSQL COPY as baselines in the same run;
+    /// writes a markdown table.
+    Bench(BenchArgs),
     /// Print a bearer token for the stack's gateway (signed with the key in the state dir,
     /// or LOGCTL_JWT_SECRET), e.g. `curl -H "Authorization: Bearer $(logctl token --org acme)"`.
     Token(TokenArgs),
@@ -113,6 +117,18 @@ pub struct LoadArgs {
     /// Fail (exit 1) when more requests than this are not answered 2xx, e.g. 0.1%.
     #[arg(long)]
     pub max_error_rate: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Short steps and fewer events: checks the benchmark runs, not figures to quote.
+    #[arg(long)]
+    pub quick: bool,
+    /// Leave out the consumer drain stage (it stops the consumer for a while).
+    #[arg(long)]
+    pub skip_drain: bool,
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

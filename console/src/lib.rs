@@ -1,6 +1,7 @@
 //! The `logctl` console as a library: the CLI definition and the local stack it drives, so
 //! tests and later front ends (the TUI, the scenario runner) use the same code as the binary.
 
+pub mod bench;
 pub mod cli;
 pub mod dlq;
 pub mod fault;

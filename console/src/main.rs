@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use logctl::cli::{
-    Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, LoadArgs, StatusArgs,
-    TokenArgs, UpArgs,
+    BenchArgs, Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, LoadArgs,
+    StatusArgs, TokenArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -39,7 +39,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(cmd) => dead_letters(&layout, cmd),
         Command::Token(args) => token(&layout, args),
         Command::Load(args) => load(&layout, args),
+        Command::Bench(args) => bench(&layout, args),
     }
+}
+
+fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let config = layout.load_config()?;
+    let down: Vec<String> = stack::status(layout, &config)
+        .iter()
+        .filter(|c| !c.is_up())
+        .map(|c| c.name.clone())
+        .collect();
+    if !down.is_empty() {
+        anyhow::bail!(
+            "the stack is not up ({} down): run `logctl up` first",
+            down.join(", ")
+        );
+    }
+    let options = logctl::bench::BenchOptions {
+        quick: args.quick,
+        skip_drain: args.skip_drain,
+    };
+    let results = runtime()?.block_on(logctl::bench::run(layout, &config, options))?;
+    let md = logctl::bench::render(&results);
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.output, &md)
+        .with_context(|| format!("--output {}", args.output.display()))?;
+    print!("{md}");
+    eprintln!("written to {}", args.output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {

@@ -36,8 +36,12 @@ const PORT_FLAGS: [&str; 8] = [
     "consumer-port",
 ];
 
+/// The `logctl` under test; `LOGCTL_TEST_BIN` points at another build (a frozen copy, so a
+/// long drill loop is not disturbed by rebuilding the workspace).
 pub fn logctl_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_logctl"))
+    std::env::var_os("LOGCTL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_logctl")))
 }
 
 /// Consumer instances a test may run; each needs its own port after the first.

@@ -1,0 +1,543 @@
+//! `logctl bench`: the pipeline benchmark, against the local stack, with this machine's own
+//! baselines measured in the same run, written as a markdown table (bench/RESULTS.md).
+//!
+//! Stages: the peak single-event rate through the gateway and straight to the producer (the
+//! highest step with p99 under 50 ms, no errors and the generator on schedule), batched
+//! ingestion (100 and 1000 per request), and the consumer's drain rate from a pre-filled topic.
+//! Baselines: `wrk` on `/health` (the HTTP ceiling), Kafka's `ProducerPerformance`, PostgreSQL's
+//! `COPY`. Each step also records CPU per component (where the time goes), the generator's own
+//! CPU, and each service's RSS.
+
+pub mod baselines;
+pub mod drain;
+pub mod procstat;
+pub mod targets;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use logctl_core::kafka::{KafkaSettings, CONSUMER_GROUP};
+use logctl_core::lag::LagReader;
+use logctl_loadgen::engine::{self, Options, Target};
+use logctl_loadgen::plan::Plan;
+use logctl_loadgen::report::Report;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::stack::layout::{Layout, StackConfig};
+use crate::stack::{self, Component};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Shorter steps and fewer events: a smoke run of the benchmark, not figures to quote.
+    pub quick: bool,
+    pub skip_drain: bool,
+}
+
+/// One rate held for one step, and what it cost.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub rate: f64,
+    pub report: Report,
+    /// Cores used per component during the step.
+    pub cores: BTreeMap<String, f64>,
+    pub generator_cores: f64,
+    pub rss_mib: BTreeMap<String, f64>,
+    pub passed: bool,
+}
+
+pub struct Search {
+    pub name: String,
+    pub p99_limit_ms: f64,
+    pub steps: Vec<Step>,
+}
+
+impl Search {
+    /// The highest passing step.
+    pub fn peak(&self) -> Option<&Step> {
+        self.steps.iter().rev().find(|s| s.passed)
+    }
+}
+
+fn components(config: &StackConfig) -> Vec<Component> {
+    Component::all(config)
+}
+
+async fn run_step(
+    layout: &Layout,
+    config: &StackConfig,
+    target: Arc<dyn Target>,
+    rate: f64,
+    batch: usize,
+    secs: u64,
+    p99_limit_ms: f64,
+) -> anyhow::Result<Step> {
+    let plan = Plan::new(rate, Some(Duration::from_secs(secs)), None, Duration::ZERO)?;
+    let options = Options {
+        batch,
+        max_in_flight: 2048,
+        seed: rate as u64,
+        orgs: 20,
+        mean_message_bytes: 200,
+        org_prefix: "bench".into(),
+        collect_ids: false,
+    };
+    let groups: Vec<(String, u32)> = components(config)
+        .into_iter()
+        .filter_map(|c| stack::running_pid(c, layout).map(|pid| (c.name(), pid)))
+        .collect();
+    let cpu_before = procstat::cpu_by_group();
+    let own_before = procstat::own_cpu();
+    let started = Instant::now();
+    let out = engine::run(&plan, target, &options, CancellationToken::new(), |_| {}).await;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu_after = procstat::cpu_by_group();
+    let mut cores = BTreeMap::new();
+    let mut rss_mib = BTreeMap::new();
+    for (name, pid) in &groups {
+        let used = cpu_after.get(pid).copied().unwrap_or(0.0)
+            - cpu_before.get(pid).copied().unwrap_or(0.0);
+        cores.insert(name.clone(), used.max(0.0) / wall);
+        if let Some(rss) = procstat::rss_mib(*pid) {
+            rss_mib.insert(name.clone(), rss);
+        }
+    }
+    let generator_cores = (procstat::own_cpu() - own_before).max(0.0) / wall;
+    let r = &out.report;
+    let passed = r.error_rate() <= 0.001 && !r.fell_behind && r.latency_ms.p99 <= p99_limit_ms;
+    Ok(Step {
+        rate,
+        report: out.report,
+        cores,
+        generator_cores,
+        rss_mib,
+        passed,
+    })
+}
+
+/// Waits until the consumer group has read everything, so one stage's backlog does not load
+/// the next.
+async fn settle(config: &StackConfig) {
+    let settings = KafkaSettings {
+        bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+        ..KafkaSettings::default()
+    };
+    let Ok(reader) = LagReader::new(&settings, CONSUMER_GROUP) else {
+        return;
+    };
+    let reader = Arc::new(reader);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let r = reader.clone();
+        let lag = tokio::task::spawn_blocking(move || r.read(Duration::from_secs(5)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|parts| parts.iter().map(|p| p.lag).sum::<i64>());
+        if lag == Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One stepped search: rising rates until one fails.
+struct Stage<'a> {
+    name: &'a str,
+    target: Arc<dyn Target>,
+    batch: usize,
+    rates: &'a [f64],
+    p99_limit_ms: f64,
+}
+
+async fn search(
+    layout: &Layout,
+    config: &StackConfig,
+    stage: Stage<'_>,
+    secs: u64,
+) -> anyhow::Result<Search> {
+    let Stage {
+        name,
+        target,
+        batch,
+        rates,
+        p99_limit_ms,
+    } = stage;
+    let mut steps = Vec::new();
+    for &rate in rates {
+        settle(config).await;
+        eprintln!("bench: {name}: {rate:.0} events/s for {secs} s");
+        let step = run_step(
+            layout,
+            config,
+            target.clone(),
+            rate,
+            batch,
+            secs,
+            p99_limit_ms,
+        )
+        .await?;
+        let passed = step.passed;
+        steps.push(step);
+        if !passed {
+            break;
+        }
+    }
+    Ok(Search {
+        name: name.to_owned(),
+        p99_limit_ms,
+        steps,
+    })
+}
+
+pub struct Results {
+    pub machine: String,
+    pub started: String,
+    pub options: BenchOptions,
+    pub http_ceiling: Option<f64>,
+    pub searches: Vec<Search>,
+    pub drain: Option<(u64, f64)>,
+    pub kafka_perf: Option<f64>,
+    pub copy: Option<f64>,
+    pub record_bytes: usize,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or_else(|| "?".into(), |k| format!("{:.0} GiB", k / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} RAM, Linux {}", kernel.trim())
+}
+
+/// Runs every stage against the local stack.
+pub async fn run(
+    layout: &Layout,
+    config: &StackConfig,
+    options: BenchOptions,
+) -> anyhow::Result<Results> {
+    let started = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let secs = if options.quick { 4 } else { 10 };
+    let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
+    let producer = format!("http://127.0.0.1:{}", config.ports.producer);
+    let single_rates: Vec<f64> = if options.quick {
+        vec![1_000.0, 3_000.0]
+    } else {
+        vec![
+            2_000.0, 4_000.0, 6_000.0, 8_000.0, 10_000.0, 12_000.0, 15_000.0, 20_000.0,
+        ]
+    };
+    let batch_rates: Vec<f64> = if options.quick {
+        vec![10_000.0, 30_000.0]
+    } else {
+        vec![
+            10_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0, 200_000.0,
+        ]
+    };
+
+    eprintln!("bench: HTTP ceiling (wrk on /health)");
+    let http_ceiling = baselines::wrk(&format!("{gateway}/health"), secs)?;
+    let gateway_target: Arc<dyn Target> = Arc::new(logctl_loadgen::http::Gateway::new(
+        &gateway,
+        crate::load::token_source(layout),
+        2048,
+    )?);
+    let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer, 2048)?);
+    let mut searches = Vec::new();
+    let stages = [
+        Stage {
+            name: "single events through the gateway",
+            target: gateway_target.clone(),
+            batch: 1,
+            rates: &single_rates,
+            p99_limit_ms: 50.0,
+        },
+        Stage {
+            name: "single events straight to the producer",
+            target: producer_target,
+            batch: 1,
+            rates: &single_rates,
+            p99_limit_ms: 50.0,
+        },
+        Stage {
+            name: "batches of 100 through the gateway",
+            target: gateway_target.clone(),
+            batch: 100,
+            rates: &batch_rates,
+            p99_limit_ms: 500.0,
+        },
+        Stage {
+            name: "batches of 1000 through the gateway",
+            target: gateway_target,
+            batch: 1000,
+            rates: &batch_rates,
+            p99_limit_ms: 1_000.0,
+        },
+    ];
+    for stage in stages {
+        searches.push(search(layout, config, stage, secs).await?);
+    }
+    settle(config).await;
+
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&stack::postgres::database_url(
+            config.ports.postgres,
+            &layout.secret(stack::postgres::PASSWORD_SECRET)?,
+        ))
+        .await?;
+    let drain_events: u64 = if options.quick { 100_000 } else { 1_000_000 };
+    let mut record_bytes = 300;
+    let drain = if options.skip_drain {
+        None
+    } else {
+        eprintln!("bench: consumer drain of {drain_events} pre-filled events");
+        let consumer = Component::Consumer(0);
+        stack::stop_one(layout, consumer);
+        let prefix = format!("drain-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let filled = drain::fill(
+            &format!("127.0.0.1:{}", config.ports.kafka),
+            &prefix,
+            20,
+            drain_events,
+        )
+        .await;
+        // Whatever happened, the consumer comes back.
+        stack::start_one(layout, config, consumer).await?;
+        let filled = filled?;
+        record_bytes = filled.mean_record_bytes;
+        let secs = drain::wait_stored(&pool, &filled.orgs, filled.events, Duration::from_secs(900))
+            .await?;
+        Some((filled.events, secs))
+    };
+    eprintln!("bench: Kafka's own producer (ProducerPerformance)");
+    let kafka_perf = Some(baselines::kafka_perf(
+        layout,
+        &config.ports,
+        drain_events,
+        record_bytes,
+    )?);
+    eprintln!("bench: PostgreSQL COPY of {drain_events} rows");
+    let copy = Some(baselines::copy(&pool, drain_events, 200).await?);
+    Ok(Results {
+        machine: machine(),
+        started,
+        options,
+        http_ceiling,
+        searches,
+        drain,
+        kafka_perf,
+        copy,
+        record_bytes,
+    })
+}
+
+fn num(v: f64) -> String {
+    let n = v.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
+    match (ours, base) {
+        (Some(o), Some(b)) if b > 0.0 => format!("{:.2}", o / b),
+        _ => "–".into(),
+    }
+}
+
+fn met(value: Option<f64>, target: f64) -> &'static str {
+    match value {
+        Some(v) if v >= target => "yes",
+        Some(_) => "**no**",
+        None => "–",
+    }
+}
+
+/// The markdown report.
+pub fn render(r: &Results) -> String {
+    let peak = |i: usize| r.searches.get(i).and_then(Search::peak);
+    let peak_rate = |i: usize| {
+        peak(i).map(|s| s.report.events_accepted as f64 / s.report.duration_secs.max(1e-9))
+    };
+    let gw = peak_rate(0);
+    let pr = peak_rate(1);
+    let b100 = peak_rate(2);
+    let b1000 = peak_rate(3);
+    let drain_rate = r.drain.map(|(n, s)| n as f64 / s.max(1e-9));
+    let mut md = String::new();
+    let _ = writeln!(md, "# logctl benchmark results\n");
+    let _ = writeln!(
+        md,
+        "Measured {} on {} with `logctl bench{}` against the local stack (`logctl up`), everything \
+         co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
+         Rates are events answered 2xx per second over the step; a step passes with p99 latency \
+         (from the planned send time) under its limit, at most 0.1% errors, and the generator on \
+         schedule. Baselines are measured in the same run.\n",
+        r.started,
+        r.machine,
+        if r.options.quick { " --quick" } else { "" },
+        if cfg!(debug_assertions) { "debug (figures not representative)" } else { "release" }
+    );
+    let _ = writeln!(
+        md,
+        "| stage | ours | baseline (same run) | ours / baseline | target | met |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let opt =
+        |v: Option<f64>, unit: &str| v.map_or_else(|| "–".into(), |v| format!("{} {unit}", num(v)));
+    let _ = writeln!(
+        md,
+        "| single events through the gateway, p99 < 50 ms | {} | HTTP ceiling (`wrk` on `/health`): {} | {} | 10,000 events/s | {} |",
+        opt(gw, "events/s"), opt(r.http_ceiling, "req/s"), ratio(gw, r.http_ceiling), met(gw, 10_000.0)
+    );
+    let _ = writeln!(
+        md,
+        "| single events straight to the producer, p99 < 50 ms | {} | Kafka `ProducerPerformance`: {} | {} | – | – |",
+        opt(pr, "events/s"), opt(r.kafka_perf, "records/s"), ratio(pr, r.kafka_perf)
+    );
+    let _ = writeln!(
+        md,
+        "| cost of the gateway hop | gateway / producer peak: {} | – | – | – | – |",
+        ratio(gw, pr)
+    );
+    let _ = writeln!(
+        md,
+        "| batches of 100, p99 < 500 ms | {} | Kafka `ProducerPerformance`: {} | {} | 100,000 events/s | {} |",
+        opt(b100, "events/s"), opt(r.kafka_perf, "records/s"), ratio(b100, r.kafka_perf), met(b100, 100_000.0)
+    );
+    let _ = writeln!(
+        md,
+        "| batches of 1000, p99 < 1 s | {} | Kafka `ProducerPerformance`: {} | {} | 100,000 events/s | {} |",
+        opt(b1000, "events/s"), opt(r.kafka_perf, "records/s"), ratio(b1000, r.kafka_perf), met(b1000, 100_000.0)
+    );
+    let _ = writeln!(
+        md,
+        "| consumer drain of {} pre-filled events | {} | PostgreSQL `COPY`: {} | {} | 100,000 rows/s | {} |",
+        r.drain.map_or_else(|| "–".into(), |(n, _)| num(n as f64)),
+        opt(drain_rate, "rows/s"), opt(r.copy, "rows/s"), ratio(drain_rate, r.copy), met(drain_rate, 100_000.0)
+    );
+    if let Some(step) = peak(0) {
+        let rss: Vec<String> = ["gateway", "producer", "consumer"]
+            .iter()
+            .filter_map(|n| step.rss_mib.get(*n).map(|m| format!("{n} {m:.0} MiB")))
+            .collect();
+        let max = ["gateway", "producer", "consumer"]
+            .iter()
+            .filter_map(|n| step.rss_mib.get(*n))
+            .fold(0.0f64, |a, b| a.max(*b));
+        let _ = writeln!(
+            md,
+            "| RSS at the gateway peak | {} | – | – | < 64 MiB each | {} |",
+            rss.join(", "),
+            if max < 64.0 { "yes" } else { "**no**" }
+        );
+        let _ = writeln!(
+            md,
+            "| generator CPU at the gateway peak ({} req/s) | {:.2} cores | – | – | < 0.5 core at 10,000 req/s | {} |",
+            num(step.rate),
+            step.generator_cores,
+            if step.rate >= 10_000.0 {
+                if step.generator_cores < 0.5 { "yes" } else { "**no**" }
+            } else {
+                "not reached"
+            }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nKafka's baseline sends {} records of {} bytes (our mean record) with our producer's settings \
+         (acks=all, lz4, linger 5 ms, idempotent); `COPY` loads the same number of rows into a copy of \
+         the table with its indexes.\n",
+        r.drain.map_or_else(|| "the same number of".into(), |(n, _)| num(n as f64)),
+        r.record_bytes
+    );
+    let _ = writeln!(md, "## Every step, and where the time went\n");
+    let _ = writeln!(
+        md,
+        "CPU in cores per component over the step (2.00 is all of a 2-core machine).\n"
+    );
+    for s in &r.searches {
+        let _ = writeln!(md, "### {} (p99 limit {} ms)\n", s.name, s.p99_limit_ms);
+        let names: Vec<String> = s
+            .steps
+            .first()
+            .map(|st| st.cores.keys().cloned().collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| offered events/s | accepted events/s | p50 ms | p99 ms | errors | on schedule | {} | generator | passed |",
+            names.join(" | ")
+        );
+        let _ = writeln!(md, "|{}", "---|".repeat(8 + names.len()));
+        for st in &s.steps {
+            let rep = &st.report;
+            let cores: Vec<String> = names
+                .iter()
+                .map(|n| format!("{:.2}", st.cores.get(n).copied().unwrap_or(0.0)))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} | {:.2}% | {} | {} | {:.2} | {} |",
+                num(st.rate),
+                num(rep.events_accepted as f64 / rep.duration_secs.max(1e-9)),
+                rep.latency_ms.p50,
+                rep.latency_ms.p99,
+                rep.error_rate() * 100.0,
+                if rep.fell_behind { "no" } else { "yes" },
+                cores.join(" | "),
+                st.generator_cores,
+                if st.passed { "yes" } else { "no" }
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "Reproduce: `scripts/start`, then `target/release/logctl bench` (about 10 minutes)."
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_with_thousands_separators() {
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(999.4), "999");
+        assert_eq!(num(12_345.0), "12,345");
+        assert_eq!(num(1_000_000.0), "1,000,000");
+        assert_eq!(ratio(Some(50.0), Some(100.0)), "0.50");
+        assert_eq!(ratio(Some(50.0), None), "–");
+    }
+}
