@@ -193,7 +193,6 @@ async fn wait_breaker_closed(stack: &TestStack, port: u16, name: &str) {
     }
 }
 
-#[ignore = "intermittent: about 1 run in 4, the consumer stops storing after Kafka restarts (issue 4 note); run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     let _serial = serial();
@@ -239,7 +238,6 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
     assert!(transitions(producer, "kafka", "half_open", "closed").await >= 1.0);
 }
 
-#[ignore = "intermittent: about 1 run in 4, the consumer stops storing after Kafka restarts (issue 4 note); run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
     let _serial = serial();

@@ -88,12 +88,13 @@ async fn run_step(
         .into_iter()
         .filter_map(|c| stack::running_pid(c, layout).map(|pid| (c.name(), pid)))
         .collect();
-    let cpu_before = procstat::cpu_by_group();
+    let roots: Vec<u32> = groups.iter().map(|(_, pid)| *pid).collect();
+    let cpu_before = procstat::cpu_by_tree(&roots);
     let own_before = procstat::own_cpu();
     let started = Instant::now();
     let out = engine::run(&plan, target, &options, CancellationToken::new(), |_| {}).await;
     let wall = started.elapsed().as_secs_f64();
-    let cpu_after = procstat::cpu_by_group();
+    let cpu_after = procstat::cpu_by_tree(&roots);
     let mut cores = BTreeMap::new();
     let mut rss_mib = BTreeMap::new();
     for (name, pid) in &groups {
@@ -522,7 +523,7 @@ pub fn render(r: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "Reproduce: `scripts/start`, then `target/release/logctl bench` (about 10 minutes)."
+        "Reproduce: `scripts/start`, then `~/.cache/logctl/target/release/logctl bench` (about 10 minutes)."
     );
     md
 }

@@ -1,6 +1,6 @@
-//! Where the time goes, per process group: CPU seconds and resident memory read from /proc.
-//! Every component `logctl up` starts leads its own process group (PostgreSQL's backends
-//! included), so a group's sum is that component's whole cost.
+//! Where the time goes, per component: CPU seconds and resident memory read from /proc. A
+//! component's cost is its process and all its descendants (PostgreSQL's backends are children
+//! of the postmaster, each in a session of its own, so process groups would miss them).
 
 use std::collections::BTreeMap;
 
@@ -13,29 +13,43 @@ fn fields(stat: &str) -> Option<Vec<&str>> {
     Some(rest.split_whitespace().collect())
 }
 
-/// (process group, CPU seconds used so far) of one process.
+/// (parent pid, CPU seconds used so far) of one process.
 fn cpu_of(stat: &str) -> Option<(u32, f64)> {
     let f = fields(stat)?;
     // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12).
-    let pgrp: u32 = f.get(2)?.parse().ok()?;
+    let ppid: u32 = f.get(1)?.parse().ok()?;
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((pgrp, (utime + stime) / TICKS))
+    Some((ppid, (utime + stime) / TICKS))
 }
 
-/// CPU seconds per process group, summed over its live processes.
-pub fn cpu_by_group() -> BTreeMap<u32, f64> {
-    let mut out = BTreeMap::new();
+/// CPU seconds of each root in `roots`, its live descendants included.
+pub fn cpu_by_tree(roots: &[u32]) -> BTreeMap<u32, f64> {
+    let mut procs: BTreeMap<u32, (u32, f64)> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
-        }
-        if let Some((pgrp, secs)) = std::fs::read_to_string(entry.path().join("stat"))
+        };
+        if let Some(p) = std::fs::read_to_string(entry.path().join("stat"))
             .ok()
             .and_then(|s| cpu_of(&s))
         {
-            *out.entry(pgrp).or_default() += secs;
+            procs.insert(pid, p);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (&pid, &(_, secs)) in &procs {
+        // Walk up to a root (or to init).
+        let mut at = pid;
+        for _ in 0..64 {
+            if roots.contains(&at) {
+                *out.entry(at).or_default() += secs;
+                break;
+            }
+            match procs.get(&at) {
+                Some(&(parent, _)) if parent > 1 => at = parent,
+                _ => break,
+            }
         }
     }
     out
@@ -68,15 +82,15 @@ mod tests {
 
     #[test]
     fn a_stat_line_with_spaces_in_the_name_parses() {
-        let stat = "42 (my (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
-        assert_eq!(cpu_of(stat), Some((42, 3.0)));
+        let stat = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        assert_eq!(cpu_of(stat), Some((7, 3.0)));
     }
 
     #[test]
     fn this_process_is_seen() {
         let _burn: u64 = (0..2_000_000u64).map(|i| i % 7).sum();
         assert!(rss_mib(std::process::id()).is_some_and(|m| m > 1.0));
-        let me = nix::unistd::getpgrp().as_raw() as u32;
-        assert!(cpu_by_group().contains_key(&me));
+        let me = std::process::id();
+        assert!(cpu_by_tree(&[me]).get(&me).is_some_and(|s| *s >= 0.0));
     }
 }
