@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,14 +14,8 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use support::load::{verify_exactly_once, Load, LoadReport};
-use support::{eventually, metric_with, scrape, TestStack};
+use support::{eventually, metric_with, scrape, serial, TestStack};
 use uuid::Uuid;
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn tag(test: &str) -> String {
     format!("{test}-{}", &Uuid::new_v4().simple().to_string()[..8])

@@ -12,21 +12,14 @@ mod support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use logctl_core::auth::{mint_claims, Claims};
 use logctl_core::config::Secret;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{eventually, logctl_bin, metric_with, scrape, TestStack};
+use support::{eventually, logctl_bin, metric_with, scrape, serial, TestStack};
 use uuid::Uuid;
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn secret(stack: &TestStack) -> Secret {
     Secret::new(

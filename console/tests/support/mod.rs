@@ -38,6 +38,14 @@ const PORT_FLAGS: [&str; 8] = [
 
 /// The `logctl` under test; `LOGCTL_TEST_BIN` points at another build (a frozen copy, so a
 /// long drill loop is not disturbed by rebuilding the workspace).
+/// Tests that break the shared stack, or count what reached it, take this lock to run one
+/// at a time (each on its own runtime, so the guard is held across awaits on purpose).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn logctl_bin() -> PathBuf {
     std::env::var_os("LOGCTL_TEST_BIN")
         .map(PathBuf::from)

@@ -369,6 +369,62 @@ mod tests {
         );
     }
 
+    /// A key pair made for this test only (tests/fixtures), never used anywhere else.
+    const TEST_PRIVATE: &str = include_str!("../tests/fixtures/rs256-test-private.pem");
+    const TEST_PUBLIC: &str = include_str!("../tests/fixtures/rs256-test-public.pem");
+
+    #[test]
+    fn rs256_tokens_from_an_external_issuer_verify_with_its_public_key() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: "idp-user".into(),
+            org: "acme".into(),
+            exp: now + 60,
+            iat: now,
+            scope: "logs:read openid".into(),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(TEST_PRIVATE.as_bytes()).expect("private key"),
+        )
+        .expect("sign");
+        let with_key = Verifier::new(&AuthSettings {
+            hs256_secret: Secret::new(SECRET),
+            rs256_public_key: Some(TEST_PUBLIC.into()),
+            ..AuthSettings::default()
+        })
+        .expect("verifier");
+        let who = with_key.verify(&token).expect("verifies");
+        assert_eq!(who.org, org("acme"));
+        assert_eq!(who.scopes, vec![Scope::Read], "unknown scopes are ignored");
+        // Without the public key configured, RS256 is refused.
+        assert_eq!(
+            verifier().verify(&token).expect_err("refused").reason(),
+            "malformed"
+        );
+        // A token signed HS256 with the *public key text* as secret (the classic algorithm
+        // confusion attack) does not verify.
+        let confused = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(TEST_PUBLIC.as_bytes()),
+        )
+        .expect("sign");
+        assert_eq!(
+            with_key.verify(&confused).expect_err("refused"),
+            AuthError::BadSignature
+        );
+        assert!(matches!(
+            Verifier::new(&AuthSettings {
+                hs256_secret: Secret::new(SECRET),
+                rs256_public_key: Some("not a key".into()),
+                ..AuthSettings::default()
+            }),
+            Err(KeyError::BadPublicKey(_))
+        ));
+    }
+
     #[test]
     fn a_short_secret_is_refused_at_start_up() {
         let short = AuthSettings {

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use logctl_core::auth::Scope;
+use logctl_core::auth::{Principal, Scope};
 use logctl_core::query::{internal_query, LogQuery, StatsQuery, LOGS_PATH, STATS_PATH};
 use logctl_core::{ApiError, FieldError, TraceContext};
 use uuid::Uuid;
@@ -15,6 +15,21 @@ use uuid::Uuid;
 use super::access::{authorize, spend, with_quota};
 use super::AppState;
 use crate::rate_limit::Bucket;
+
+/// Spends one read from the caller's allowance and relays `path?org=...&canonical` from the
+/// query service.
+async fn relay(
+    state: &AppState,
+    trace: &TraceContext,
+    caller: &Principal,
+    path: &str,
+    canonical: &str,
+) -> Result<Response, ApiError> {
+    let quota = spend(state, &caller.org, Bucket::Read, 1).await?;
+    let target = format!("{path}?{}", internal_query(&caller.org, canonical));
+    let body = state.upstream.read(&target, trace).await?;
+    Ok(with_quota(Json(body).into_response(), quota))
+}
 
 pub async fn list_events(
     State(state): State<AppState>,
@@ -24,13 +39,7 @@ pub async fn list_events(
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, &headers, Scope::Read)?;
     let query = LogQuery::parse(raw.as_deref())?;
-    let quota = spend(&state, &caller.org, Bucket::Read, 1).await?;
-    let path = format!(
-        "{LOGS_PATH}?{}",
-        internal_query(&caller.org, &query.canonical())
-    );
-    let page = state.upstream.read(&path, &trace).await?;
-    Ok(with_quota(Json(page).into_response(), quota))
+    relay(&state, &trace, &caller, LOGS_PATH, &query.canonical()).await
 }
 
 pub async fn get_event(
@@ -42,10 +51,7 @@ pub async fn get_event(
     let caller = authorize(&state, &headers, Scope::Read)?;
     let id =
         Uuid::parse_str(&id).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?;
-    let quota = spend(&state, &caller.org, Bucket::Read, 1).await?;
-    let path = format!("{LOGS_PATH}/{id}?{}", internal_query(&caller.org, ""));
-    let event = state.upstream.read(&path, &trace).await?;
-    Ok(with_quota(Json(event).into_response(), quota))
+    relay(&state, &trace, &caller, &format!("{LOGS_PATH}/{id}"), "").await
 }
 
 pub async fn stats(
@@ -56,11 +62,5 @@ pub async fn stats(
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, &headers, Scope::Read)?;
     let query = StatsQuery::parse(raw.as_deref())?;
-    let quota = spend(&state, &caller.org, Bucket::Read, 1).await?;
-    let path = format!(
-        "{STATS_PATH}?{}",
-        internal_query(&caller.org, &query.canonical())
-    );
-    let stats = state.upstream.read(&path, &trace).await?;
-    Ok(with_quota(Json(stats).into_response(), quota))
+    relay(&state, &trace, &caller, STATS_PATH, &query.canonical()).await
 }
