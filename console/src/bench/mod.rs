@@ -203,6 +203,8 @@ pub struct Results {
     pub kafka_perf: Option<f64>,
     pub copy: Option<f64>,
     pub record_bytes: usize,
+    /// Each service's RSS before the first step, so growth during the run shows.
+    pub rss_at_start: BTreeMap<String, f64>,
 }
 
 fn machine() -> String {
@@ -254,6 +256,7 @@ pub async fn run(
         ]
     };
 
+    let rss_at_start = services_rss(layout, config);
     eprintln!("bench: HTTP ceiling (wrk on /health)");
     let http_ceiling = baselines::wrk(&format!("{gateway}/health"), secs)?;
     let gateway_target: Arc<dyn Target> = Arc::new(logctl_loadgen::http::Gateway::new(
@@ -348,7 +351,19 @@ pub async fn run(
         kafka_perf,
         copy,
         record_bytes,
+        rss_at_start,
     })
+}
+
+fn services_rss(layout: &Layout, config: &StackConfig) -> BTreeMap<String, f64> {
+    components(config)
+        .into_iter()
+        .filter(|c| c.is_service())
+        .filter_map(|c| {
+            let pid = stack::running_pid(c, layout)?;
+            Some((c.name(), procstat::rss_mib(pid)?))
+        })
+        .collect()
 }
 
 fn num(v: f64) -> String {
@@ -455,9 +470,14 @@ pub fn render(r: &Results) -> String {
             .iter()
             .filter_map(|n| step.rss_mib.get(*n))
             .fold(0.0f64, |a, b| a.max(*b));
+        let start: Vec<String> = ["gateway", "producer", "consumer"]
+            .iter()
+            .filter_map(|n| r.rss_at_start.get(*n).map(|m| format!("{m:.0}")))
+            .collect();
         let _ = writeln!(
             md,
-            "| RSS at the gateway peak | {} | – | – | < 64 MiB each | {} |",
+            "| RSS at the gateway peak (before the run: {} MiB) | {} | – | – | < 64 MiB each | {} |",
+            start.join(" / "),
             rss.join(", "),
             if max < 64.0 { "yes" } else { "**no**" }
         );

@@ -162,7 +162,7 @@ impl Component {
         }
     }
 
-    fn is_service(self) -> bool {
+    pub fn is_service(self) -> bool {
         matches!(
             self,
             Component::Producer | Component::Consumer(_) | Component::Gateway

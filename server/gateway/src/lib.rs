@@ -3,6 +3,7 @@
 //! It validates every event at the edge (so nothing invalid reaches Kafka), gives it an id and
 //! a receive time, and answers only after the producer reports Kafka's acknowledgement.
 
+pub mod admission;
 pub mod rate_limit;
 pub mod routes;
 pub mod settings;
@@ -53,6 +54,10 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
         .route("/api/logs/{id}", get(routes::query::get_event))
         .route("/api/stats", get(routes::query::stats))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            admission::Admission::new(settings.max_in_flight),
+            admission::admit,
+        ))
         .with_state(state)
         .merge(ops::router("gateway", metrics, readiness(upstream, kv)))
         .layer(axum::middleware::from_fn(move |req, next| {

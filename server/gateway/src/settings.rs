@@ -26,6 +26,8 @@ pub struct Settings {
     pub max_batch: usize,
     /// Largest request body; above it the answer is 413 before the body is parsed.
     pub max_body_bytes: usize,
+    /// API requests worked on at once; beyond it a fast 503 with `Retry-After` (no queue).
+    pub max_in_flight: usize,
     /// Deadline for one call to the producer or the query service.
     pub upstream_timeout_ms: u64,
     /// Share of new traces marked sampled (for an exporter); ids are propagated regardless.
@@ -52,6 +54,7 @@ impl Default for Settings {
             limits: EventLimits::default(),
             max_batch: 1_000,
             max_body_bytes: 16 * 1024 * 1024,
+            max_in_flight: 1024,
             upstream_timeout_ms: 10_000,
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
