@@ -77,6 +77,11 @@ pub struct ConsumerTuning {
     pub auto_commit_interval_ms: u32,
     /// Where a group with no committed offset starts: `earliest` so no event is skipped.
     pub auto_offset_reset: String,
+    /// Pre-fetched records librdkafka keeps queued (KiB); a bound on the consumer's memory.
+    pub queued_max_kbytes: u32,
+    /// How long librdkafka waits to fetch again once that queue is full. Its default, 1 s, caps
+    /// a backlog's drain at one queue per second (about 40k rows/s measured here).
+    pub fetch_queue_backoff_ms: u32,
 }
 
 impl Default for ConsumerTuning {
@@ -87,6 +92,8 @@ impl Default for ConsumerTuning {
             max_poll_interval_ms: 300_000,
             auto_commit_interval_ms: 1_000,
             auto_offset_reset: "earliest".into(),
+            queued_max_kbytes: 4_096,
+            fetch_queue_backoff_ms: 5,
         }
     }
 }
@@ -132,7 +139,14 @@ impl KafkaSettings {
             .set("session.timeout.ms", t.session_timeout_ms.to_string())
             .set("max.poll.interval.ms", t.max_poll_interval_ms.to_string())
             .set("enable.partition.eof", "false")
-            .set("queued.max.messages.kbytes", "16384");
+            .set(
+                "queued.max.messages.kbytes",
+                t.queued_max_kbytes.to_string(),
+            )
+            .set(
+                "fetch.queue.backoff.ms",
+                t.fetch_queue_backoff_ms.to_string(),
+            );
         c
     }
 
