@@ -6,5 +6,6 @@ pub mod cli;
 pub mod dlq;
 pub mod fault;
 pub mod load;
+pub mod signals;
 pub mod stack;
 pub mod token;

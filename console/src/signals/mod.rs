@@ -1,0 +1,322 @@
+//! What the operator's screens and the scenario runner look at, collected apart from any
+//! rendering: each service's `/metrics`, consumer lag read from Kafka itself (log-end offsets
+//! against the group's committed offsets, as Burrow and `kafka-consumer-groups` do, so it stays
+//! true with every consumer dead), and each component's process state.
+//!
+//! [`Collector::snapshot`] takes one reading; [`Signals::between`] turns two readings into
+//! rates, interval percentiles and states.
+
+pub mod exposition;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use logctl_core::kafka::{KafkaSettings, CONSUMER_GROUP};
+use logctl_core::lag::LagReader;
+use serde::Serialize;
+
+use crate::stack::layout::{Layout, StackConfig};
+use crate::stack::{self, Component, ComponentStatus};
+use exposition::{quantile_between, Scrape};
+
+/// One reading of the whole stack.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub components: Vec<ComponentStatus>,
+    pub gateway: Scrape,
+    pub producer: Scrape,
+    /// Every consumer instance's samples together.
+    pub consumers: Scrape,
+    /// Per partition (partition, lag), from Kafka; None when Kafka did not answer.
+    pub lag: Option<BTreeMap<i32, i64>>,
+}
+
+pub struct Collector {
+    layout: Layout,
+    config: StackConfig,
+    http: reqwest::Client,
+    lag: Option<Arc<LagReader>>,
+}
+
+impl Collector {
+    pub fn new(layout: &Layout, config: &StackConfig) -> Self {
+        let kafka = KafkaSettings {
+            bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+            ..KafkaSettings::default()
+        };
+        Self {
+            layout: layout.clone(),
+            config: config.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(800))
+                .build()
+                .unwrap_or_default(),
+            lag: LagReader::new(&kafka, CONSUMER_GROUP).ok().map(Arc::new),
+        }
+    }
+
+    async fn scrape(&self, port: u16) -> Scrape {
+        let text = match self
+            .http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        Scrape::parse(&text)
+    }
+
+    pub async fn snapshot(&self) -> Snapshot {
+        let components = stack::status(&self.layout, &self.config);
+        let mut gateway = Scrape::default();
+        let mut producer = Scrape::default();
+        let mut consumers = Scrape::default();
+        for c in Component::all(&self.config) {
+            let target = match c {
+                Component::Gateway => &mut gateway,
+                Component::Producer => &mut producer,
+                Component::Consumer(_) => &mut consumers,
+                _ => continue,
+            };
+            let up = components.iter().any(|s| s.name == c.name() && s.is_up());
+            if up {
+                target
+                    .samples
+                    .extend(self.scrape(c.port(&self.config.ports)).await.samples);
+            }
+        }
+        let lag = match &self.lag {
+            Some(reader) => {
+                let reader = reader.clone();
+                tokio::task::spawn_blocking(move || reader.read(Duration::from_secs(2)))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|parts| parts.iter().map(|p| (p.partition, p.lag)).collect())
+            }
+            None => None,
+        };
+        Snapshot {
+            at: Instant::now(),
+            components,
+            gateway,
+            producer,
+            consumers,
+            lag,
+        }
+    }
+}
+
+/// A breaker's state, by its gauge (0 closed, 1 half-open, 2 open).
+fn breaker_state(v: f64) -> &'static str {
+    match v as i64 {
+        0 => "closed",
+        1 => "half_open",
+        _ => "open",
+    }
+}
+
+/// What happened between two snapshots.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Signals {
+    pub seconds: f64,
+    /// Events per second accepted at the gateway, published to Kafka, stored in PostgreSQL.
+    pub accepted_per_sec: f64,
+    pub published_per_sec: f64,
+    pub stored_per_sec: f64,
+    /// Gateway latency of ingestion requests over the interval (ms).
+    pub gateway_p50_ms: Option<f64>,
+    pub gateway_p99_ms: Option<f64>,
+    /// Gateway receive → row committed, over the interval (ms).
+    pub end_to_end_p99_ms: Option<f64>,
+    pub lag_total: Option<i64>,
+    pub lag_by_partition: BTreeMap<i32, i64>,
+    /// Breaker name → closed / half_open / open.
+    pub breakers: BTreeMap<String, String>,
+    pub client_errors_per_sec: f64,
+    pub server_errors_per_sec: f64,
+    pub rate_limited_per_sec: f64,
+    pub dead_lettered_total: f64,
+    pub spool_records: f64,
+    /// Component name → up / starting / paused / down.
+    pub components: BTreeMap<String, String>,
+}
+
+fn rate(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)], secs: f64) -> f64 {
+    let a = after.sum(name, labels).unwrap_or(0.0);
+    let b = before.sum(name, labels).unwrap_or(0.0);
+    // A restarted service starts its counters again: count from zero then.
+    let delta = if a >= b { a - b } else { a };
+    delta / secs.max(1e-9)
+}
+
+fn status_class(scrape: &Scrape, class: char) -> f64 {
+    scrape
+        .matching("logctl_http_requests_total", &[])
+        .filter(|s| {
+            s.labels
+                .get("status")
+                .is_some_and(|st| st.starts_with(class))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+impl Signals {
+    pub fn between(before: &Snapshot, after: &Snapshot) -> Signals {
+        let secs = after.at.duration_since(before.at).as_secs_f64();
+        let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
+        let gw_buckets = |s: &Scrape| {
+            s.buckets(
+                "logctl_http_request_duration_seconds",
+                &[("method", "POST")],
+            )
+        };
+        let e2e = |s: &Scrape| s.buckets("logctl_consumer_end_to_end_latency_seconds", &[]);
+        let class_rate = |c: char| {
+            let a = status_class(&after.gateway, c);
+            let b = status_class(&before.gateway, c);
+            (if a >= b { a - b } else { a }) / secs.max(1e-9)
+        };
+        let mut breakers = BTreeMap::new();
+        for scrape in [&after.gateway, &after.producer, &after.consumers] {
+            for s in scrape.matching("logctl_breaker_state", &[]) {
+                if let Some(name) = s.labels.get("name") {
+                    let worst = breakers.get(name).copied().unwrap_or(0.0f64).max(s.value);
+                    breakers.insert(name.clone(), worst);
+                }
+            }
+        }
+        let lag_by_partition = after.lag.clone().unwrap_or_default();
+        Signals {
+            seconds: secs,
+            accepted_per_sec: rate(
+                &before.gateway,
+                &after.gateway,
+                "logctl_gateway_events_accepted_total",
+                &[],
+                secs,
+            ),
+            published_per_sec: rate(
+                &before.producer,
+                &after.producer,
+                "logctl_producer_events_published_total",
+                &[],
+                secs,
+            ),
+            stored_per_sec: rate(
+                &before.consumers,
+                &after.consumers,
+                "logctl_consumer_events_stored_total",
+                &[],
+                secs,
+            ),
+            gateway_p50_ms: ms(quantile_between(
+                &gw_buckets(&before.gateway),
+                &gw_buckets(&after.gateway),
+                0.5,
+            )),
+            gateway_p99_ms: ms(quantile_between(
+                &gw_buckets(&before.gateway),
+                &gw_buckets(&after.gateway),
+                0.99,
+            )),
+            end_to_end_p99_ms: ms(quantile_between(
+                &e2e(&before.consumers),
+                &e2e(&after.consumers),
+                0.99,
+            )),
+            lag_total: after.lag.as_ref().map(|l| l.values().sum()),
+            lag_by_partition,
+            breakers: breakers
+                .into_iter()
+                .map(|(k, v)| (k, breaker_state(v).to_owned()))
+                .collect(),
+            client_errors_per_sec: class_rate('4'),
+            server_errors_per_sec: class_rate('5'),
+            rate_limited_per_sec: rate(
+                &before.gateway,
+                &after.gateway,
+                "logctl_rate_limit_decisions_total",
+                &[("decision", "limited")],
+                secs,
+            ),
+            dead_lettered_total: after
+                .consumers
+                .sum("logctl_consumer_dead_lettered_total", &[])
+                .unwrap_or(0.0),
+            spool_records: after
+                .producer
+                .sum("logctl_producer_spool_records", &[])
+                .unwrap_or(0.0),
+            components: after
+                .components
+                .iter()
+                .map(|c| (c.name.clone(), c.status.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(
+        at: Instant,
+        gateway: &str,
+        consumers: &str,
+        lag: Option<BTreeMap<i32, i64>>,
+    ) -> Snapshot {
+        Snapshot {
+            at,
+            components: Vec::new(),
+            gateway: Scrape::parse(gateway),
+            producer: Scrape::default(),
+            consumers: Scrape::parse(consumers),
+            lag,
+        }
+    }
+
+    #[test]
+    fn rates_states_and_lag_come_from_two_readings() {
+        let t0 = Instant::now();
+        let before = snap(
+            t0,
+            "logctl_gateway_events_accepted_total 100\nlogctl_http_requests_total{status=\"202\"} 100\n",
+            "logctl_consumer_events_stored_total 50\nlogctl_breaker_state{name=\"postgres\"} 0\n",
+            None,
+        );
+        let after = snap(
+            t0 + Duration::from_secs(2),
+            "logctl_gateway_events_accepted_total 300\nlogctl_http_requests_total{status=\"202\"} 300\nlogctl_http_requests_total{status=\"503\"} 4\n",
+            "logctl_consumer_events_stored_total 60\nlogctl_breaker_state{name=\"postgres\"} 2\n",
+            Some(BTreeMap::from([(0, 10), (1, 30)])),
+        );
+        let s = Signals::between(&before, &after);
+        assert!((s.accepted_per_sec - 100.0).abs() < 1e-6);
+        assert!((s.stored_per_sec - 5.0).abs() < 1e-6);
+        assert!((s.server_errors_per_sec - 2.0).abs() < 1e-6);
+        assert_eq!(s.breakers["postgres"], "open");
+        assert_eq!(s.lag_total, Some(40));
+        assert_eq!(s.gateway_p99_ms, None, "no latency observed");
+    }
+
+    #[test]
+    fn a_restarted_service_counts_from_zero() {
+        let t0 = Instant::now();
+        let before = snap(t0, "logctl_gateway_events_accepted_total 1000\n", "", None);
+        let after = snap(
+            t0 + Duration::from_secs(1),
+            "logctl_gateway_events_accepted_total 30\n",
+            "",
+            None,
+        );
+        assert!((Signals::between(&before, &after).accepted_per_sec - 30.0).abs() < 1e-6);
+    }
+}
