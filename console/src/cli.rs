@@ -48,6 +48,9 @@ pub enum Command {
     /// with wrk, Kafka's ProducerPerformance and PostgreSQL COPY as baselines in the same run;
     /// writes a markdown table.
     Bench(BenchArgs),
+    /// The live console: throughput, latency, lag from Kafka, breakers, components and errors,
+    /// refreshed every second (q or Ctrl-C quits, p pauses).
+    Tui(TuiArgs),
     /// Print a bearer token for the stack's gateway (signed with the key in the state dir,
     /// or LOGCTL_JWT_SECRET), e.g. `curl -H "Authorization: Bearer $(logctl token --org acme)"`.
     Token(TokenArgs),
@@ -117,6 +120,13 @@ pub struct LoadArgs {
     /// Fail (exit 1) when more requests than this are not answered 2xx, e.g. 0.1%.
     #[arg(long)]
     pub max_error_rate: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Time between readings: 1s, 500ms.
+    #[arg(long, default_value = "1s")]
+    pub refresh: String,
 }
 
 #[derive(Debug, Args)]

@@ -9,3 +9,4 @@ pub mod load;
 pub mod signals;
 pub mod stack;
 pub mod token;
+pub mod tui;

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use logctl::cli::{
     BenchArgs, Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, LoadArgs,
-    StatusArgs, TokenArgs, UpArgs,
+    StatusArgs, TokenArgs, TuiArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -40,7 +40,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(args) => token(&layout, args),
         Command::Load(args) => load(&layout, args),
         Command::Bench(args) => bench(&layout, args),
+        Command::Tui(args) => tui(&layout, args),
     }
+}
+
+fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
+    let refresh = logctl_loadgen::plan::parse_duration(&args.refresh)
+        .map_err(|e| anyhow::anyhow!("--refresh: {e}"))?
+        .max(Duration::from_millis(100));
+    let config = layout.load_config()?;
+    logctl::tui::run(layout, &config, refresh)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,133 @@
+//! What the console screen shows, kept apart from drawing: the last minutes of signals and a
+//! log of state changes (a breaker opening, a component going down, lag crossing its alert).
+
+use std::collections::VecDeque;
+
+use crate::signals::Signals;
+
+/// Readings kept for the charts (one a second: two minutes).
+pub const HISTORY: usize = 120;
+const EVENTS: usize = 50;
+/// Same threshold as the Prometheus alert.
+pub const LAG_ALERT: i64 = 1_000;
+
+#[derive(Debug, Default)]
+pub struct Model {
+    pub history: VecDeque<Signals>,
+    /// (seconds since start, what changed)
+    pub events: VecDeque<(f64, String)>,
+    pub paused: bool,
+    pub elapsed: f64,
+}
+
+impl Model {
+    pub fn last(&self) -> Option<&Signals> {
+        self.history.back()
+    }
+
+    /// Adds a reading and logs what changed since the previous one.
+    pub fn push(&mut self, s: Signals, elapsed: f64) {
+        self.elapsed = elapsed;
+        if let Some(prev) = self.history.back() {
+            let mut changes = Vec::new();
+            for (name, state) in &s.breakers {
+                if prev.breakers.get(name) != Some(state) {
+                    changes.push(format!("breaker {name} {state}"));
+                }
+            }
+            for (name, state) in &s.components {
+                if prev.components.get(name).is_some_and(|p| p != state) {
+                    changes.push(format!("{name} {state}"));
+                }
+            }
+            let was = prev.lag_total.unwrap_or(0) > LAG_ALERT;
+            let is = s.lag_total.unwrap_or(0) > LAG_ALERT;
+            if is && !was {
+                changes.push(format!(
+                    "lag above {LAG_ALERT}: {}",
+                    s.lag_total.unwrap_or(0)
+                ));
+            } else if was && !is {
+                changes.push("lag back under the alert".into());
+            }
+            for c in changes {
+                self.events.push_back((elapsed, c));
+                if self.events.len() > EVENTS {
+                    self.events.pop_front();
+                }
+            }
+        }
+        self.history.push_back(s);
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+    }
+
+    /// Lag's direction over the last ten readings.
+    pub fn lag_trend(&self) -> &'static str {
+        let lags: Vec<i64> = self
+            .history
+            .iter()
+            .rev()
+            .take(10)
+            .filter_map(|s| s.lag_total)
+            .collect();
+        match (lags.first(), lags.last()) {
+            (Some(now), Some(then)) if now > then => "↑",
+            (Some(now), Some(then)) if now < then => "↓",
+            _ => "→",
+        }
+    }
+
+    /// ok / lagging / stalled, as Burrow would say: stalled when lag grows while nothing is stored.
+    pub fn lag_status(&self) -> &'static str {
+        let Some(last) = self.last() else {
+            return "unknown";
+        };
+        match last.lag_total {
+            None => "unknown",
+            Some(0) => "ok",
+            Some(_) if last.stored_per_sec == 0.0 && self.lag_trend() == "↑" => "stalled",
+            Some(l) if l > LAG_ALERT => "lagging",
+            Some(_) => "ok",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn signals(lag: i64, breaker: &str, consumer: &str, stored: f64) -> Signals {
+        Signals {
+            lag_total: Some(lag),
+            stored_per_sec: stored,
+            breakers: BTreeMap::from([("postgres".into(), breaker.into())]),
+            components: BTreeMap::from([("consumer".into(), consumer.into())]),
+            ..Signals::default()
+        }
+    }
+
+    #[test]
+    fn state_changes_are_logged_once() {
+        let mut m = Model::default();
+        m.push(signals(0, "closed", "up", 100.0), 1.0);
+        m.push(signals(0, "closed", "up", 100.0), 2.0);
+        assert!(m.events.is_empty());
+        m.push(signals(5_000, "open", "down", 0.0), 3.0);
+        let logged: Vec<&str> = m.events.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(
+            logged,
+            [
+                "breaker postgres open",
+                "consumer down",
+                "lag above 1000: 5000"
+            ]
+        );
+        assert_eq!(m.lag_status(), "stalled");
+        m.push(signals(0, "closed", "up", 900.0), 4.0);
+        assert_eq!(m.events.len(), 6);
+        assert_eq!(m.lag_status(), "ok");
+    }
+}

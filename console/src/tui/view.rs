@@ -1,0 +1,366 @@
+//! Draws the model: one screen, readable at 80x24, with more room given to charts and the event
+//! log on larger terminals, and a compact summary on tiny ones.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Sparkline};
+use ratatui::Frame;
+
+use super::model::Model;
+use crate::signals::Signals;
+
+fn rate(v: f64) -> String {
+    let n = v.round() as i64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.1} ms"))
+}
+
+fn state_color(state: &str) -> Color {
+    match state {
+        "up" | "closed" | "ok" => Color::Green,
+        "half_open" | "starting" | "lagging" | "paused" => Color::Yellow,
+        _ => Color::Red,
+    }
+}
+
+fn colored(text: String, state: &str) -> Span<'static> {
+    Span::styled(text, Style::default().fg(state_color(state)))
+}
+
+pub const KEYS: &str = "q quit  p pause";
+
+pub fn render(frame: &mut Frame, model: &Model) {
+    let area = frame.area();
+    let empty = Signals::default();
+    let s = model.last().unwrap_or(&empty);
+    if area.width < 60 || area.height < 16 {
+        compact(frame, area, model, s);
+        return;
+    }
+    let [title, body, events, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(17),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let status = model.lag_status();
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("logctl", Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(format!(
+                "  stored {}/s  lag {} ",
+                rate(s.stored_per_sec),
+                s.lag_total.map_or("?".into(), |l| rate(l as f64))
+            )),
+            colored(status.to_owned(), status),
+            Span::raw(if model.paused { "  [paused]" } else { "" }),
+        ])),
+        title,
+    );
+    let [row1, row2, row3] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Length(5),
+        Constraint::Length(5),
+    ])
+    .areas(body);
+    let halves = |r: Rect| {
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas::<2>(r)
+    };
+
+    // Throughput and latency, with the last minutes as sparklines.
+    let [through, latency] = halves(row1);
+    let stored: Vec<u64> = model
+        .history
+        .iter()
+        .map(|h| h.stored_per_sec.round() as u64)
+        .collect();
+    let p99: Vec<u64> = model
+        .history
+        .iter()
+        .map(|h| h.gateway_p99_ms.unwrap_or(0.0).round() as u64)
+        .collect();
+    let [t_text, t_chart] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)])
+        .areas(Block::bordered().inner(through));
+    frame.render_widget(Block::bordered().title(" Throughput (events/s) "), through);
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::raw(format!("accepted  {}", rate(s.accepted_per_sec))),
+            Line::raw(format!("published {}", rate(s.published_per_sec))),
+            Line::raw(format!("stored    {}", rate(s.stored_per_sec))),
+        ]),
+        t_text,
+    );
+    frame.render_widget(
+        Sparkline::default().data(&stored[stored.len().saturating_sub(t_chart.width as usize)..]),
+        t_chart,
+    );
+    let [l_text, l_chart] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)])
+        .areas(Block::bordered().inner(latency));
+    frame.render_widget(Block::bordered().title(" Latency "), latency);
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::raw(format!("gateway p50 {}", ms(s.gateway_p50_ms))),
+            Line::raw(format!("gateway p99 {}", ms(s.gateway_p99_ms))),
+            Line::raw(format!("end-to-end p99 {}", ms(s.end_to_end_p99_ms))),
+        ]),
+        l_text,
+    );
+    frame.render_widget(
+        Sparkline::default().data(&p99[p99.len().saturating_sub(l_chart.width as usize)..]),
+        l_chart,
+    );
+
+    // Lag from Kafka, and the breakers.
+    let [lag, breakers] = halves(row2);
+    let parts: Vec<String> = s
+        .lag_by_partition
+        .iter()
+        .map(|(p, l)| format!("p{p} {}", rate(*l as f64)))
+        .collect();
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::from(vec![
+                Span::raw(format!(
+                    "total {} {} ",
+                    s.lag_total.map_or("?".into(), |l| rate(l as f64)),
+                    model.lag_trend()
+                )),
+                colored(status.to_owned(), status),
+            ]),
+            Line::raw(parts.join("  ")),
+        ])
+        .block(Block::bordered().title(" Consumer lag (from Kafka) ")),
+        lag,
+    );
+    let lines: Vec<Line> = s
+        .breakers
+        .iter()
+        .map(|(name, state)| {
+            Line::from(vec![
+                Span::raw(format!("{name:<10}")),
+                colored(state.clone(), state),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(breakers_or_none(lines)).block(Block::bordered().title(" Breakers ")),
+        breakers,
+    );
+
+    // Components and errors.
+    let [components, errors] = halves(row3);
+    let spans: Vec<Span> = s
+        .components
+        .iter()
+        .flat_map(|(name, state)| {
+            [
+                Span::raw(format!("{name} ")),
+                colored(state.clone(), state),
+                Span::raw("  "),
+            ]
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(Line::from(spans))
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(Block::bordered().title(" Components ")),
+        components,
+    );
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::raw(format!(
+                "4xx {}/s  5xx {}/s  429 {}/s",
+                rate(s.client_errors_per_sec),
+                rate(s.server_errors_per_sec),
+                rate(s.rate_limited_per_sec)
+            )),
+            Line::raw(format!(
+                "dead-lettered {}  spooled {}",
+                rate(s.dead_lettered_total),
+                rate(s.spool_records)
+            )),
+        ])
+        .block(Block::bordered().title(" Errors ")),
+        errors,
+    );
+
+    let log: Vec<Line> = model
+        .events
+        .iter()
+        .rev()
+        .take(events.height.saturating_sub(2) as usize)
+        .map(|(t, e)| Line::raw(format!("{t:>6.0}s  {e}")))
+        .collect();
+    frame.render_widget(
+        Paragraph::new(log).block(Block::bordered().title(" Events ")),
+        events,
+    );
+    frame.render_widget(Paragraph::new(KEYS), footer);
+}
+
+fn breakers_or_none(lines: Vec<Line<'static>>) -> Vec<Line<'static>> {
+    if lines.is_empty() {
+        vec![Line::raw("none reported")]
+    } else {
+        lines
+    }
+}
+
+/// A few lines for terminals too small for the panes.
+fn compact(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
+    let open: Vec<&str> = s
+        .breakers
+        .iter()
+        .filter(|(_, st)| *st != "closed")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let down: Vec<&str> = s
+        .components
+        .iter()
+        .filter(|(_, st)| *st != "up")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let lines = vec![
+        Line::raw(format!("stored {}/s", rate(s.stored_per_sec))),
+        Line::raw(format!("p99 {}", ms(s.gateway_p99_ms))),
+        Line::from(vec![
+            Span::raw(format!(
+                "lag {} ",
+                s.lag_total.map_or("?".into(), |l| rate(l as f64))
+            )),
+            colored(model.lag_status().to_owned(), model.lag_status()),
+        ]),
+        Line::raw(format!(
+            "open: {}",
+            if open.is_empty() {
+                "none".into()
+            } else {
+                open.join(",")
+            }
+        )),
+        Line::raw(format!(
+            "down: {}",
+            if down.is_empty() {
+                "none".into()
+            } else {
+                down.join(",")
+            }
+        )),
+        Line::raw("q quit"),
+    ];
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use std::collections::BTreeMap;
+
+    fn screen(model: &Model, w: u16, h: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        t.draw(|f| render(f, model)).expect("draw");
+        let buf = t.backend().buffer().clone();
+        (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| buf[(x, y)].symbol().to_owned())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn healthy() -> Signals {
+        Signals {
+            accepted_per_sec: 1000.0,
+            published_per_sec: 1000.0,
+            stored_per_sec: 998.0,
+            gateway_p50_ms: Some(4.2),
+            gateway_p99_ms: Some(12.5),
+            end_to_end_p99_ms: Some(80.0),
+            lag_total: Some(0),
+            lag_by_partition: (0..6).map(|p| (p, 0)).collect(),
+            breakers: ["kafka", "postgres", "producer"]
+                .iter()
+                .map(|n| ((*n).into(), "closed".into()))
+                .collect(),
+            components: [
+                "kafka", "postgres", "redis", "gateway", "producer", "consumer",
+            ]
+            .iter()
+            .map(|n| ((*n).into(), "up".into()))
+            .collect(),
+            ..Signals::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_stack_at_80x24() {
+        let mut m = Model::default();
+        m.push(healthy(), 1.0);
+        let text = screen(&m, 80, 24);
+        for want in [
+            "Throughput",
+            "stored    998",
+            "gateway p99 12.5 ms",
+            "total 0",
+            "ok",
+            "postgres  closed",
+            "consumer up",
+            "q quit",
+        ] {
+            assert!(text.contains(want), "{want:?} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_degraded_stack_shows_what_broke() {
+        let mut m = Model::default();
+        m.push(healthy(), 1.0);
+        let mut bad = healthy();
+        bad.stored_per_sec = 0.0;
+        bad.lag_total = Some(4_200);
+        bad.lag_by_partition = BTreeMap::from([(0, 4_200)]);
+        bad.breakers.insert("postgres".into(), "open".into());
+        bad.components.insert("postgres".into(), "down".into());
+        m.push(bad, 2.0);
+        let text = screen(&m, 100, 30);
+        for want in [
+            "postgres  open",
+            "postgres down",
+            "total 4,200 ↑",
+            "stalled",
+            "breaker postgres open",
+            "lag above 1000",
+        ] {
+            assert!(text.contains(want), "{want:?} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_tiny_terminal_gets_a_summary() {
+        let mut m = Model::default();
+        m.push(healthy(), 1.0);
+        let text = screen(&m, 30, 8);
+        assert!(text.contains("stored 998/s"), "{text}");
+        assert!(text.contains("down: none"), "{text}");
+        // Nothing to show yet is not a crash either.
+        let _ = screen(&Model::default(), 80, 24);
+        let _ = screen(&Model::default(), 1, 1);
+    }
+}
