@@ -18,9 +18,21 @@ pub struct Model {
     pub events: VecDeque<(f64, String)>,
     pub paused: bool,
     pub elapsed: f64,
+    /// Background load: running, and its rate (events/s).
+    pub loading: bool,
+    pub rate: f64,
+    pub help: bool,
 }
 
 impl Model {
+    /// Logs something the operator did or a background action reported.
+    pub fn note(&mut self, elapsed: f64, what: String) {
+        self.events.push_back((elapsed, what));
+        if self.events.len() > EVENTS {
+            self.events.pop_front();
+        }
+    }
+
     pub fn last(&self) -> Option<&Signals> {
         self.history.back()
     }
@@ -51,10 +63,7 @@ impl Model {
                 changes.push("lag back under the alert".into());
             }
             for c in changes {
-                self.events.push_back((elapsed, c));
-                if self.events.len() > EVENTS {
-                    self.events.pop_front();
-                }
+                self.note(elapsed, c);
             }
         }
         self.history.push_back(s);

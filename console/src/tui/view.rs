@@ -39,7 +39,18 @@ fn colored(text: String, state: &str) -> Span<'static> {
     Span::styled(text, Style::default().fg(state_color(state)))
 }
 
-pub const KEYS: &str = "q quit  p pause";
+pub const KEYS: &str = "q quit  p pause  l load  +/- rate  1-6 stop/start  ? help";
+
+const HELP: [&str; 8] = [
+    "q, Esc, Ctrl-C   quit (the terminal is restored)",
+    "p                pause the display",
+    "l                start / stop background load (the logctl load engine)",
+    "+ / -            double / halve the load rate",
+    "1 kafka  2 postgres  3 redis  4 producer  5 consumer  6 gateway:",
+    "                 stop the component if it runs, start it if not",
+    "?                this help",
+    "",
+];
 
 pub fn render(frame: &mut Frame, model: &Model) {
     let area = frame.area();
@@ -66,6 +77,11 @@ pub fn render(frame: &mut Frame, model: &Model) {
                 s.lag_total.map_or("?".into(), |l| rate(l as f64))
             )),
             colored(status.to_owned(), status),
+            Span::raw(if model.loading {
+                format!("  load {}/s", rate(model.rate))
+            } else {
+                String::new()
+            }),
             Span::raw(if model.paused { "  [paused]" } else { "" }),
         ])),
         title,
@@ -197,6 +213,15 @@ pub fn render(frame: &mut Frame, model: &Model) {
         errors,
     );
 
+    if model.help {
+        let help: Vec<Line> = HELP.iter().map(|l| Line::raw(*l)).collect();
+        frame.render_widget(
+            Paragraph::new(help).block(Block::bordered().title(" Keys ")),
+            events,
+        );
+        frame.render_widget(Paragraph::new(KEYS), footer);
+        return;
+    }
     let log: Vec<Line> = model
         .events
         .iter()
@@ -259,7 +284,11 @@ fn compact(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
                 down.join(",")
             }
         )),
-        Line::raw("q quit"),
+        Line::raw(if model.loading {
+            format!("load {}/s  q quit", rate(model.rate))
+        } else {
+            "q quit".into()
+        }),
     ];
     frame.render_widget(Paragraph::new(lines), area);
 }
@@ -350,6 +379,20 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn help_and_load_show_when_asked() {
+        let mut m = Model {
+            loading: true,
+            rate: 2000.0,
+            help: true,
+            ..Model::default()
+        };
+        m.push(healthy(), 1.0);
+        let text = screen(&m, 100, 30);
+        assert!(text.contains("load 2,000/s"), "{text}");
+        assert!(text.contains("2 postgres"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! The console as an operator uses it, in a real terminal (tmux) against a real stack: press
+//! `l` to start load, `2` to stop PostgreSQL, read the screen to see the breaker open and lag
+//! rise, `2` again to bring it back, `q` to quit.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{eventually, logctl_bin, TestStack};
+
+struct Session(String);
+
+impl Session {
+    fn keys(&self, keys: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok, "tmux send-keys {keys}");
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["has-session", "-t", &self.0])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Reads the screen until `check` holds; fails with the last screen.
+    async fn wait_for(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {within:?} waiting for {what}; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+fn stored_per_sec(screen: &str) -> f64 {
+    screen
+        .lines()
+        .find_map(|l| l.split("stored    ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
+    let stack = TestStack::shared();
+    let session = Session(format!("logctl-tui-{}", std::process::id()));
+    let command = format!(
+        "{} --state-dir {} tui",
+        logctl_bin().display(),
+        stack.dir.display()
+    );
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "110",
+            "-y",
+            "34",
+            &command,
+        ])
+        .status()
+        .expect("tmux (scripts/bootstrap installs it)");
+    assert!(started.success());
+    session
+        .wait_for("the console drawn", Duration::from_secs(20), |s| {
+            s.contains("Throughput")
+        })
+        .await;
+
+    session.keys("l");
+    session
+        .wait_for("events stored under load", Duration::from_secs(30), |s| {
+            s.contains("load 1,000/s") && stored_per_sec(s) > 0.0
+        })
+        .await;
+
+    session.keys("2");
+    let outage = session
+        .wait_for(
+            "the postgres breaker open and lag rising",
+            Duration::from_secs(90),
+            |s| s.contains("postgres down") && s.contains("postgres  open") && s.contains("↑"),
+        )
+        .await;
+    assert!(
+        outage.contains("lag above 1000") || outage.contains("total"),
+        "{outage}"
+    );
+
+    session.keys("2");
+    session
+        .wait_for(
+            "recovery: postgres up, breaker closed, events stored",
+            Duration::from_secs(120),
+            |s| {
+                // The events pane keeps "postgres down"; the components pane must say up now.
+                let components = s
+                    .lines()
+                    .find(|l| l.contains("consumer up") || l.contains("consumer down"))
+                    .unwrap_or("");
+                s.contains("postgres  closed")
+                    && components.contains("postgres up")
+                    && stored_per_sec(s) > 0.0
+            },
+        )
+        .await;
+
+    session.keys("l");
+    session.keys("q");
+    eventually("the console quit", Duration::from_secs(10), || async {
+        (!session.alive()).then_some(())
+    })
+    .await;
+    // PostgreSQL was brought back from the console; the stack is whole for the other tests.
+    let status = stack.logctl(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}
