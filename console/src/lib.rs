@@ -10,3 +10,4 @@ pub mod signals;
 pub mod stack;
 pub mod token;
 pub mod tui;
+pub mod units;

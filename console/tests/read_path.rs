@@ -221,13 +221,9 @@ async fn bad_query_parameters_are_a_400_naming_the_parameter() {
         assert_eq!(body["field"], field, "{path}: {body}");
     }
     // Reads need the read scope.
-    let write_only = logctl_core::auth::mint(
-        &logctl_core::config::Secret::new(
-            std::fs::read_to_string(stack.dir.join("secrets/jwt-secret"))
-                .expect("secret")
-                .trim(),
-        ),
-        &logctl_core::OrganizationId::parse(o.clone()).expect("org"),
+    let write_only = logctl::token::mint(
+        &logctl::stack::layout::Layout::open(&stack.dir).expect("state dir"),
+        &o,
         &[logctl_core::auth::Scope::Write],
         Duration::from_secs(60),
         "t",

@@ -22,11 +22,8 @@ use support::{eventually, logctl_bin, metric_with, scrape, serial, TestStack};
 use uuid::Uuid;
 
 fn secret(stack: &TestStack) -> Secret {
-    Secret::new(
-        std::fs::read_to_string(stack.dir.join("secrets/jwt-secret"))
-            .expect("the stack's JWT secret")
-            .trim(),
-    )
+    let layout = logctl::stack::layout::Layout::open(&stack.dir).expect("state dir");
+    logctl::token::secret(&layout).expect("the stack's JWT secret")
 }
 
 fn now() -> u64 {

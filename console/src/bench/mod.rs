@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component};
+use crate::units::thousands as num;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -366,23 +367,6 @@ fn services_rss(layout: &Layout, config: &StackConfig) -> BTreeMap<String, f64> 
         .collect()
 }
 
-fn num(v: f64) -> String {
-    let n = v.round() as i64;
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
 fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
     match (ours, base) {
         (Some(o), Some(b)) if b > 0.0 => format!("{:.2}", o / b),
@@ -553,11 +537,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_read_with_thousands_separators() {
-        assert_eq!(num(0.0), "0");
-        assert_eq!(num(999.4), "999");
-        assert_eq!(num(12_345.0), "12,345");
-        assert_eq!(num(1_000_000.0), "1,000,000");
+    fn ratios_of_what_was_measured() {
         assert_eq!(ratio(Some(50.0), Some(100.0)), "0.50");
         assert_eq!(ratio(Some(50.0), None), "–");
     }

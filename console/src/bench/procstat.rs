@@ -4,19 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::stack::process;
+
 /// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
 
-fn fields(stat: &str) -> Option<Vec<&str>> {
-    // The command name may hold spaces; the fields after its closing parenthesis do not.
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().collect())
-}
-
 /// (parent pid, CPU seconds used so far) of one process.
-fn cpu_of(stat: &str) -> Option<(u32, f64)> {
-    let f = fields(stat)?;
-    // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12).
+fn cpu_of(pid: u32) -> Option<(u32, f64)> {
+    let f = process::stat_fields(pid)?;
     let ppid: u32 = f.get(1)?.parse().ok()?;
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
@@ -30,10 +25,7 @@ pub fn cpu_by_tree(roots: &[u32]) -> BTreeMap<u32, f64> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Some(p) = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|s| cpu_of(&s))
-        {
+        if let Some(p) = cpu_of(pid) {
             procs.insert(pid, p);
         }
     }
@@ -57,10 +49,7 @@ pub fn cpu_by_tree(roots: &[u32]) -> BTreeMap<u32, f64> {
 
 /// CPU seconds this process has used.
 pub fn own_cpu() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| cpu_of(&s))
-        .map_or(0.0, |(_, s)| s)
+    cpu_of(std::process::id()).map_or(0.0, |(_, s)| s)
 }
 
 /// Resident memory of one process in MiB.
@@ -81,14 +70,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stat_line_with_spaces_in_the_name_parses() {
-        let stat = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
-        assert_eq!(cpu_of(stat), Some((7, 3.0)));
-    }
-
-    #[test]
     fn this_process_is_seen() {
         let _burn: u64 = (0..2_000_000u64).map(|i| i % 7).sum();
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        assert_eq!(
+            cpu_of(std::process::id()).map(|(ppid, _)| ppid),
+            Some(parent)
+        );
         assert!(rss_mib(std::process::id()).is_some_and(|m| m > 1.0));
         let me = std::process::id();
         assert!(cpu_by_tree(&[me]).get(&me).is_some_and(|s| *s >= 0.0));

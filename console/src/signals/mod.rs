@@ -147,12 +147,18 @@ pub struct Signals {
     pub components: BTreeMap<String, String>,
 }
 
+/// Per second growth of a counter read `b` then `a`. A restarted service starts its counters
+/// again: count from zero then.
+fn per_sec(b: f64, a: f64, secs: f64) -> f64 {
+    (if a >= b { a - b } else { a }) / secs.max(1e-9)
+}
+
 fn rate(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)], secs: f64) -> f64 {
-    let a = after.sum(name, labels).unwrap_or(0.0);
-    let b = before.sum(name, labels).unwrap_or(0.0);
-    // A restarted service starts its counters again: count from zero then.
-    let delta = if a >= b { a - b } else { a };
-    delta / secs.max(1e-9)
+    per_sec(
+        before.sum(name, labels).unwrap_or(0.0),
+        after.sum(name, labels).unwrap_or(0.0),
+        secs,
+    )
 }
 
 fn status_class(scrape: &Scrape, class: char) -> f64 {
@@ -179,9 +185,11 @@ impl Signals {
         };
         let e2e = |s: &Scrape| s.buckets("logctl_consumer_end_to_end_latency_seconds", &[]);
         let class_rate = |c: char| {
-            let a = status_class(&after.gateway, c);
-            let b = status_class(&before.gateway, c);
-            (if a >= b { a - b } else { a }) / secs.max(1e-9)
+            per_sec(
+                status_class(&before.gateway, c),
+                status_class(&after.gateway, c),
+                secs,
+            )
         };
         let mut breakers = BTreeMap::new();
         for scrape in [&after.gateway, &after.producer, &after.consumers] {

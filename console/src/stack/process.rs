@@ -17,8 +17,13 @@ use nix::unistd::Pid;
 use super::StackError;
 
 /// The fields of `/proc/PID/stat` after the parenthesised command name: state, ppid, ...
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and parentheses):
+/// state is field 0, ppid 1, utime 11, stime 12.
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(stat: &str) -> Option<Vec<String>> {
     let (_, rest) = stat.rsplit_once(')')?;
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
@@ -71,12 +76,7 @@ pub fn is_ours(pid: u32, marker: &str) -> bool {
 /// Is `pid` on its way out: killed, its main thread gone or a zombie, while other threads
 /// still finish (a thread in an fsync holds a SIGKILLed process for as long as the disk takes)?
 pub fn is_exiting(pid: u32) -> bool {
-    let main_state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        });
+    let main_state = stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()));
     let cmdline_empty = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty());
     matches!(main_state, Some('Z' | 'X' | 'x')) || cmdline_empty
 }
@@ -216,6 +216,16 @@ pub fn run_checked(mut cmd: Command, what: &str) -> Result<String, StackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_line_with_spaces_in_the_name_parses() {
+        let stat = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        let f = parse_stat(stat).expect("fields");
+        assert_eq!(
+            (f[0].as_str(), f[1].as_str(), f[11].as_str(), f[12].as_str()),
+            ("S", "7", "250", "50")
+        );
+    }
 
     #[test]
     fn tracks_and_stops_a_real_process() {

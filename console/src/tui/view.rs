@@ -9,19 +9,7 @@ use ratatui::Frame;
 
 use super::model::Model;
 use crate::signals::Signals;
-
-fn rate(v: f64) -> String {
-    let n = v.round() as i64;
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::units::thousands as rate;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.1} ms"))

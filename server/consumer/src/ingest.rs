@@ -117,6 +117,14 @@ pub fn is_orphaned(
     !paused && quiet >= stall_after && assigned == 0 && group_lag > 0
 }
 
+/// Lag as this instance sees it: on its own partitions, and over the whole group.
+struct LagView {
+    own: i64,
+    assigned: usize,
+    group: i64,
+    partitions: usize,
+}
+
 enum Next {
     Batch(Vec<Decoded>),
     Shutdown,
@@ -192,8 +200,9 @@ impl Ingest {
         ended
     }
 
-    /// Lag Kafka reports for the partitions assigned to this instance.
-    fn own_lag(&self) -> i64 {
+    /// What the stall watchdog looks at, from one read of the assignment and of the lag board
+    /// (as last read from Kafka).
+    fn lag_view(&self) -> LagView {
         let assigned = self
             .consumer
             .assignment()
@@ -203,22 +212,12 @@ impl Ingest {
             .lag
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        assigned.iter().filter_map(|p| board.get(p)).sum()
-    }
-
-    /// Partitions assigned here, the whole group's lag, and the topic's partition count, as
-    /// the lag board last read them from Kafka.
-    fn group_view(&self) -> (usize, i64, usize) {
-        let assigned = self
-            .consumer
-            .assignment()
-            .map(|a| a.count())
-            .unwrap_or_default();
-        let board = self
-            .lag
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (assigned, board.values().sum(), board.len())
+        LagView {
+            own: assigned.iter().filter_map(|p| board.get(p)).sum(),
+            assigned: assigned.len(),
+            group: board.values().sum(),
+            partitions: board.len(),
+        }
     }
 
     /// Asks Kafka how many members the group has; `false` when it cannot tell.
@@ -258,14 +257,17 @@ impl Ingest {
                 }
                 let stall_after = Duration::from_secs(self.retry.stall_timeout_secs);
                 let quiet = self.last_record.elapsed();
-                if is_stalled(self.paused, quiet, stall_after, self.own_lag()) {
+                let lag = self.lag_view();
+                if is_stalled(self.paused, quiet, stall_after, lag.own) {
                     return Next::Stalled;
                 }
-                let (assigned, group_lag, partitions) = self.group_view();
-                if is_orphaned(self.paused, quiet, stall_after, assigned, group_lag)
-                    && self.group_has_fewer_members_than(partitions).await
+                if is_orphaned(self.paused, quiet, stall_after, lag.assigned, lag.group)
+                    && self.group_has_fewer_members_than(lag.partitions).await
                 {
-                    tracing::warn!(group_lag, "no partitions assigned while the group has lag");
+                    tracing::warn!(
+                        group_lag = lag.group,
+                        "no partitions assigned while the group has lag"
+                    );
                     return Next::Stalled;
                 }
             };

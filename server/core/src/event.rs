@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// An event id as clients and paths give it; the error names the `id` field.
+pub fn parse_id(s: &str) -> Result<Uuid, FieldError> {
+    Uuid::parse_str(s).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))
+}
+
 /// Why one field of an incoming event was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -221,8 +226,7 @@ impl LogEvent {
         };
         let id = match optional_str(obj, "id")? {
             None => Uuid::now_v7(),
-            Some(s) => Uuid::parse_str(s)
-                .map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?,
+            Some(s) => parse_id(s)?,
         };
 
         Ok(Self {

@@ -21,5 +21,5 @@ pub mod telemetry;
 pub mod trace;
 
 pub use api_error::{ApiError, Quota};
-pub use event::{EventLimits, FieldError, Level, LogEvent, OrganizationId};
+pub use event::{parse_id, EventLimits, FieldError, Level, LogEvent, OrganizationId};
 pub use trace::TraceContext;

@@ -13,8 +13,7 @@ use axum::{Json, Router};
 use logctl_core::query::{
     split_internal, LogQuery, Page, Stats, StatsQuery, LOGS_PATH, STATS_PATH,
 };
-use logctl_core::{ApiError, FieldError};
-use uuid::Uuid;
+use logctl_core::{parse_id, ApiError};
 
 use crate::storage::{Storage, StorageError, StoredEvent};
 use cache::{Cache, Kind};
@@ -62,8 +61,7 @@ async fn get_event(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<StoredEvent>, ApiError> {
     let (org, _) = split_internal(raw.as_deref())?;
-    let id =
-        Uuid::parse_str(&id).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?;
+    let id = parse_id(&id)?;
     let storage = state.storage.clone();
     // Absent is not cached: the event may be stored a moment later.
     let found: Option<StoredEvent> = timed("event", async {

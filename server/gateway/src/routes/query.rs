@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use logctl_core::auth::{Principal, Scope};
 use logctl_core::query::{internal_query, LogQuery, StatsQuery, LOGS_PATH, STATS_PATH};
-use logctl_core::{ApiError, FieldError, TraceContext};
-use uuid::Uuid;
+use logctl_core::{parse_id, ApiError, TraceContext};
 
 use super::access::{authorize, spend, with_quota};
 use super::AppState;
@@ -49,8 +48,7 @@ pub async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, &headers, Scope::Read)?;
-    let id =
-        Uuid::parse_str(&id).map_err(|e| FieldError::new("id", format!("not a UUID ({e})")))?;
+    let id = parse_id(&id)?;
     relay(&state, &trace, &caller, &format!("{LOGS_PATH}/{id}"), "").await
 }
 
