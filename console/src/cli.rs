@@ -51,6 +51,9 @@ pub enum Command {
     /// The live console: throughput, latency, lag from Kafka, breakers, components and errors,
     /// refreshed every second (q or Ctrl-C quits, p pauses).
     Tui(TuiArgs),
+    /// Scenario drills: scripted load and faults with assertions, from YAML files.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
     /// Print a bearer token for the stack's gateway (signed with the key in the state dir,
     /// or LOGCTL_JWT_SECRET), e.g. `curl -H "Authorization: Bearer $(logctl token --org acme)"`.
     Token(TokenArgs),
@@ -192,6 +195,10 @@ pub struct UpArgs {
     pub with_prometheus: bool,
     #[arg(long)]
     pub prometheus_port: Option<u16>,
+    /// On a new state dir, pick free loopback ports for every port not given by a flag
+    /// (remembered by later `up`s): for a second stack beside one on the default ports, or CI.
+    #[arg(long)]
+    pub free_ports: bool,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -226,6 +233,9 @@ pub struct FaultArgs {
     /// The compose file the `compose` driver uses.
     #[arg(long, default_value = "docker-compose.yml")]
     pub compose_file: PathBuf,
+    /// The exec driver's command, with {action} and {component} filled in.
+    #[arg(long, required_if_eq("driver", "exec"))]
+    pub exec: Option<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -235,6 +245,58 @@ pub struct FaultArgs {
 pub enum DriverKind {
     Local,
     Compose,
+    /// A command of your own: --exec 'ssh db1 sudo systemctl {action} {component}'.
+    Exec,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Run drills one after another against the stack. Every file is checked before any runs;
+    /// each drill puts back what it broke, also when it fails or is interrupted (Ctrl-C).
+    /// Exit code: 0 all passed, 1 a drill failed, 2 a file is invalid, 130 interrupted.
+    Run(ScenarioRunArgs),
+    /// Check drill files without running them (unknown keys, durations, components, signals).
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the signals conditions can use.
+    Signals,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioRunArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// One plain line per step and a summary, no live line (for CI; also when not on a TTY).
+    #[arg(long)]
+    pub headless: bool,
+    /// Write every drill's JSON report (steps, conditions, load, timeline) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write each drill's JSON report as <name>.json in this folder.
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Write a JUnit XML report (one suite per drill, one case per step).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// How faults are applied: the local stack's processes, docker compose, or --exec.
+    #[arg(long, value_enum, default_value = "local")]
+    pub driver: DriverKind,
+    #[arg(long, default_value = "docker-compose.yml")]
+    pub compose_file: PathBuf,
+    /// The exec driver's command, with {action} and {component} filled in.
+    #[arg(long, required_if_eq("driver", "exec"))]
+    pub exec: Option<String>,
+    /// Gateway URL; the local stack's by default.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// For `verify` against another stack; the local stack's by default.
+    #[arg(long, env = "LOGCTL_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Time between readings of the stack's signals.
+    #[arg(long, default_value = "1s")]
+    pub sample_every: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! Faults on stack components: stop, start, kill -9, pause (SIGSTOP) and resume, through one of
-//! two drivers. `local` acts on the processes of `logctl up`; `compose` runs the matching
-//! `docker compose` command against docker-compose.yml. The TUI and the scenario runner go
+//! three drivers. `local` acts on the processes of `logctl up`; `compose` runs the matching
+//! `docker compose` command against docker-compose.yml; `exec` runs a command of the operator's
+//! own (`{action}` and `{component}` filled in) for stacks run some other way. The TUI and the scenario runner go
 //! through here too, so a drill means the same thing wherever it runs.
 
 use std::path::PathBuf;
@@ -28,7 +29,13 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub enum Driver {
     Local,
-    Compose { file: PathBuf },
+    Compose {
+        file: PathBuf,
+    },
+    /// A shell command template, e.g. `ssh db1 sudo systemctl {action} {component}`.
+    Exec {
+        template: String,
+    },
 }
 
 /// What a fault did, for the operator.
@@ -54,6 +61,13 @@ pub async fn apply(
             let shown = format!("{cmd:?}");
             process::run_checked(cmd, "docker compose")?;
             shown
+        }
+        Driver::Exec { template } => {
+            let line = exec_line(template, action, component);
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(&line).stdin(std::process::Stdio::null());
+            process::run_checked(cmd, "the exec fault driver")?;
+            line
         }
     };
     Ok(Outcome {
@@ -99,6 +113,13 @@ async fn local(
             format!("resumed pid {pid}")
         }
     })
+}
+
+/// The exec driver's command line for a fault.
+pub fn exec_line(template: &str, action: Action, c: Component) -> String {
+    template
+        .replace("{action}", &format!("{action:?}").to_lowercase())
+        .replace("{component}", &c.name())
 }
 
 /// The `docker compose` command for a fault; compose runs one instance per service.
@@ -159,5 +180,17 @@ mod tests {
         let pause = compose_command(f, Action::Pause, Component::Kafka).expect("ok");
         assert_eq!(args(&pause)[4..], ["pause", "kafka"]);
         assert!(compose_command(f, Action::Stop, Component::Consumer(1)).is_err());
+    }
+
+    #[test]
+    fn exec_fills_in_action_and_component() {
+        assert_eq!(
+            exec_line(
+                "ssh db1 sudo systemctl {action} {component}",
+                Action::Pause,
+                Component::Postgres
+            ),
+            "ssh db1 sudo systemctl pause postgres"
+        );
     }
 }

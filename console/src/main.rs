@@ -1,5 +1,6 @@
 //! `logctl`: the operator's console for the logctl pipeline.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use clap::Parser;
 
 use logctl::cli::{
     BenchArgs, Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, LoadArgs,
-    StatusArgs, TokenArgs, TuiArgs, UpArgs,
+    ScenarioCommand, ScenarioRunArgs, StatusArgs, TokenArgs, TuiArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -41,7 +42,117 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load(&layout, args),
         Command::Bench(args) => bench(&layout, args),
         Command::Tui(args) => tui(&layout, args),
+        Command::Scenario(cmd) => scenario(&layout, cmd),
     }
+}
+
+/// The fault driver the flags name.
+fn driver(kind: DriverKind, compose_file: PathBuf, exec: Option<String>) -> fault::Driver {
+    match kind {
+        DriverKind::Local => fault::Driver::Local,
+        DriverKind::Compose => fault::Driver::Compose { file: compose_file },
+        DriverKind::Exec => fault::Driver::Exec {
+            template: exec.unwrap_or_default(),
+        },
+    }
+}
+
+/// The database `--verify` checks: the flag's, or the local stack's with its password.
+fn database_url(
+    layout: &Layout,
+    config: &StackConfig,
+    flag: Option<&String>,
+) -> anyhow::Result<String> {
+    if let Some(u) = flag {
+        return Ok(u.clone());
+    }
+    let password = std::fs::read_to_string(layout.secret_file(stack::postgres::PASSWORD_SECRET))
+        .context("checking the database needs the local stack's password, or --database-url")?;
+    Ok(stack::postgres::database_url(
+        config.ports.postgres,
+        password.trim(),
+    ))
+}
+
+fn scenario(layout: &Layout, cmd: ScenarioCommand) -> anyhow::Result<ExitCode> {
+    use logctl::scenario;
+    match cmd {
+        ScenarioCommand::Signals => {
+            for (name, about) in scenario::condition::NUMBERS {
+                println!("{name:<20} {about}");
+            }
+            println!(
+                "{:<20} closed, half_open or open ({})",
+                "breaker.NAME",
+                scenario::condition::BREAKERS.join(", ")
+            );
+            println!(
+                "{:<20} up, starting, paused or down (kafka, postgres, redis, producer, consumer, consumer-N, gateway)",
+                "component.NAME"
+            );
+            println!("{:<20} lag of one partition", "lag.N");
+            println!("{:<20} drill load answers with that status", "load.STATUS");
+            Ok(ExitCode::SUCCESS)
+        }
+        ScenarioCommand::Check { files } => match scenario::load_all(&files) {
+            Ok(drills) => {
+                for (file, s) in drills {
+                    println!("{file}: ok ({}, {} steps)", s.name, s.steps.len());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                Ok(ExitCode::from(2))
+            }
+        },
+        ScenarioCommand::Run(args) => scenario_run(layout, args),
+    }
+}
+
+fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCode> {
+    use logctl::scenario;
+    let drills = match scenario::load_all(&args.files) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            eprintln!("nothing was run");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let sample_every = logctl_loadgen::plan::parse_duration(&args.sample_every)
+        .map_err(|e| anyhow::anyhow!("--sample-every: {e}"))?
+        .max(Duration::from_millis(200));
+    let config = layout.load_config()?;
+    let ctx = scenario::runner::Context {
+        layout: layout.clone(),
+        gateway: args
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.ports.gateway)),
+        database_url: database_url(layout, &config, args.database_url.as_ref()).ok(),
+        driver: driver(args.driver, args.compose_file.clone(), args.exec.clone()),
+        config,
+        sample_every,
+    };
+    let outputs = scenario::Outputs {
+        report: args.report.clone(),
+        report_dir: args.report_dir.clone(),
+        junit: args.junit.clone(),
+    };
+    let (reports, passed) =
+        runtime()?.block_on(scenario::run_all(&drills, &ctx, &outputs, args.headless))?;
+    Ok(if reports.iter().any(|r| r.interrupted) {
+        ExitCode::from(130)
+    } else if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
@@ -155,17 +266,7 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     if args.verify {
-        let url = match &args.database_url {
-            Some(u) => u.clone(),
-            None => {
-                let password =
-                    std::fs::read_to_string(layout.secret_file(stack::postgres::PASSWORD_SECRET))
-                        .context(
-                        "--verify needs the local stack's database password, or --database-url",
-                    )?;
-                stack::postgres::database_url(config.ports.postgres, password.trim())
-            }
-        };
+        let url = database_url(layout, &config, args.database_url.as_ref())?;
         if !args.json {
             eprintln!(
                 "verifying {} acknowledged events in PostgreSQL...",
@@ -237,7 +338,9 @@ fn token(layout: &Layout, args: TokenArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
-    let config = apply_flags(layout.load_config()?, &args);
+    // Ports once picked stay: a later `up --free-ports` of the same stack keeps them.
+    let fresh = !layout.config_file().exists();
+    let config = apply_flags(layout.load_config()?, &args, fresh)?;
     layout.save_config(&config)?;
     let outcomes = runtime()?.block_on(stack::up(layout, &config))?;
     if args.json {
@@ -259,7 +362,46 @@ fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn apply_flags(mut config: StackConfig, a: &UpArgs) -> StackConfig {
+/// A loopback port free right now: the kernel's pick.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// `n` consecutive free loopback ports (consumer instance i listens on the first + i).
+fn free_run(n: u16) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let start = free_port()?;
+        let held: Option<Vec<_>> = (0..n)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.1", start.checked_add(i)?)).ok())
+            .collect();
+        if held.is_some() {
+            return Ok(start);
+        }
+    }
+    anyhow::bail!("no run of {n} free ports found")
+}
+
+fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Result<StackConfig> {
+    if let Some(n) = a.consumers {
+        config.consumers = n.max(1);
+    }
+    if a.free_ports && fresh {
+        let p = &mut config.ports;
+        for slot in [
+            &mut p.kafka,
+            &mut p.kafka_controller,
+            &mut p.postgres,
+            &mut p.redis,
+            &mut p.gateway,
+            &mut p.producer,
+            &mut p.prometheus,
+        ] {
+            *slot = free_port()?;
+        }
+        p.consumer = free_run(config.consumers.max(1))?;
+    }
     let p = &mut config.ports;
     let set = |slot: &mut u16, flag: Option<u16>| {
         if let Some(v) = flag {
@@ -277,10 +419,7 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs) -> StackConfig {
     if a.with_prometheus {
         config.prometheus = true;
     }
-    if let Some(n) = a.consumers {
-        config.consumers = n.max(1);
-    }
-    config
+    Ok(config)
 }
 
 fn down(layout: &Layout, args: DownArgs) -> anyhow::Result<ExitCode> {
@@ -355,12 +494,7 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
             args.component
         )
     })?;
-    let driver = match args.driver {
-        DriverKind::Local => fault::Driver::Local,
-        DriverKind::Compose => fault::Driver::Compose {
-            file: args.compose_file,
-        },
-    };
+    let driver = driver(args.driver, args.compose_file, args.exec);
     let outcome = runtime()?.block_on(fault::apply(
         &driver,
         args.action,

@@ -80,6 +80,11 @@ pub struct Progress {
     /// Events/s sent over the last interval.
     pub rate: f64,
     pub by_class: BTreeMap<String, u64>,
+    /// Answers by HTTP status so far.
+    pub statuses: BTreeMap<u16, u64>,
+    pub transport_errors: u64,
+    /// Events the server acknowledged so far.
+    pub events_accepted: u64,
     pub latency: Percentiles,
     pub late_requests: u64,
 }
@@ -192,10 +197,6 @@ pub async fn run(
     let mut lateness = Lateness::default();
     let (mut requests, mut events_sent) = (0u64, 0u64);
     let mut last_tick = (Instant::now(), 0u64);
-    let planned_events: u64 = {
-        let per = options.batch.max(1);
-        plan.schedule(per).map(|(_, n)| n as u64).sum()
-    };
 
     let start = Instant::now();
     let tokio_start = tokio::time::Instant::from_std(start);
@@ -217,6 +218,9 @@ pub async fn run(
                     events_sent,
                     rate: (events_sent - last_tick.1) as f64 / secs,
                     by_class: r.by_class(),
+                    statuses: r.statuses.clone(),
+                    transport_errors: r.transport_errors,
+                    events_accepted: r.events_accepted,
                     latency: Percentiles::of(&r.latency),
                     late_requests: lateness.late_requests,
                 };
@@ -296,14 +300,23 @@ pub async fn run(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     r.close_interval(duration);
+    // What was planned: all of it, or up to the stop (a day-long background plan stopped
+    // after a minute is not walked to its end).
+    let stopped = stop.is_cancelled();
+    let planned_events: u64 = plan
+        .schedule(options.batch.max(1))
+        .take_while(|(offset, _)| !stopped || *offset <= send_phase)
+        .map(|(_, n)| n as u64)
+        .sum();
     let planned_rate = if plan.duration().is_zero() {
         0.0
+    } else if stopped {
+        planned_events as f64 / send_phase.as_secs_f64().max(1e-9)
     } else {
         planned_events as f64 / plan.duration().as_secs_f64()
     };
     let achieved_rate = events_sent as f64 / send_phase.as_secs_f64().max(1e-9);
     // Behind when it sent less than planned (not stopped early), or sent much of it late.
-    let stopped = stop.is_cancelled();
     let fell_behind = (!stopped
         && (events_sent < planned_events || achieved_rate < 0.95 * planned_rate))
         || lateness.late_requests * 20 > requests.max(1);

@@ -141,6 +141,10 @@ pub struct Signals {
     pub client_errors_per_sec: f64,
     pub server_errors_per_sec: f64,
     pub rate_limited_per_sec: f64,
+    /// Requests the gateway turned away with 503 because too many were in flight.
+    pub shed_per_sec: f64,
+    /// 1 while the gateway limits from memory because Redis is unreachable.
+    pub rate_limit_local: Option<f64>,
     pub dead_lettered_total: f64,
     pub spool_records: f64,
     /// Component name → up / starting / paused / down.
@@ -254,6 +258,14 @@ impl Signals {
                 &[("decision", "limited")],
                 secs,
             ),
+            shed_per_sec: rate(
+                &before.gateway,
+                &after.gateway,
+                "logctl_gateway_shed_total",
+                &[],
+                secs,
+            ),
+            rate_limit_local: after.gateway.sum("logctl_rate_limit_local", &[]),
             dead_lettered_total: after
                 .consumers
                 .sum("logctl_consumer_dead_lettered_total", &[])

@@ -52,6 +52,12 @@ pub struct ProducerTuning {
     /// How long a record may wait for an acknowledgement before it is reported failed; below
     /// the gateway's upstream timeout, so the producer's clear answer arrives first.
     pub message_timeout_ms: u32,
+    /// How long a request waits for Kafka's acknowledgement before its events go to the spool
+    /// instead. When Kafka goes away this, not `message_timeout_ms`, is what callers wait:
+    /// answers stay well under the gateway's slow-call threshold, so its breaker does not
+    /// turn a Kafka outage the spool absorbs into 503s. Kafka may still take the abandoned
+    /// records later; the consumer's primary key stores such a copy once.
+    pub ack_patience_ms: u32,
 }
 
 impl Default for ProducerTuning {
@@ -62,6 +68,7 @@ impl Default for ProducerTuning {
             queue_max_messages: 100_000,
             queue_max_kbytes: 32 * 1024,
             message_timeout_ms: 8_000,
+            ack_patience_ms: 2_000,
         }
     }
 }

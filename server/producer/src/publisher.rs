@@ -37,6 +37,7 @@ pub struct Publisher {
     topic: String,
     breaker: Breaker,
     spool: Option<Spool>,
+    ack_patience: Duration,
 }
 
 enum Pending {
@@ -58,6 +59,7 @@ impl Publisher {
             topic: kafka.topic.clone(),
             breaker: Breaker::new("kafka", breaker),
             spool,
+            ack_patience: Duration::from_millis(u64::from(tuning.ack_patience_ms.max(1))),
         })
     }
 
@@ -219,19 +221,22 @@ impl Publisher {
         }
     }
 
-    /// Enqueues all, in order, then waits for every acknowledgement.
+    /// Enqueues all, in order, then waits for every acknowledgement, at most `ack_patience`.
     async fn send(&self, outgoing: &[Outgoing]) -> Vec<Delivered> {
         let mut pending = Vec::with_capacity(outgoing.len());
         for o in outgoing {
             pending.push(self.enqueue(o).await);
         }
+        let deadline = tokio::time::Instant::now() + self.ack_patience;
+        let patience = self.ack_patience;
         join_all(pending.into_iter().map(|p| async move {
             match p {
                 Pending::Failed(e) => Err(e),
-                Pending::Queued(fut) => match fut.await {
-                    Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-                    Ok(Err((e, _))) => Err(e.to_string()),
-                    Err(_) => Err("producer shut down before Kafka answered".to_owned()),
+                Pending::Queued(fut) => match tokio::time::timeout_at(deadline, fut).await {
+                    Ok(Ok(Ok(delivery))) => Ok((delivery.partition, delivery.offset)),
+                    Ok(Ok(Err((e, _)))) => Err(e.to_string()),
+                    Ok(Err(_)) => Err("producer shut down before Kafka answered".to_owned()),
+                    Err(_) => Err(format!("Kafka did not acknowledge within {patience:?}")),
                 },
             }
         }))

@@ -1,0 +1,228 @@
+//! The drill's background load: `logctl load`'s engine run in segments (a `load` step starts
+//! one, changing the rate ends it and starts another), with answers and acknowledged ids
+//! added up over every segment for conditions and for `verify`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use logctl_loadgen::engine::{self, Outcome, Progress};
+use logctl_loadgen::report::Report;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::condition::Observed;
+use super::spec::LoadSpec;
+use crate::stack::layout::Layout;
+
+struct Segment {
+    rate: f64,
+    stop: CancellationToken,
+    progress: Arc<Mutex<Option<Progress>>>,
+    handle: JoinHandle<Outcome>,
+}
+
+/// What the drill's load did, over all its segments.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadSummary {
+    pub events_sent: u64,
+    pub events_acked: u64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub no_answer: u64,
+    /// Worst p99 (ms, from the planned send time) of any segment.
+    pub worst_p99_ms: f64,
+    pub segments: Vec<Report>,
+}
+
+impl LoadSummary {
+    fn add(&mut self, sent: u64, acked: u64, statuses: &BTreeMap<u16, u64>, no_answer: u64) {
+        self.events_sent += sent;
+        self.events_acked += acked;
+        for (s, n) in statuses {
+            *self.statuses.entry(*s).or_default() += n;
+        }
+        self.no_answer += no_answer;
+    }
+}
+
+pub struct DrillLoad {
+    gateway: String,
+    layout: Layout,
+    current: Option<Segment>,
+    done: LoadSummary,
+    acked: Vec<Uuid>,
+}
+
+impl DrillLoad {
+    pub fn new(gateway: String, layout: Layout) -> Self {
+        Self {
+            gateway,
+            layout,
+            current: None,
+            done: LoadSummary::default(),
+            acked: Vec::new(),
+        }
+    }
+
+    /// Starts a segment at `spec`'s rate (ending the running one first).
+    pub async fn start(&mut self, spec: &LoadSpec) -> anyhow::Result<String> {
+        let ended = self.stop().await;
+        let hours = Duration::from_secs(24 * 3600);
+        let plan = logctl_loadgen::plan::Plan::new(
+            spec.rate.0,
+            Some(spec.duration.map_or(hours, |d| d.0)),
+            None,
+            Duration::ZERO,
+        )?;
+        let target = Arc::new(logctl_loadgen::http::Gateway::new(
+            &self.gateway,
+            crate::load::token_source(&self.layout),
+            spec.max_in_flight.max(1),
+        )?);
+        let options = engine::Options {
+            batch: spec.batch.0,
+            orgs: spec.orgs.max(1),
+            seed: spec.seed,
+            mean_message_bytes: spec.message_bytes.max(1),
+            org_prefix: "drill".into(),
+            collect_ids: true,
+            max_in_flight: spec.max_in_flight.max(1),
+        };
+        let stop = CancellationToken::new();
+        let progress = Arc::new(Mutex::new(None));
+        let handle = tokio::spawn({
+            let (stop, progress) = (stop.clone(), progress.clone());
+            async move {
+                engine::run(&plan, target, &options, stop, |p| {
+                    *progress
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p.clone());
+                })
+                .await
+            }
+        });
+        self.current = Some(Segment {
+            rate: spec.rate.0,
+            stop,
+            progress,
+            handle,
+        });
+        Ok(match ended {
+            Some(r) => format!(
+                "was {:.0} events/s ({} sent, {} acknowledged)",
+                r.planned_rate, r.events_sent, r.events_accepted
+            ),
+            None => "started".into(),
+        })
+    }
+
+    /// Ends the running segment (waiting for its answers) and adds it up.
+    pub async fn stop(&mut self) -> Option<Report> {
+        let seg = self.current.take()?;
+        seg.stop.cancel();
+        self.absorb(seg.handle.await.ok()?)
+    }
+
+    fn absorb(&mut self, mut outcome: Outcome) -> Option<Report> {
+        let r = outcome.report.clone();
+        self.done.add(
+            r.events_sent,
+            r.events_accepted,
+            &r.statuses,
+            r.transport_errors,
+        );
+        self.done.worst_p99_ms = self.done.worst_p99_ms.max(r.latency_ms.p99);
+        self.done.segments.push(r.clone());
+        self.acked.append(&mut outcome.acked);
+        Some(r)
+    }
+
+    /// A segment given a duration ends by itself: add it up once it has.
+    pub async fn reap(&mut self) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.handle.is_finished())
+        {
+            if let Some(seg) = self.current.take() {
+                if let Ok(outcome) = seg.handle.await {
+                    self.absorb(outcome);
+                }
+            }
+        }
+    }
+
+    pub fn acked(&self) -> &[Uuid] {
+        &self.acked
+    }
+
+    pub fn summary(&self) -> LoadSummary {
+        self.done.clone()
+    }
+
+    /// The `load.*` signals: finished segments plus the running one's progress so far.
+    pub fn signals(&self) -> Vec<(String, Observed)> {
+        let mut all = self.done.clone();
+        let mut rate = 0.0;
+        if let Some(seg) = &self.current {
+            rate = seg.rate;
+            let p = seg
+                .progress
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(p) = p.as_ref() {
+                all.add(
+                    p.events_sent,
+                    p.events_accepted,
+                    &p.statuses,
+                    p.transport_errors,
+                );
+                all.worst_p99_ms = all.worst_p99_ms.max(p.latency.p99);
+            }
+        }
+        let answered: u64 = all.statuses.values().sum();
+        let requests = answered + all.no_answer;
+        let count = |pred: &dyn Fn(u16) -> bool| -> u64 {
+            all.statuses
+                .iter()
+                .filter(|(s, _)| pred(**s))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let errors = count(&|s| !(200..300).contains(&s)) + all.no_answer;
+        let unexpected =
+            count(&|s| !(200..300).contains(&s) && s != 429 && s != 503) + all.no_answer;
+        let mut out = vec![
+            ("load.rate".to_owned(), rate),
+            ("load.sent".to_owned(), all.events_sent as f64),
+            ("load.acked".to_owned(), all.events_acked as f64),
+            ("load.no_answer".to_owned(), all.no_answer as f64),
+            ("load.errors".to_owned(), errors as f64),
+            ("load.unexpected".to_owned(), unexpected as f64),
+            (
+                "load.error_rate".to_owned(),
+                if requests == 0 {
+                    0.0
+                } else {
+                    errors as f64 / requests as f64
+                },
+            ),
+            ("load.p99_ms".to_owned(), all.worst_p99_ms),
+        ];
+        for class in 1..=5u16 {
+            out.push((
+                format!("load.{class}xx"),
+                count(&|s| s / 100 == class) as f64,
+            ));
+        }
+        for (s, n) in &all.statuses {
+            out.push((format!("load.{s}"), *n as f64));
+        }
+        out.into_iter()
+            .map(|(k, v)| (k, Observed::Number(v)))
+            .collect()
+    }
+}
