@@ -130,6 +130,9 @@ pub struct TuiArgs {
     /// Time between readings: 1s, 500ms.
     #[arg(long, default_value = "1s")]
     pub refresh: String,
+    /// Drills the `r` key runs, one after another (repeat the flag); checked at start.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -112,6 +112,25 @@ fn scenario(layout: &Layout, cmd: ScenarioCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Where drills run: the local stack's gateway and database unless flags say otherwise.
+fn drill_context(
+    layout: &Layout,
+    config: &StackConfig,
+    target: Option<String>,
+    database: Option<&String>,
+    driver: fault::Driver,
+    sample_every: Duration,
+) -> logctl::scenario::runner::Context {
+    logctl::scenario::runner::Context {
+        layout: layout.clone(),
+        gateway: target.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.ports.gateway)),
+        database_url: database_url(layout, config, database).ok(),
+        driver,
+        config: config.clone(),
+        sample_every,
+    }
+}
+
 fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCode> {
     use logctl::scenario;
     let drills = match scenario::load_all(&args.files) {
@@ -128,17 +147,14 @@ fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCo
         .map_err(|e| anyhow::anyhow!("--sample-every: {e}"))?
         .max(Duration::from_millis(200));
     let config = layout.load_config()?;
-    let ctx = scenario::runner::Context {
-        layout: layout.clone(),
-        gateway: args
-            .target
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.ports.gateway)),
-        database_url: database_url(layout, &config, args.database_url.as_ref()).ok(),
-        driver: driver(args.driver, args.compose_file.clone(), args.exec.clone()),
-        config,
+    let ctx = drill_context(
+        layout,
+        &config,
+        args.target.clone(),
+        args.database_url.as_ref(),
+        driver(args.driver, args.compose_file.clone(), args.exec.clone()),
         sample_every,
-    };
+    );
     let outputs = scenario::Outputs {
         report: args.report.clone(),
         report_dir: args.report_dir.clone(),
@@ -160,7 +176,27 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--refresh: {e}"))?
         .max(Duration::from_millis(100));
     let config = layout.load_config()?;
-    logctl::tui::run(layout, &config, refresh)?;
+    let files = match logctl::scenario::load_all(&args.scenarios) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let drills = logctl::tui::Drills {
+        files,
+        context: drill_context(
+            layout,
+            &config,
+            None,
+            None,
+            fault::Driver::Local,
+            Duration::from_secs(1),
+        ),
+    };
+    logctl::tui::run(layout, &config, refresh, drills)?;
     Ok(ExitCode::SUCCESS)
 }
 

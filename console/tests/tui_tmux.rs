@@ -2,12 +2,14 @@
 //! `l` to start load, `2` to stop PostgreSQL, read the screen to see the breaker open and lag
 //! rise, `2` again to bring it back, `q` to quit.
 
+#![allow(clippy::await_holding_lock)] // one test at a time on the shared stack, on purpose
+
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use support::{eventually, logctl_bin, TestStack};
+use support::{eventually, logctl_bin, serial, TestStack};
 
 struct Session(String);
 
@@ -72,6 +74,7 @@ fn stored_per_sec(screen: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
+    let _serial = serial();
     let stack = TestStack::shared();
     let session = Session(format!("logctl-tui-{}", std::process::id()));
     let command = format!(
@@ -151,4 +154,91 @@ async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+}
+
+fn component(stack: &TestStack, name: &str) -> String {
+    stack.status_json()["components"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_run_from_the_console_shows_its_steps_and_x_aborts_one_restoring_the_stack() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let file = stack.dir.join("console-drill.yaml");
+    std::fs::write(
+        &file,
+        "name: console-drill\nsteps:\n  - load: {rate: 200}\n  - wait: {until: stored_rate > 50, timeout: 60s}\n  - fault: stop redis\n  - wait: {until: rate_limit_local == 1, timeout: 30s}\n  - wait: 3s\n  - fault: start redis\n  - verify: {timeout: 60s}\n",
+    )
+    .expect("drill file");
+    let session = Session(format!("logctl-tui-drill-{}", std::process::id()));
+    let command = format!(
+        "{} --state-dir {} tui --scenario {}",
+        logctl_bin().display(),
+        stack.dir.display(),
+        file.display()
+    );
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "140",
+            "-y",
+            "40",
+            &command,
+        ])
+        .status()
+        .expect("tmux");
+    assert!(started.success());
+    session
+        .wait_for("the console drawn", Duration::from_secs(20), |s| {
+            s.contains("Throughput")
+        })
+        .await;
+
+    session.keys("r");
+    session
+        .wait_for("the drill under way", Duration::from_secs(60), |s| {
+            s.contains("Drill console-drill step")
+                && s.contains("\u{25b6}  4. wait until rate_limit_local == 1")
+                || s.contains("\u{25b6}  5. wait 3s")
+        })
+        .await;
+    let done = session
+        .wait_for("the drill passed", Duration::from_secs(120), |s| {
+            s.contains("Drill console-drill PASSED")
+        })
+        .await;
+    assert!(done.contains("\u{2713}  7. verify"), "{done}");
+    assert!(
+        done.contains("drill console-drill PASSED"),
+        "in the event log: {done}"
+    );
+
+    // Again, aborted while Redis is down: the drill puts it back.
+    session.keys("r");
+    session
+        .wait_for("redis stopped by the drill", Duration::from_secs(60), |s| {
+            s.contains("\u{25b6}  4. wait until") || s.contains("\u{25b6}  5. wait 3s")
+        })
+        .await;
+    assert_eq!(component(stack, "redis"), "down");
+    session.keys("x");
+    session
+        .wait_for("the drill interrupted", Duration::from_secs(60), |s| {
+            s.contains("Drill console-drill INTERRUPTED")
+        })
+        .await;
+    assert_eq!(component(stack, "redis"), "up", "restored by the drill");
+    session.keys("q");
+    eventually("the console quit", Duration::from_secs(10), || async {
+        (!session.alive()).then_some(())
+    })
+    .await;
 }

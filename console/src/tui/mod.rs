@@ -14,6 +14,8 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 use tokio_util::sync::CancellationToken;
 
 use crate::fault::{self, Action, Driver};
+use crate::scenario::runner::{self as drill_runner, Context, RunEvent, ScenarioReport};
+use crate::scenario::spec::Scenario;
 use crate::signals::{Collector, Signals};
 use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component};
@@ -61,7 +63,33 @@ fn start_load(
     Ok(Load { stop })
 }
 
-pub fn run(layout: &Layout, config: &StackConfig, refresh: Duration) -> anyhow::Result<()> {
+/// A drill started with `r`.
+struct RunningDrill {
+    interrupt: CancellationToken,
+    events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
+    handle: tokio::task::JoinHandle<ScenarioReport>,
+}
+
+fn verdict(report: &ScenarioReport) -> String {
+    match (report.passed, report.interrupted) {
+        (true, _) => "PASSED".into(),
+        (false, true) => "INTERRUPTED".into(),
+        (false, false) => "FAILED".into(),
+    }
+}
+
+/// What the console needs to run drills: the files given with `--scenario`, and where.
+pub struct Drills {
+    pub files: Vec<(String, Scenario)>,
+    pub context: Context,
+}
+
+pub fn run(
+    layout: &Layout,
+    config: &StackConfig,
+    refresh: Duration,
+    drills: Drills,
+) -> anyhow::Result<()> {
     // One worker drives background load and faults while the screen waits for keys.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -71,6 +99,8 @@ pub fn run(layout: &Layout, config: &StackConfig, refresh: Duration) -> anyhow::
     let (notes_tx, notes) = mpsc::channel::<String>();
     let mut terminal = ratatui::init();
     let mut load: Option<Load> = None;
+    let mut drill: Option<RunningDrill> = None;
+    let mut next_drill = 0usize;
     let outcome = (|| -> anyhow::Result<()> {
         let started = Instant::now();
         let mut model = Model {
@@ -82,6 +112,24 @@ pub fn run(layout: &Layout, config: &StackConfig, refresh: Duration) -> anyhow::
         loop {
             while let Ok(note) = notes.try_recv() {
                 model.note(started.elapsed().as_secs_f64(), note);
+            }
+            if let Some(d) = drill.as_mut() {
+                while let Ok(ev) = d.events.try_recv() {
+                    model.drill_event(started.elapsed().as_secs_f64(), ev);
+                }
+                if d.handle.is_finished() {
+                    if let Some(d) = drill.take() {
+                        let report = runtime.block_on(d.handle)?;
+                        let v = verdict(&report);
+                        model.note(
+                            started.elapsed().as_secs_f64(),
+                            format!("drill {} {v}", report.name),
+                        );
+                        if let Some(shown) = model.drill.as_mut() {
+                            shown.verdict = Some(v);
+                        }
+                    }
+                }
             }
             terminal.draw(|f| view::render(f, &model))?;
             if event::poll(next.saturating_duration_since(Instant::now()))? {
@@ -98,6 +146,44 @@ pub fn run(layout: &Layout, config: &StackConfig, refresh: Duration) -> anyhow::
                         return Ok(())
                     }
                     KeyCode::Char('p') => model.paused = !model.paused,
+                    KeyCode::Char('r') if drill.is_none() => {
+                        match drills.files.get(next_drill % drills.files.len().max(1)) {
+                            None => model.note(
+                                now,
+                                "no drill to run: start the console with --scenario FILE".into(),
+                            ),
+                            Some((file, scenario)) => {
+                                next_drill += 1;
+                                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                                let interrupt = CancellationToken::new();
+                                let (s, f, ctx, stop) = (
+                                    scenario.clone(),
+                                    file.clone(),
+                                    drills.context.clone(),
+                                    interrupt.clone(),
+                                );
+                                let handle = runtime.spawn(async move {
+                                    drill_runner::run(&s, &f, &ctx, stop, tx).await
+                                });
+                                model.drill = Some(model::Drill::new(
+                                    &scenario.name,
+                                    scenario.steps.iter().map(|s| s.describe()).collect(),
+                                ));
+                                model.note(now, format!("drill {} started", scenario.name));
+                                drill = Some(RunningDrill {
+                                    interrupt,
+                                    events: rx,
+                                    handle,
+                                });
+                            }
+                        }
+                    }
+                    KeyCode::Char('x') => {
+                        if let Some(d) = &drill {
+                            d.interrupt.cancel();
+                            model.note(now, "drill aborted: restoring the stack…".into());
+                        }
+                    }
                     KeyCode::Char('?') => model.help = !model.help,
                     KeyCode::Char('l') => match load.take() {
                         Some(l) => {
@@ -175,5 +261,15 @@ pub fn run(layout: &Layout, config: &StackConfig, refresh: Duration) -> anyhow::
         l.stop.cancel();
     }
     ratatui::restore();
+    // A drill cut short still puts the stack back before the console exits.
+    if let Some(d) = drill {
+        eprintln!("stopping the drill and restoring the stack...");
+        d.interrupt.cancel();
+        if let Ok(report) = runtime.block_on(d.handle) {
+            for r in &report.restored {
+                eprintln!("  {r}");
+            }
+        }
+    }
     outcome
 }

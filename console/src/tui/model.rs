@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::scenario::runner::RunEvent;
 use crate::signals::Signals;
 
 /// Readings kept for the charts (one a second: two minutes).
@@ -22,6 +23,64 @@ pub struct Model {
     pub loading: bool,
     pub rate: f64,
     pub help: bool,
+    /// The drill started from the console, if any (the last one stays shown).
+    pub drill: Option<Drill>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Pending,
+    Running,
+    Passed,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct DrillStep {
+    pub description: String,
+    pub state: StepState,
+    pub detail: String,
+}
+
+/// A drill as the console shows it: each step's state, then the verdict.
+#[derive(Debug, Clone)]
+pub struct Drill {
+    pub name: String,
+    pub steps: Vec<DrillStep>,
+    /// None while it runs; then "PASSED" or "FAILED: why" (or "INTERRUPTED").
+    pub verdict: Option<String>,
+}
+
+impl Drill {
+    pub fn new(name: &str, steps: Vec<String>) -> Drill {
+        Drill {
+            name: name.to_owned(),
+            steps: steps
+                .into_iter()
+                .map(|description| DrillStep {
+                    description,
+                    state: StepState::Pending,
+                    detail: String::new(),
+                })
+                .collect(),
+            verdict: None,
+        }
+    }
+
+    /// Where it is: "step 3/9" while running.
+    pub fn progress(&self) -> String {
+        match &self.verdict {
+            Some(v) => v.clone(),
+            None => {
+                let at = self
+                    .steps
+                    .iter()
+                    .position(|s| s.state == StepState::Running)
+                    .map_or(0, |i| i + 1);
+                format!("step {at}/{}", self.steps.len())
+            }
+        }
+    }
 }
 
 impl Model {
@@ -30,6 +89,54 @@ impl Model {
         self.events.push_back((elapsed, what));
         if self.events.len() > EVENTS {
             self.events.pop_front();
+        }
+    }
+
+    /// Follows a drill's progress; its notes and step outcomes go to the event log too.
+    pub fn drill_event(&mut self, elapsed: f64, ev: RunEvent) {
+        let Some(drill) = self.drill.as_mut() else {
+            return;
+        };
+        let mut note = None;
+        match ev {
+            RunEvent::Step { index, .. } => {
+                if let Some(s) = drill.steps.get_mut(index.saturating_sub(1)) {
+                    s.state = StepState::Running;
+                }
+            }
+            RunEvent::StepDone(r) if r.index == 0 => {
+                note = Some(format!(
+                    "{}: {}",
+                    r.kind,
+                    if r.passed {
+                        "holds".into()
+                    } else {
+                        r.failure()
+                    }
+                ));
+            }
+            RunEvent::StepDone(r) => {
+                if let Some(s) = drill.steps.get_mut(r.index - 1) {
+                    s.state = if r.passed {
+                        StepState::Passed
+                    } else {
+                        StepState::Failed
+                    };
+                    s.detail = if r.passed {
+                        r.detail.clone()
+                    } else {
+                        r.failure()
+                    };
+                }
+                if !r.passed {
+                    note = Some(r.failure());
+                }
+            }
+            RunEvent::Note(n) => note = Some(n),
+            RunEvent::Started { .. } | RunEvent::Reading(_) => {}
+        }
+        if let Some(n) = note {
+            self.note(elapsed, n);
         }
     }
 

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline};
 use ratatui::Frame;
 
-use super::model::Model;
+use super::model::{Drill, Model, StepState};
 use crate::signals::Signals;
 use crate::units::thousands as rate;
 
@@ -27,18 +27,65 @@ fn colored(text: String, state: &str) -> Span<'static> {
     Span::styled(text, Style::default().fg(state_color(state)))
 }
 
-pub const KEYS: &str = "q quit  p pause  l load  +/- rate  1-6 stop/start  ? help";
+pub const KEYS: &str = "q quit  p pause  l load  +/- rate  1-6 stop/start  r drill  ? help";
 
-const HELP: [&str; 8] = [
-    "q, Esc, Ctrl-C   quit (the terminal is restored)",
+const HELP: [&str; 9] = [
+    "q, Esc, Ctrl-C   quit (the terminal is restored; a running drill restores the stack)",
     "p                pause the display",
     "l                start / stop background load (the logctl load engine)",
     "+ / -            double / halve the load rate",
     "1 kafka  2 postgres  3 redis  4 producer  5 consumer  6 gateway:",
     "                 stop the component if it runs, start it if not",
+    "r / x            run the next --scenario drill / abort it (the stack is restored)",
     "?                this help",
     "",
 ];
+
+fn step_mark(state: StepState) -> Span<'static> {
+    match state {
+        StepState::Pending => Span::raw("· "),
+        StepState::Running => Span::styled("▶ ", Style::default().fg(Color::Yellow)),
+        StepState::Passed => Span::styled("✓ ", Style::default().fg(Color::Green)),
+        StepState::Failed => Span::styled("✗ ", Style::default().fg(Color::Red)),
+    }
+}
+
+/// The drill's steps, scrolled so the running one stays in view.
+fn drill_pane(frame: &mut Frame, area: Rect, drill: &Drill) {
+    let rows = area.height.saturating_sub(2) as usize;
+    let current = drill
+        .steps
+        .iter()
+        .position(|s| matches!(s.state, StepState::Running | StepState::Failed))
+        .unwrap_or(drill.steps.len().saturating_sub(1));
+    let first = current.saturating_sub(rows.saturating_sub(2));
+    let lines: Vec<Line> = drill
+        .steps
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(rows)
+        .map(|(i, s)| {
+            Line::from(vec![
+                step_mark(s.state),
+                Span::raw(format!("{:>2}. {}", i + 1, s.description)),
+            ])
+        })
+        .collect();
+    let verdict = drill.progress();
+    let color = match drill.verdict.as_deref() {
+        Some("PASSED") => Color::Green,
+        Some(_) => Color::Red,
+        None => Color::Yellow,
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(Line::from(vec![
+            Span::raw(format!(" Drill {} ", drill.name)),
+            Span::styled(format!("{verdict} "), Style::default().fg(color)),
+        ]))),
+        area,
+    );
+}
 
 pub fn render(frame: &mut Frame, model: &Model) {
     let area = frame.area();
@@ -210,6 +257,14 @@ pub fn render(frame: &mut Frame, model: &Model) {
         frame.render_widget(Paragraph::new(KEYS), footer);
         return;
     }
+    let events = match &model.drill {
+        Some(drill) => {
+            let [left, right] = halves(events);
+            drill_pane(frame, left, drill);
+            right
+        }
+        None => events,
+    };
     let log: Vec<Line> = model
         .events
         .iter()
@@ -381,6 +436,73 @@ mod tests {
         let text = screen(&m, 100, 30);
         assert!(text.contains("load 2,000/s"), "{text}");
         assert!(text.contains("2 postgres"), "{text}");
+    }
+
+    #[test]
+    fn a_drill_shows_its_steps_and_verdict() {
+        use crate::scenario::runner::{RunEvent, StepReport};
+        let mut m = Model::default();
+        m.push(healthy(), 1.0);
+        m.drill = Some(Drill::new(
+            "postgres-outage",
+            vec![
+                "load 1000 events/s".into(),
+                "fault stop postgres".into(),
+                "assert lag > 5000".into(),
+            ],
+        ));
+        let done = |index: usize, passed: bool| StepReport {
+            index,
+            kind: "assert".into(),
+            description: "assert lag > 5000".into(),
+            passed,
+            at_secs: 1.0,
+            duration_secs: 0.1,
+            detail: "condition not met".into(),
+            conditions: vec![crate::scenario::condition::Checked {
+                condition: "lag > 5000".into(),
+                passed,
+                observed: "12".into(),
+            }],
+            verification: None,
+        };
+        m.drill_event(
+            2.0,
+            RunEvent::Step {
+                index: 1,
+                total: 3,
+                description: String::new(),
+            },
+        );
+        m.drill_event(2.0, RunEvent::StepDone(done(1, true)));
+        m.drill_event(
+            2.0,
+            RunEvent::Step {
+                index: 2,
+                total: 3,
+                description: String::new(),
+            },
+        );
+        let text = screen(&m, 100, 30);
+        for want in [
+            "Drill postgres-outage step 2/3",
+            "✓  1. load",
+            "▶  2. fault stop postgres",
+            "·  3. assert",
+        ] {
+            assert!(text.contains(want), "{want:?} missing:\n{text}");
+        }
+        m.drill_event(3.0, RunEvent::StepDone(done(3, false)));
+        if let Some(d) = m.drill.as_mut() {
+            d.verdict = Some("FAILED".into());
+        }
+        let text = screen(&m, 180, 30);
+        assert!(text.contains("✗  3. assert"), "{text}");
+        assert!(text.contains("Drill postgres-outage FAILED"), "{text}");
+        assert!(
+            text.contains("expected `lag > 5000`, observed 12"),
+            "in the event log: {text}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Admission control: at most `max_in_flight` API requests are worked on at once. Beyond that
-//! the gateway answers a fast 503 with `Retry-After` instead of queueing: under overload a queue
-//! only adds latency and memory (each waiting request holds its body), and clients that back off
-//! recover sooner than ones stuck behind a backlog.
+//! Admission control: at most `max_in_flight` API requests, and at most `max_in_flight_bytes`
+//! of their declared bodies, are worked on at once. Beyond either the gateway answers a fast
+//! 503 with `Retry-After` instead of queueing: under overload a queue only adds latency and
+//! memory, and clients that back off recover sooner than ones stuck behind a backlog. The byte
+//! budget is what bounds memory under batch overload: 1024 batches of 1000 events are
+//! gigabytes once parsed, 1024 single events are not.
 
 use std::sync::Arc;
 
@@ -15,27 +17,60 @@ use tokio::sync::Semaphore;
 pub struct Admission {
     slots: Arc<Semaphore>,
     max: usize,
+    /// Body bytes in flight, counted in KiB (a semaphore's permits are u32).
+    kib: Arc<Semaphore>,
+    max_kib: u32,
 }
 
+/// What a body without `Content-Length` (chunked) is charged: the body limit still caps it.
+const UNDECLARED_BODY_KIB: u32 = 1024;
+
 impl Admission {
-    pub fn new(max_in_flight: usize) -> Self {
+    pub fn new(max_in_flight: usize, max_in_flight_bytes: usize) -> Self {
         let max = max_in_flight.max(1);
+        let max_kib = u32::try_from(max_in_flight_bytes / 1024)
+            .unwrap_or(u32::MAX >> 4)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
+            kib: Arc::new(Semaphore::new(max_kib as usize)),
+            max_kib,
         }
     }
 }
 
+fn shed(reason: String) -> Response {
+    metrics::counter!("logctl_gateway_shed_total").increment(1);
+    ApiError::Unavailable {
+        what: "gateway".into(),
+        reason,
+        retry_after_secs: 1,
+    }
+    .into_response()
+}
+
 pub async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
     let Ok(_slot) = admission.slots.clone().try_acquire_owned() else {
-        metrics::counter!("logctl_gateway_shed_total").increment(1);
-        return ApiError::Unavailable {
-            what: "gateway".into(),
-            reason: format!("{} requests already in flight", admission.max),
-            retry_after_secs: 1,
-        }
-        .into_response();
+        return shed(format!("{} requests already in flight", admission.max));
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let kib = match declared {
+        Some(bytes) => u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX),
+        None if request.method() == axum::http::Method::GET => 0,
+        None => UNDECLARED_BODY_KIB,
+    }
+    // A body larger than the whole budget is the body limit's to refuse (413), not ours.
+    .min(admission.max_kib);
+    let Ok(_bytes) = admission.kib.clone().try_acquire_many_owned(kib) else {
+        return shed(format!(
+            "{} MiB of request bodies already in flight",
+            admission.max_kib / 1024
+        ));
     };
     next.run(request).await
 }
@@ -63,7 +98,7 @@ mod tests {
                 }),
             )
             .layer(axum::middleware::from_fn_with_state(
-                Admission::new(1),
+                Admission::new(1, 1 << 20),
                 admit,
             ));
         let first = tokio::spawn(
@@ -88,5 +123,45 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         gate.notify_one();
         assert_eq!(third.await.expect("join").expect("answer").status(), 200);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_byte_budget_large_bodies_are_refused_small_ones_pass() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let app = Router::new()
+            .route(
+                "/slow",
+                axum::routing::post({
+                    let gate = gate.clone();
+                    move || async move {
+                        gate.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                // 100 requests, but 64 KiB of bodies.
+                Admission::new(100, 64 * 1024),
+                admit,
+            ));
+        let post = |bytes: usize| {
+            Request::post("/slow")
+                .header("content-length", bytes.to_string())
+                .body(Body::from(vec![b'x'; bytes]))
+                .expect("request")
+        };
+        let big = tokio::spawn(app.clone().oneshot(post(60 * 1024)));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let refused = app.clone().oneshot(post(8 * 1024)).await.expect("answer");
+        assert_eq!(
+            refused.status(),
+            503,
+            "60 + 8 KiB is over the 64 KiB budget"
+        );
+        let small = tokio::spawn(app.clone().oneshot(post(2 * 1024)));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        gate.notify_waiters();
+        assert_eq!(big.await.expect("join").expect("answer").status(), 200);
+        assert_eq!(small.await.expect("join").expect("answer").status(), 200);
     }
 }

@@ -55,7 +55,7 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
         .route("/api/stats", get(routes::query::stats))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            admission::Admission::new(settings.max_in_flight),
+            admission::Admission::new(settings.max_in_flight, settings.max_in_flight_bytes),
             admission::admit,
         ))
         .with_state(state)

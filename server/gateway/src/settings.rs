@@ -28,6 +28,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// API requests worked on at once; beyond it a fast 503 with `Retry-After` (no queue).
     pub max_in_flight: usize,
+    /// Request body bytes (as declared by `Content-Length`) worked on at once; beyond it a
+    /// fast 503. Parsed events take several times their JSON size, so this bounds memory.
+    pub max_in_flight_bytes: usize,
     /// Deadline for one call to the producer or the query service.
     pub upstream_timeout_ms: u64,
     /// Share of new traces marked sampled (for an exporter); ids are propagated regardless.
@@ -55,6 +58,7 @@ impl Default for Settings {
             max_batch: 1_000,
             max_body_bytes: 16 * 1024 * 1024,
             max_in_flight: 1024,
+            max_in_flight_bytes: 32 * 1024 * 1024,
             upstream_timeout_ms: 10_000,
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
