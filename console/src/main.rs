@@ -489,12 +489,18 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!("{:<12} {:<9} {:<8} PORT", "COMPONENT", "STATUS", "PID");
+        println!(
+            "{:<12} {:<9} {:<8} {:>8}  PORT",
+            "COMPONENT", "STATUS", "PID", "RSS"
+        );
         for c in &components {
             let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            let rss = c
+                .rss_mib
+                .map_or_else(|| "-".into(), |m| format!("{m:.0} MiB"));
             println!(
-                "{:<12} {:<9} {:<8} 127.0.0.1:{}",
-                c.name, c.status, pid, c.port
+                "{:<12} {:<9} {:<8} {:>8}  127.0.0.1:{}",
+                c.name, c.status, pid, rss, c.port
             );
         }
     }

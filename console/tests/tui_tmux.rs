@@ -132,7 +132,8 @@ async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
                 // The events pane keeps "postgres down"; the components pane must say up now.
                 let components = s
                     .lines()
-                    .find(|l| l.contains("consumer up") || l.contains("consumer down"))
+                    // "kafka" padded to 9 there, to 10 in the breakers pane.
+                    .find(|l| l.contains("kafka    ") && !l.contains("kafka     "))
                     .unwrap_or("");
                 s.contains("postgres  closed")
                     && components.contains("postgres up")

@@ -52,18 +52,7 @@ pub fn own_cpu() -> f64 {
     cpu_of(std::process::id()).map_or(0.0, |(_, s)| s)
 }
 
-/// Resident memory of one process in MiB.
-pub fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
+pub use crate::stack::process::rss_mib;
 
 #[cfg(test)]
 mod tests {

@@ -149,6 +149,8 @@ pub struct Signals {
     pub spool_records: f64,
     /// Component name → up / starting / paused / down.
     pub components: BTreeMap<String, String>,
+    /// Component name → (pid, RSS in MiB) where running.
+    pub processes: BTreeMap<String, (u32, Option<f64>)>,
 }
 
 /// Per second growth of a counter read `b` then `a`. A restarted service starts its counters
@@ -278,6 +280,11 @@ impl Signals {
                 .components
                 .iter()
                 .map(|c| (c.name.clone(), c.status.to_owned()))
+                .collect(),
+            processes: after
+                .components
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), (c.pid?, c.rss_mib))))
                 .collect(),
         }
     }

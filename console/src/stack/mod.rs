@@ -187,6 +187,9 @@ pub struct ComponentStatus {
     /// open), `paused` (stopped by SIGSTOP) or `down`.
     pub status: &'static str,
     pub pid: Option<u32>,
+    /// Resident memory of its main process (PostgreSQL's backends not included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_mib: Option<f64>,
     pub port: u16,
     pub log: PathBuf,
 }
@@ -227,6 +230,7 @@ pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
                 name: c.name(),
                 status,
                 pid,
+                rss_mib: pid.and_then(process::rss_mib),
                 port,
                 log: layout.log_file(&c.name()),
             }

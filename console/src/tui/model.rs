@@ -25,6 +25,8 @@ pub struct Model {
     pub help: bool,
     /// The drill started from the console, if any (the last one stays shown).
     pub drill: Option<Drill>,
+    /// Breaker name → when (seconds since start) it entered its current state.
+    pub breaker_since: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,9 +146,33 @@ impl Model {
         self.history.back()
     }
 
+    /// How long a breaker has been in its state, as "12s" / "3m".
+    pub fn breaker_age(&self, name: &str) -> String {
+        let Some(since) = self.breaker_since.get(name) else {
+            return String::new();
+        };
+        let secs = (self.elapsed - since).max(0.0);
+        if secs < 120.0 {
+            format!("{secs:.0}s")
+        } else if secs < 7200.0 {
+            format!("{:.0}m", secs / 60.0)
+        } else {
+            format!("{:.0}h", secs / 3600.0)
+        }
+    }
+
     /// Adds a reading and logs what changed since the previous one.
     pub fn push(&mut self, s: Signals, elapsed: f64) {
         self.elapsed = elapsed;
+        for (name, state) in &s.breakers {
+            let changed = self
+                .history
+                .back()
+                .is_none_or(|prev| prev.breakers.get(name) != Some(state));
+            if changed || !self.breaker_since.contains_key(name) {
+                self.breaker_since.insert(name.clone(), elapsed);
+            }
+        }
         if let Some(prev) = self.history.back() {
             let mut changes = Vec::new();
             for (name, state) in &s.breakers {
@@ -242,8 +268,12 @@ mod tests {
             ]
         );
         assert_eq!(m.lag_status(), "stalled");
-        m.push(signals(0, "closed", "up", 900.0), 4.0);
+        assert_eq!(m.breaker_age("postgres"), "0s");
+        m.push(signals(6_000, "open", "down", 0.0), 15.0);
+        assert_eq!(m.breaker_age("postgres"), "12s", "open since 3 s");
+        m.push(signals(0, "closed", "up", 900.0), 16.0);
         assert_eq!(m.events.len(), 6);
+        assert_eq!(m.breaker_age("postgres"), "0s");
         assert_eq!(m.lag_status(), "ok");
     }
 }

@@ -202,7 +202,8 @@ pub fn render(frame: &mut Frame, model: &Model) {
         .map(|(name, state)| {
             Line::from(vec![
                 Span::raw(format!("{name:<10}")),
-                colored(state.clone(), state),
+                colored(format!("{state:<10}"), state),
+                Span::raw(model.breaker_age(name)),
             ])
         })
         .collect();
@@ -213,21 +214,37 @@ pub fn render(frame: &mut Frame, model: &Model) {
 
     // Components and errors.
     let [components, errors] = halves(row3);
-    let spans: Vec<Span> = s
+    // Two to a line with RSS; pids too when the pane is wide enough.
+    let wide = components.width >= 70;
+    let cells: Vec<Vec<Span>> = s
         .components
         .iter()
-        .flat_map(|(name, state)| {
-            [
-                Span::raw(format!("{name} ")),
-                colored(state.clone(), state),
-                Span::raw("  "),
+        .map(|(name, state)| {
+            let (pid, rss) =
+                s.processes
+                    .get(name)
+                    .map_or((String::new(), String::new()), |(pid, rss)| {
+                        (
+                            format!(" {pid}"),
+                            rss.map_or_else(String::new, |m| format!(" {m:.0}M")),
+                        )
+                    });
+            vec![
+                Span::raw(format!("{name:<9}")),
+                colored(format!("{state:<5}"), state),
+                Span::raw(format!(
+                    "{:<16}",
+                    if wide { format!("{pid}{rss}") } else { rss }
+                )),
             ]
         })
         .collect();
+    let lines: Vec<Line> = cells
+        .chunks(2)
+        .map(|pair| Line::from(pair.concat()))
+        .collect();
     frame.render_widget(
-        Paragraph::new(Line::from(spans))
-            .wrap(ratatui::widgets::Wrap { trim: true })
-            .block(Block::bordered().title(" Components ")),
+        Paragraph::new(lines).block(Block::bordered().title(" Components ")),
         components,
     );
     frame.render_widget(
