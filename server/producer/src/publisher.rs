@@ -38,6 +38,9 @@ pub struct Publisher {
     breaker: Breaker,
     spool: Option<Spool>,
     ack_patience: Duration,
+    /// Publishing takes it shared; the replay takes it alone while the spool's last segment
+    /// goes out, so the spool can empty under steady load (see `replay_spool`).
+    handoff: tokio::sync::RwLock<()>,
 }
 
 enum Pending {
@@ -60,6 +63,7 @@ impl Publisher {
             breaker: Breaker::new("kafka", breaker),
             spool,
             ack_patience: Duration::from_millis(u64::from(tuning.ack_patience_ms.max(1))),
+            handoff: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -77,6 +81,8 @@ impl Publisher {
                 traceparent: traceparent.clone(),
             })
             .collect();
+        // Deciding "behind the spool or straight to Kafka" and acting on it is one step.
+        let _turn = self.handoff.read().await;
         let delivered: Vec<Delivered> = match &self.spool {
             Some(spool) if !spool.is_empty() => {
                 vec![Err("queued behind the spool".to_owned()); outgoing.len()]
@@ -171,10 +177,17 @@ impl Publisher {
     /// Publishes spooled segments to Kafka in order, deleting each once all of it is
     /// acknowledged, until `shutdown`. A partly failed segment is sent again later: the
     /// consumer's primary key absorbs the repeats.
+    ///
+    /// New events queue behind the spool (for order) while it holds anything, so under
+    /// steady load the spool would never be empty: each round sends what arrived during the
+    /// last. When only the segment being written is left, the replay therefore holds new
+    /// events back (the handoff lock) while it seals and sends that segment; once it is out
+    /// the spool is empty and events go straight to Kafka again.
     pub async fn replay_spool(&self, shutdown: tokio_util::sync::CancellationToken) {
         let Some(spool) = &self.spool else {
             return;
         };
+        let mut alone = None;
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -182,6 +195,7 @@ impl Publisher {
             // Rest only when there is nothing to do; with a backlog, go round at once, or the
             // replay would only ever keep pace with new arrivals and never drain.
             if spool.is_empty() {
+                alone = None;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -191,13 +205,18 @@ impl Publisher {
             let segment = match spool.oldest_sealed() {
                 Ok(Some(s)) => s,
                 Ok(None) => {
+                    if alone.is_none() {
+                        alone = Some(self.handoff.write().await);
+                    }
                     if let Err(e) = spool.seal().await {
                         tracing::warn!(error = %e, "cannot seal the spool segment");
+                        alone = None;
                     }
                     continue;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the spool");
+                    alone = None;
                     continue;
                 }
             };
@@ -213,6 +232,7 @@ impl Publisher {
                     tracing::warn!(error = %e, "cannot delete a replayed spool segment");
                 }
             } else {
+                alone = None;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
