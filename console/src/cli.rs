@@ -133,6 +133,11 @@ pub struct TuiArgs {
     /// Drills the `r` key runs, one after another (repeat the flag); checked at start.
     #[arg(long = "scenario")]
     pub scenarios: Vec<PathBuf>,
+    /// Watch a stack given by its endpoints instead of the local one: a TOML file with
+    /// `[endpoints]` gateway, producer, consumers (list), kafka, and optionally `[faults]`
+    /// driver = "compose" (with compose_file) or "exec" (with exec) for the 1-6 keys.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

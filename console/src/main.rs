@@ -122,6 +122,7 @@ fn drill_context(
     sample_every: Duration,
 ) -> logctl::scenario::runner::Context {
     logctl::scenario::runner::Context {
+        signals: logctl::signals::Collector::new(layout, config),
         layout: layout.clone(),
         gateway: target.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.ports.gateway)),
         database_url: database_url(layout, config, database).ok(),
@@ -176,6 +177,11 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--refresh: {e}"))?
         .max(Duration::from_millis(100));
     let config = layout.load_config()?;
+    let remote = args
+        .config
+        .as_deref()
+        .map(logctl::tui::StackFile::load)
+        .transpose()?;
     let files = match logctl::scenario::load_all(&args.scenarios) {
         Ok(d) => d,
         Err(errors) => {
@@ -185,18 +191,39 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let drills = logctl::tui::Drills {
-        files,
-        context: drill_context(
-            layout,
-            &config,
-            None,
-            None,
-            fault::Driver::Local,
-            Duration::from_secs(1),
+    let (signals, driver) = match &remote {
+        Some(file) => (
+            logctl::signals::Collector::remote(&file.endpoints),
+            file.driver()?,
+        ),
+        None => (
+            logctl::signals::Collector::new(layout, &config),
+            Some(fault::Driver::Local),
         ),
     };
-    logctl::tui::run(layout, &config, refresh, drills)?;
+    let mut context = drill_context(
+        layout,
+        &config,
+        remote.as_ref().map(|f| f.endpoints.gateway.clone()),
+        None,
+        match (&driver, &remote) {
+            (Some(d), _) => d.clone(),
+            (None, None) => fault::Driver::Local,
+            // A drill's fault steps then fail saying why, rather than act on a local stack.
+            (None, Some(_)) => fault::Driver::Exec {
+                template: "echo 'no [faults] driver in the --config file' >&2; exit 1".into(),
+            },
+        },
+        Duration::from_secs(1),
+    );
+    context.signals = signals.clone();
+    let drills = logctl::tui::Drills { files, context };
+    let stack = logctl::tui::Stack {
+        signals,
+        driver,
+        local: remote.is_none(),
+    };
+    logctl::tui::run(layout, &config, refresh, drills, stack)?;
     Ok(ExitCode::SUCCESS)
 }
 

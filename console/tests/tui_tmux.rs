@@ -14,6 +14,21 @@ use support::{eventually, logctl_bin, serial, TestStack};
 struct Session(String);
 
 impl Session {
+    /// Runs `command` in a detached tmux session of the given size.
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Session {
+        let session = Session(format!("{name}-{}", std::process::id()));
+        let started = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session.0, "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .arg(command)
+            .status()
+            .expect("tmux (scripts/bootstrap installs it)");
+        assert!(started.success(), "tmux new-session");
+        session
+    }
+
     fn keys(&self, keys: &str) {
         let ok = Command::new("tmux")
             .args(["send-keys", "-t", &self.0, keys])
@@ -76,27 +91,12 @@ fn stored_per_sec(screen: &str) -> f64 {
 async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
     let _serial = serial();
     let stack = TestStack::shared();
-    let session = Session(format!("logctl-tui-{}", std::process::id()));
     let command = format!(
         "{} --state-dir {} tui",
         logctl_bin().display(),
         stack.dir.display()
     );
-    let started = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session.0,
-            "-x",
-            "110",
-            "-y",
-            "34",
-            &command,
-        ])
-        .status()
-        .expect("tmux (scripts/bootstrap installs it)");
-    assert!(started.success());
+    let session = Session::start("logctl-tui", 110, 34, &command);
     session
         .wait_for("the console drawn", Duration::from_secs(20), |s| {
             s.contains("Throughput")
@@ -175,28 +175,13 @@ async fn a_drill_run_from_the_console_shows_its_steps_and_x_aborts_one_restoring
         "name: console-drill\nsteps:\n  - load: {rate: 200}\n  - wait: {until: stored_rate > 50, timeout: 60s}\n  - fault: stop redis\n  - wait: {until: rate_limit_local == 1, timeout: 30s}\n  - wait: 3s\n  - fault: start redis\n  - verify: {timeout: 60s}\n",
     )
     .expect("drill file");
-    let session = Session(format!("logctl-tui-drill-{}", std::process::id()));
     let command = format!(
         "{} --state-dir {} tui --scenario {}",
         logctl_bin().display(),
         stack.dir.display(),
         file.display()
     );
-    let started = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session.0,
-            "-x",
-            "140",
-            "-y",
-            "40",
-            &command,
-        ])
-        .status()
-        .expect("tmux");
-    assert!(started.success());
+    let session = Session::start("logctl-tui-drill", 140, 40, &command);
     session
         .wait_for("the console drawn", Duration::from_secs(20), |s| {
             s.contains("Throughput")
@@ -237,6 +222,74 @@ async fn a_drill_run_from_the_console_shows_its_steps_and_x_aborts_one_restoring
         })
         .await;
     assert_eq!(component(stack, "redis"), "up", "restored by the drill");
+    session.keys("q");
+    eventually("the console quit", Duration::from_secs(10), || async {
+        (!session.alive()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_given_by_its_endpoints_is_watched_and_driven_through_the_exec_driver() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    // An empty state dir: everything the console knows comes from the file.
+    let elsewhere = std::env::temp_dir().join(format!("logctl-tui-remote-{}", std::process::id()));
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    let file = elsewhere.join("stack.toml");
+    let base = |flag: &str| format!("http://127.0.0.1:{}", stack.port(flag));
+    std::fs::write(
+        &file,
+        format!(
+            "[endpoints]\ngateway = \"{}\"\nproducer = \"{}\"\nconsumers = [\"{}\"]\nkafka = \"127.0.0.1:{}\"\n\n[faults]\ndriver = \"exec\"\nexec = \"{} --state-dir {} fault {{action}} {{component}}\"\n",
+            base("gateway-port"),
+            base("producer-port"),
+            base("consumer-port"),
+            stack.port("kafka-port"),
+            logctl_bin().display(),
+            stack.dir.display()
+        ),
+    )
+    .expect("stack file");
+    let secret = std::fs::read_to_string(stack.dir.join("secrets/jwt-secret")).expect("secret");
+    let command = format!(
+        "LOGCTL_JWT_SECRET='{}' {} --state-dir {} tui --config {}",
+        secret.trim(),
+        logctl_bin().display(),
+        elsewhere.display(),
+        file.display()
+    );
+    let session = Session::start("logctl-tui-remote", 110, 34, &command);
+    session
+        .wait_for(
+            "components from the endpoints",
+            Duration::from_secs(30),
+            |s| s.contains("gateway  up") && s.contains("redis    up") && s.contains("kafka    up"),
+        )
+        .await;
+    session.keys("l");
+    session
+        .wait_for("events stored under load", Duration::from_secs(30), |s| {
+            stored_per_sec(s) > 0.0
+        })
+        .await;
+    session.keys("3");
+    session
+        .wait_for(
+            "redis stopped through the exec driver",
+            Duration::from_secs(60),
+            |s| s.contains("redis    down"),
+        )
+        .await;
+    assert_eq!(component(stack, "redis"), "down");
+    session.keys("3");
+    session
+        .wait_for("redis back", Duration::from_secs(60), |s| {
+            s.contains("redis    up")
+        })
+        .await;
+    assert_eq!(component(stack, "redis"), "up");
+    session.keys("l");
     session.keys("q");
     eventually("the console quit", Duration::from_secs(10), || async {
         (!session.alive()).then_some(())

@@ -28,6 +28,8 @@ use crate::stack::{self, Component};
 /// Where the drill runs.
 #[derive(Clone)]
 pub struct Context {
+    /// Where the drill's conditions read from (the local stack, or endpoints).
+    pub signals: Collector,
     pub layout: Layout,
     pub config: StackConfig,
     pub driver: Driver,
@@ -145,7 +147,7 @@ pub async fn run(
         name: scenario.name.clone(),
         steps: scenario.steps.len(),
     });
-    let collector = Collector::new(&ctx.layout, &ctx.config);
+    let collector = ctx.signals.clone();
     let mut run = Run {
         ctx,
         started,

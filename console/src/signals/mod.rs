@@ -33,22 +33,57 @@ pub struct Snapshot {
     pub lag: Option<BTreeMap<i32, i64>>,
 }
 
+/// A stack known only by where its parts answer (`logctl tui --config FILE`): one run by
+/// docker compose, or on other hosts. Its components' states come from the services' own
+/// readiness checks instead of process ids.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    /// Base URLs, e.g. `http://10.0.0.5:8080`.
+    pub gateway: String,
+    pub producer: String,
+    pub consumers: Vec<String>,
+    /// Kafka's bootstrap servers, for lag.
+    pub kafka: String,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Local { layout: Layout, config: StackConfig },
+    Remote(Endpoints),
+}
+
+#[derive(Clone)]
 pub struct Collector {
-    layout: Layout,
-    config: StackConfig,
+    source: Source,
     http: reqwest::Client,
     lag: Option<Arc<LagReader>>,
 }
 
 impl Collector {
+    /// The local stack of `logctl up`.
     pub fn new(layout: &Layout, config: &StackConfig) -> Self {
+        Self::with(
+            Source::Local {
+                layout: layout.clone(),
+                config: config.clone(),
+            },
+            format!("127.0.0.1:{}", config.ports.kafka),
+        )
+    }
+
+    /// Any stack, by its endpoints.
+    pub fn remote(endpoints: &Endpoints) -> Self {
+        Self::with(Source::Remote(endpoints.clone()), endpoints.kafka.clone())
+    }
+
+    fn with(source: Source, bootstrap_servers: String) -> Self {
         let kafka = KafkaSettings {
-            bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+            bootstrap_servers,
             ..KafkaSettings::default()
         };
         Self {
-            layout: layout.clone(),
-            config: config.clone(),
+            source,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_millis(800))
                 .build()
@@ -57,38 +92,141 @@ impl Collector {
         }
     }
 
-    async fn scrape(&self, port: u16) -> Scrape {
-        let text = match self
-            .http
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
+    /// The gateway's base URL.
+    pub fn gateway(&self) -> String {
+        match &self.source {
+            Source::Local { config, .. } => format!("http://127.0.0.1:{}", config.ports.gateway),
+            Source::Remote(e) => e.gateway.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    async fn get(&self, url: String) -> Option<String> {
+        let r = self.http.get(url).send().await.ok()?;
+        r.text().await.ok()
+    }
+
+    async fn scrape(&self, base: &str) -> Option<Scrape> {
+        let text = self
+            .get(format!("{}/metrics", base.trim_end_matches('/')))
+            .await?;
+        Some(Scrape::parse(&text))
+    }
+
+    /// A remote stack's components: each service up when it answers; Kafka, PostgreSQL and
+    /// Redis as the readiness checks of the services that use them say.
+    async fn remote_status(
+        &self,
+        e: &Endpoints,
+        gateway: &mut Scrape,
+        producer: &mut Scrape,
+        consumers: &mut Scrape,
+    ) -> Vec<ComponentStatus> {
+        let mut out = Vec::new();
+        let mut checks: BTreeMap<String, String> = BTreeMap::new();
+        let mut services: Vec<(String, &str, &mut Scrape)> = vec![
+            ("gateway".into(), e.gateway.as_str(), gateway),
+            ("producer".into(), e.producer.as_str(), producer),
+        ];
+        let mut consumer_scrapes: Vec<Scrape> = vec![Scrape::default(); e.consumers.len()];
+        for (i, (url, slot)) in e
+            .consumers
+            .iter()
+            .zip(consumer_scrapes.iter_mut())
+            .enumerate()
         {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        Scrape::parse(&text)
+            let name = if i == 0 {
+                "consumer".to_owned()
+            } else {
+                format!("consumer-{}", i + 1)
+            };
+            services.push((name, url.as_str(), slot));
+        }
+        for (name, url, slot) in services {
+            let up = match self.scrape(url).await {
+                Some(scrape) => {
+                    *slot = scrape;
+                    true
+                }
+                None => false,
+            };
+            if up {
+                let ready = self
+                    .get(format!("{}/health/ready", url.trim_end_matches('/')))
+                    .await
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+                for dep in ["kafka", "postgres", "redis"] {
+                    if let Some(st) = ready
+                        .as_ref()
+                        .and_then(|r| r["checks"][dep]["status"].as_str())
+                    {
+                        let state = if st == "UP" { "up" } else { "down" };
+                        // Any user seeing it down is enough to call it down.
+                        let worst = match checks.get(dep).map(String::as_str) {
+                            Some("down") => "down",
+                            _ => state,
+                        };
+                        checks.insert(dep.to_owned(), worst.to_owned());
+                    }
+                }
+            }
+            out.push(ComponentStatus {
+                name,
+                status: if up { "up" } else { "down" },
+                pid: None,
+                rss_mib: None,
+                port: 0,
+                log: std::path::PathBuf::new(),
+            });
+        }
+        for c in &consumer_scrapes {
+            consumers.samples.extend(c.samples.iter().cloned());
+        }
+        for dep in ["kafka", "postgres", "redis"] {
+            out.push(ComponentStatus {
+                name: dep.to_owned(),
+                status: match checks.get(dep).map(String::as_str) {
+                    Some("up") => "up",
+                    Some(_) => "down",
+                    None => "unknown",
+                },
+                pid: None,
+                rss_mib: None,
+                port: 0,
+                log: std::path::PathBuf::new(),
+            });
+        }
+        out
     }
 
     pub async fn snapshot(&self) -> Snapshot {
-        let components = stack::status(&self.layout, &self.config);
         let mut gateway = Scrape::default();
         let mut producer = Scrape::default();
         let mut consumers = Scrape::default();
-        for c in Component::all(&self.config) {
-            let target = match c {
-                Component::Gateway => &mut gateway,
-                Component::Producer => &mut producer,
-                Component::Consumer(_) => &mut consumers,
-                _ => continue,
-            };
-            let up = components.iter().any(|s| s.name == c.name() && s.is_up());
-            if up {
-                target
-                    .samples
-                    .extend(self.scrape(c.port(&self.config.ports)).await.samples);
+        let components = match &self.source {
+            Source::Local { layout, config } => {
+                let components = stack::status(layout, config);
+                for c in Component::all(config) {
+                    let target = match c {
+                        Component::Gateway => &mut gateway,
+                        Component::Producer => &mut producer,
+                        Component::Consumer(_) => &mut consumers,
+                        _ => continue,
+                    };
+                    let up = components.iter().any(|s| s.name == c.name() && s.is_up());
+                    if up {
+                        let base = format!("http://127.0.0.1:{}", c.port(&config.ports));
+                        if let Some(scrape) = self.scrape(&base).await {
+                            target.samples.extend(scrape.samples);
+                        }
+                    }
+                }
+                components
             }
-        }
+            Source::Remote(e) => {
+                self.remote_status(e, &mut gateway, &mut producer, &mut consumers)
+                    .await
+            }
+        };
         let lag = match &self.lag {
             Some(reader) => {
                 let reader = reader.clone();

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fault::{self, Action, Driver};
 use crate::scenario::runner::{self as drill_runner, Context, RunEvent, ScenarioReport};
 use crate::scenario::spec::Scenario;
-use crate::signals::{Collector, Signals};
+use crate::signals::{Collector, Endpoints, Signals};
 use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component};
 use model::Model;
@@ -40,7 +40,7 @@ struct Load {
 fn start_load(
     runtime: &tokio::runtime::Runtime,
     layout: &Layout,
-    config: &StackConfig,
+    gateway: &str,
     rate: f64,
 ) -> anyhow::Result<Load> {
     let plan = logctl_loadgen::plan::Plan::new(
@@ -50,7 +50,7 @@ fn start_load(
         Duration::ZERO,
     )?;
     let target = Arc::new(logctl_loadgen::http::Gateway::new(
-        &format!("http://127.0.0.1:{}", config.ports.gateway),
+        gateway,
         crate::load::token_source(layout),
         1024,
     )?);
@@ -61,6 +61,68 @@ fn start_load(
         logctl_loadgen::engine::run(&plan, target, &options, token, |_| {}).await;
     });
     Ok(Load { stop })
+}
+
+/// `logctl tui --config FILE`: a stack by its endpoints, and how the 1-6 keys reach it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackFile {
+    pub endpoints: Endpoints,
+    #[serde(default)]
+    pub faults: Option<FaultsFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsFile {
+    /// compose, exec or none.
+    pub driver: String,
+    #[serde(default)]
+    pub compose_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub exec: Option<String>,
+}
+
+impl StackFile {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<StackFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
+    }
+
+    /// The fault driver for the 1-6 keys; None when the file names none.
+    pub fn driver(&self) -> anyhow::Result<Option<Driver>> {
+        let Some(f) = &self.faults else {
+            return Ok(None);
+        };
+        Ok(match f.driver.as_str() {
+            "none" => None,
+            "compose" => Some(Driver::Compose {
+                file: f
+                    .compose_file
+                    .clone()
+                    .unwrap_or_else(|| "docker-compose.yml".into()),
+            }),
+            "exec" => Some(Driver::Exec {
+                template: f
+                    .exec
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("[faults] driver = \"exec\" needs exec = \"command {{action}} {{component}}\""))?,
+            }),
+            other => anyhow::bail!(
+                "[faults] driver {other:?}: choose compose, exec or none (the local stack needs no --config)"
+            ),
+        })
+    }
+}
+
+/// The stack the console watches and acts on.
+pub struct Stack {
+    pub signals: Collector,
+    /// How the 1-6 keys act; None: not from this console.
+    pub driver: Option<Driver>,
+    /// The local stack of `logctl up` (process ids tell what runs).
+    pub local: bool,
 }
 
 /// A drill started with `r`.
@@ -89,13 +151,15 @@ pub fn run(
     config: &StackConfig,
     refresh: Duration,
     drills: Drills,
+    stack: Stack,
 ) -> anyhow::Result<()> {
     // One worker drives background load and faults while the screen waits for keys.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let collector = runtime.block_on(async { Collector::new(layout, config) });
+    let collector = stack.signals.clone();
+    let gateway = collector.gateway();
     let (notes_tx, notes) = mpsc::channel::<String>();
     let mut terminal = ratatui::init();
     let mut load: Option<Load> = None;
@@ -192,7 +256,7 @@ pub fn run(
                             model.note(now, "load stopped".into());
                         }
                         None => {
-                            load = Some(start_load(&runtime, layout, config, model.rate)?);
+                            load = Some(start_load(&runtime, layout, &gateway, model.rate)?);
                             model.loading = true;
                             model.note(now, format!("load started at {:.0} events/s", model.rate));
                         }
@@ -205,18 +269,29 @@ pub fn run(
                         };
                         if let Some(l) = load.take() {
                             l.stop.cancel();
-                            load = Some(start_load(&runtime, layout, config, model.rate)?);
+                            load = Some(start_load(&runtime, layout, &gateway, model.rate)?);
                         }
                         model.note(now, format!("load rate {:.0} events/s", model.rate));
                     }
                     KeyCode::Char(k) => {
                         if let Some((_, c)) = FAULT_KEYS.iter().find(|(key, _)| *key == k) {
                             let c = *c;
-                            let action = if stack::running_pid(c, layout).is_some() {
-                                Action::Stop
-                            } else {
-                                Action::Start
+                            let Some(driver) = stack.driver.clone() else {
+                                model.note(
+                                    now,
+                                    "no fault driver: give [faults] in the --config file".into(),
+                                );
+                                continue;
                             };
+                            let running = if stack.local {
+                                stack::running_pid(c, layout).is_some()
+                            } else {
+                                model
+                                    .last()
+                                    .and_then(|s| s.components.get(&c.name()))
+                                    .is_some_and(|st| st == "up" || st == "paused")
+                            };
+                            let action = if running { Action::Stop } else { Action::Start };
                             model.note(
                                 now,
                                 format!(
@@ -231,13 +306,12 @@ pub fn run(
                             let (layout, config, tx) =
                                 (layout.clone(), config.clone(), notes_tx.clone());
                             runtime.spawn(async move {
-                                let note =
-                                    match fault::apply(&Driver::Local, action, c, &layout, &config)
-                                        .await
-                                    {
-                                        Ok(o) => format!("{}: {}", o.component, o.detail),
-                                        Err(e) => format!("{}: {e}", c.name()),
-                                    };
+                                let note = match fault::apply(&driver, action, c, &layout, &config)
+                                    .await
+                                {
+                                    Ok(o) => format!("{}: {}", o.component, o.detail),
+                                    Err(e) => format!("{}: {e}", c.name()),
+                                };
                                 let _ = tx.send(note);
                             });
                         }
