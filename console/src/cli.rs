@@ -235,7 +235,18 @@ pub struct FaultArgs {
     pub action: crate::fault::Action,
     /// postgres, kafka, redis, producer, consumer (consumer-2, ...), gateway or prometheus
     pub component: String,
-    /// `local` acts on the processes of `logctl up`; `compose` runs `docker compose`.
+    #[command(flatten)]
+    pub faults: DriverArgs,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How faults reach the stack, for `logctl fault` and `logctl scenario run`.
+#[derive(Debug, Args)]
+pub struct DriverArgs {
+    /// `local` acts on the processes of `logctl up`; `compose` runs `docker compose`; `exec`
+    /// runs --exec.
     #[arg(long, value_enum, default_value = "local")]
     pub driver: DriverKind,
     /// The compose file the `compose` driver uses.
@@ -244,9 +255,21 @@ pub struct FaultArgs {
     /// The exec driver's command, with {action} and {component} filled in.
     #[arg(long, required_if_eq("driver", "exec"))]
     pub exec: Option<String>,
-    /// Print the outcome as JSON.
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl DriverArgs {
+    pub fn driver(&self) -> crate::fault::Driver {
+        use crate::fault::Driver;
+        match self.driver {
+            DriverKind::Local => Driver::Local,
+            DriverKind::Compose => Driver::Compose {
+                file: self.compose_file.clone(),
+            },
+            DriverKind::Exec => Driver::Exec {
+                template: self.exec.clone().unwrap_or_default(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -257,6 +280,8 @@ pub enum DriverKind {
     Exec,
 }
 
+// Parsed once per run: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ScenarioCommand {
     /// Run drills one after another against the stack. Every file is checked before any runs;
@@ -288,14 +313,8 @@ pub struct ScenarioRunArgs {
     /// Write a JUnit XML report (one suite per drill, one case per step).
     #[arg(long)]
     pub junit: Option<PathBuf>,
-    /// How faults are applied: the local stack's processes, docker compose, or --exec.
-    #[arg(long, value_enum, default_value = "local")]
-    pub driver: DriverKind,
-    #[arg(long, default_value = "docker-compose.yml")]
-    pub compose_file: PathBuf,
-    /// The exec driver's command, with {action} and {component} filled in.
-    #[arg(long, required_if_eq("driver", "exec"))]
-    pub exec: Option<String>,
+    #[command(flatten)]
+    pub faults: DriverArgs,
     /// Gateway URL; the local stack's by default.
     #[arg(long)]
     pub target: Option<String>,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use logctl_core::auth::Scope;
-use logctl_loadgen::engine::{Intervals, Progress};
+use logctl_loadgen::engine::{self, Intervals, Outcome, Progress};
 use logctl_loadgen::report::{micros, new_histogram, Percentiles, Report, Verification};
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
@@ -89,6 +89,42 @@ pub fn token_source(layout: &Layout) -> logctl_loadgen::http::TokenSource {
         )
         .ok()
     })
+}
+
+/// Load running in the background until stopped (or for its duration): the console's `l`
+/// key and the drills' `load` steps.
+pub struct Background {
+    pub stop: tokio_util::sync::CancellationToken,
+    pub handle: tokio::task::JoinHandle<Outcome>,
+}
+
+/// Starts `rate` events/s at `gateway` for `duration` (a day when None) on the current
+/// runtime, with tokens from the stack's key.
+pub fn background(
+    layout: &Layout,
+    gateway: &str,
+    rate: f64,
+    duration: Option<Duration>,
+    options: engine::Options,
+    mut progress: impl FnMut(&Progress) + Send + 'static,
+) -> anyhow::Result<Background> {
+    let plan = logctl_loadgen::plan::Plan::new(
+        rate,
+        Some(duration.unwrap_or(Duration::from_secs(24 * 3600))),
+        None,
+        Duration::ZERO,
+    )?;
+    let target = Arc::new(logctl_loadgen::http::Gateway::new(
+        gateway,
+        token_source(layout),
+        options.max_in_flight.max(1),
+    )?);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { engine::run(&plan, target, &options, stop, |p| progress(p)).await }
+    });
+    Ok(Background { stop, handle })
 }
 
 /// One line of live progress for a terminal.

@@ -1,6 +1,5 @@
 //! `logctl`: the operator's console for the logctl pipeline.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,8 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use logctl::cli::{
-    BenchArgs, Cli, Command, DlqCommand, DownArgs, DriverKind, FaultArgs, KafkaArgs, LoadArgs,
-    ScenarioCommand, ScenarioRunArgs, StatusArgs, TokenArgs, TuiArgs, UpArgs,
+    BenchArgs, Cli, Command, DlqCommand, DownArgs, FaultArgs, KafkaArgs, LoadArgs, ScenarioCommand,
+    ScenarioRunArgs, StatusArgs, TokenArgs, TuiArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -46,17 +45,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The fault driver the flags name.
-fn driver(kind: DriverKind, compose_file: PathBuf, exec: Option<String>) -> fault::Driver {
-    match kind {
-        DriverKind::Local => fault::Driver::Local,
-        DriverKind::Compose => fault::Driver::Compose { file: compose_file },
-        DriverKind::Exec => fault::Driver::Exec {
-            template: exec.unwrap_or_default(),
-        },
-    }
-}
-
 /// The database `--verify` checks: the flag's, or the local stack's with its password.
 fn database_url(
     layout: &Layout,
@@ -87,28 +75,39 @@ fn scenario(layout: &Layout, cmd: ScenarioCommand) -> anyhow::Result<ExitCode> {
                 scenario::condition::BREAKERS.join(", ")
             );
             println!(
-                "{:<20} up, starting, paused or down (kafka, postgres, redis, producer, consumer, consumer-N, gateway)",
-                "component.NAME"
+                "{:<20} up, starting, paused or down ({}, consumer-N)",
+                "component.NAME",
+                stack::Component::NAMES.join(", ")
             );
             println!("{:<20} lag of one partition", "lag.N");
             println!("{:<20} drill load answers with that status", "load.STATUS");
             Ok(ExitCode::SUCCESS)
         }
-        ScenarioCommand::Check { files } => match scenario::load_all(&files) {
-            Ok(drills) => {
-                for (file, s) in drills {
-                    println!("{file}: ok ({}, {} steps)", s.name, s.steps.len());
-                }
-                Ok(ExitCode::SUCCESS)
+        ScenarioCommand::Check { files } => {
+            let Some(drills) = read_drills(&files) else {
+                return Ok(ExitCode::from(2));
+            };
+            for (file, s) in drills {
+                println!("{file}: ok ({}, {} steps)", s.name, s.steps.len());
             }
-            Err(errors) => {
-                for e in errors {
-                    eprintln!("{e}");
-                }
-                Ok(ExitCode::from(2))
-            }
-        },
+            Ok(ExitCode::SUCCESS)
+        }
         ScenarioCommand::Run(args) => scenario_run(layout, args),
+    }
+}
+
+/// Every drill file, or None after printing what is wrong with each bad one.
+fn read_drills(
+    files: &[std::path::PathBuf],
+) -> Option<Vec<(String, logctl::scenario::spec::Scenario)>> {
+    match logctl::scenario::load_all(files) {
+        Ok(drills) => Some(drills),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            None
+        }
     }
 }
 
@@ -116,33 +115,28 @@ fn scenario(layout: &Layout, cmd: ScenarioCommand) -> anyhow::Result<ExitCode> {
 fn drill_context(
     layout: &Layout,
     config: &StackConfig,
+    signals: logctl::signals::Collector,
     target: Option<String>,
     database: Option<&String>,
     driver: fault::Driver,
     sample_every: Duration,
 ) -> logctl::scenario::runner::Context {
     logctl::scenario::runner::Context {
-        signals: logctl::signals::Collector::new(layout, config),
         layout: layout.clone(),
-        gateway: target.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.ports.gateway)),
+        gateway: target.unwrap_or_else(|| signals.gateway()),
         database_url: database_url(layout, config, database).ok(),
         driver,
         config: config.clone(),
         sample_every,
+        signals,
     }
 }
 
 fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCode> {
     use logctl::scenario;
-    let drills = match scenario::load_all(&args.files) {
-        Ok(d) => d,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            eprintln!("nothing was run");
-            return Ok(ExitCode::from(2));
-        }
+    let Some(drills) = read_drills(&args.files) else {
+        eprintln!("nothing was run");
+        return Ok(ExitCode::from(2));
     };
     let sample_every = logctl_loadgen::plan::parse_duration(&args.sample_every)
         .map_err(|e| anyhow::anyhow!("--sample-every: {e}"))?
@@ -151,9 +145,10 @@ fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCo
     let ctx = drill_context(
         layout,
         &config,
+        logctl::signals::Collector::new(layout, &config),
         args.target.clone(),
         args.database_url.as_ref(),
-        driver(args.driver, args.compose_file.clone(), args.exec.clone()),
+        args.faults.driver(),
         sample_every,
     );
     let outputs = scenario::Outputs {
@@ -182,14 +177,8 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(logctl::tui::StackFile::load)
         .transpose()?;
-    let files = match logctl::scenario::load_all(&args.scenarios) {
-        Ok(d) => d,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return Ok(ExitCode::from(2));
-        }
+    let Some(files) = read_drills(&args.scenarios) else {
+        return Ok(ExitCode::from(2));
     };
     let (signals, driver) = match &remote {
         Some(file) => (
@@ -201,10 +190,11 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
             Some(fault::Driver::Local),
         ),
     };
-    let mut context = drill_context(
+    let context = drill_context(
         layout,
         &config,
-        remote.as_ref().map(|f| f.endpoints.gateway.clone()),
+        signals.clone(),
+        None,
         None,
         match (&driver, &remote) {
             (Some(d), _) => d.clone(),
@@ -216,7 +206,6 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
         },
         Duration::from_secs(1),
     );
-    context.signals = signals.clone();
     let drills = logctl::tui::Drills { files, context };
     let stack = logctl::tui::Stack {
         signals,
@@ -559,11 +548,12 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
     let config = layout.load_config()?;
     let component = stack::Component::parse(&args.component).with_context(|| {
         format!(
-            "unknown component {:?}: choose postgres, kafka, redis, producer, consumer, consumer-N, gateway or prometheus",
-            args.component
+            "unknown component {:?}: choose {}, or consumer-N",
+            args.component,
+            stack::Component::NAMES.join(", ")
         )
     })?;
-    let driver = driver(args.driver, args.compose_file, args.exec);
+    let driver = args.faults.driver();
     let outcome = runtime()?.block_on(fault::apply(
         &driver,
         args.action,

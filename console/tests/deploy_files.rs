@@ -171,15 +171,9 @@ fn compose_creates_the_same_topics() {
 
 #[test]
 fn compose_services_have_health_checks_and_start_in_order() {
-    for service in [
-        "kafka",
-        "postgres",
-        "redis",
-        "producer",
-        "consumer",
-        "gateway",
-        "prometheus",
-    ] {
+    // Every component the console drives has a compose service (the compose fault driver
+    // names them so).
+    for service in logctl::stack::Component::NAMES {
         assert!(
             compose_service(service)["healthcheck"]["test"].is_sequence(),
             "{service} has no health check"

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{logctl_bin, serial, TestStack};
+use support::{logctl_bin, scratch_dir, serial, TestStack};
 
 fn drill(dir: &std::path::Path, name: &str, yaml: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.yaml"));
@@ -17,19 +17,11 @@ fn drill(dir: &std::path::Path, name: &str, yaml: &str) -> std::path::PathBuf {
     path
 }
 
-fn component(stack: &TestStack, name: &str) -> String {
-    stack.status_json()["components"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-        .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
     let _serial = serial();
     let stack = TestStack::shared();
-    let dir = tempdir("false");
+    let dir = scratch_dir("scenario-false");
     let file = drill(
         &dir,
         "false-assert",
@@ -103,7 +95,7 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
 fn a_drill_with_a_typo_is_refused_before_it_starts() {
     let _serial = serial();
     let stack = TestStack::shared();
-    let dir = tempdir("typo");
+    let dir = scratch_dir("scenario-typo");
     // The first step would stop PostgreSQL; the typo is in the last one.
     let file = drill(
         &dir,
@@ -129,14 +121,14 @@ fn a_drill_with_a_typo_is_refused_before_it_starts() {
         String::from_utf8_lossy(&out.stdout).is_empty(),
         "no drill started"
     );
-    assert_eq!(component(stack, "postgres"), "up");
+    assert_eq!(stack.component_status("postgres"), "up");
 }
 
 #[test]
 fn ctrl_c_during_the_postgres_outage_leaves_postgres_running() {
     let _serial = serial();
     let stack = TestStack::shared();
-    let dir = tempdir("interrupt");
+    let dir = scratch_dir("scenario-interrupt");
     let report = dir.join("interrupted.json");
     let drill =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/postgres-outage.yaml");
@@ -168,7 +160,11 @@ fn ctrl_c_during_the_postgres_outage_leaves_postgres_running() {
         assert!(started.elapsed() < Duration::from_secs(120), "{seen:#?}");
     }
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(component(stack, "postgres"), "down", "the drill stopped it");
+    assert_eq!(
+        stack.component_status("postgres"),
+        "down",
+        "the drill stopped it"
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -177,7 +173,7 @@ fn ctrl_c_during_the_postgres_outage_leaves_postgres_running() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("exit");
     assert_eq!(status.code(), Some(130), "{rest:#?}");
-    assert_eq!(component(stack, "postgres"), "up", "{rest:#?}");
+    assert_eq!(stack.component_status("postgres"), "up", "{rest:#?}");
     let json: Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
     let s = &json["scenarios"][0];
@@ -215,13 +211,4 @@ fn drill_file(dir: &std::path::Path) -> std::path::PathBuf {
         "after",
         "name: after\nsteady_state:\n  within: 90s\n  conditions: [breaker.postgres == closed, lag < 1000]\nsteps:\n  - load: {rate: 200}\n  - wait: {until: stored_rate > 100, timeout: 60s}\n  - verify: {timeout: 60s}\n",
     )
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "logctl-scenario-{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }

@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{eventually, logctl_bin, serial, TestStack};
+use support::{eventually, logctl_bin, scratch_dir, serial, TestStack};
 
 struct Session(String);
 
@@ -157,14 +157,6 @@ async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
     );
 }
 
-fn component(stack: &TestStack, name: &str) -> String {
-    stack.status_json()["components"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-        .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_run_from_the_console_shows_its_steps_and_x_aborts_one_restoring_the_stack() {
     let _serial = serial();
@@ -214,14 +206,18 @@ async fn a_drill_run_from_the_console_shows_its_steps_and_x_aborts_one_restoring
             s.contains("\u{25b6}  4. wait until") || s.contains("\u{25b6}  5. wait 3s")
         })
         .await;
-    assert_eq!(component(stack, "redis"), "down");
+    assert_eq!(stack.component_status("redis"), "down");
     session.keys("x");
     session
         .wait_for("the drill interrupted", Duration::from_secs(60), |s| {
             s.contains("Drill console-drill INTERRUPTED")
         })
         .await;
-    assert_eq!(component(stack, "redis"), "up", "restored by the drill");
+    assert_eq!(
+        stack.component_status("redis"),
+        "up",
+        "restored by the drill"
+    );
     session.keys("q");
     eventually("the console quit", Duration::from_secs(10), || async {
         (!session.alive()).then_some(())
@@ -234,8 +230,7 @@ async fn a_stack_given_by_its_endpoints_is_watched_and_driven_through_the_exec_d
     let _serial = serial();
     let stack = TestStack::shared();
     // An empty state dir: everything the console knows comes from the file.
-    let elsewhere = std::env::temp_dir().join(format!("logctl-tui-remote-{}", std::process::id()));
-    std::fs::create_dir_all(&elsewhere).expect("dir");
+    let elsewhere = scratch_dir("tui-remote");
     let file = elsewhere.join("stack.toml");
     let base = |flag: &str| format!("http://127.0.0.1:{}", stack.port(flag));
     std::fs::write(
@@ -281,14 +276,14 @@ async fn a_stack_given_by_its_endpoints_is_watched_and_driven_through_the_exec_d
             |s| s.contains("redis    down"),
         )
         .await;
-    assert_eq!(component(stack, "redis"), "down");
+    assert_eq!(stack.component_status("redis"), "down");
     session.keys("3");
     session
         .wait_for("redis back", Duration::from_secs(60), |s| {
             s.contains("redis    up")
         })
         .await;
-    assert_eq!(component(stack, "redis"), "up");
+    assert_eq!(stack.component_status("redis"), "up");
     session.keys("l");
     session.keys("q");
     eventually("the console quit", Duration::from_secs(10), || async {

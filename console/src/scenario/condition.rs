@@ -145,11 +145,9 @@ fn known_names() -> Vec<String> {
     let mut names: Vec<String> = NUMBERS.iter().map(|(n, _)| (*n).to_owned()).collect();
     names.extend(BREAKERS.iter().map(|b| format!("breaker.{b}")));
     names.extend(
-        [
-            "kafka", "postgres", "redis", "producer", "consumer", "gateway",
-        ]
-        .iter()
-        .map(|c| format!("component.{c}")),
+        crate::stack::Component::NAMES
+            .iter()
+            .map(|c| format!("component.{c}")),
     );
     names
 }
@@ -308,7 +306,11 @@ impl Condition {
     }
 
     pub fn check(&self, reading: &Reading) -> Checked {
-        let observed = reading.get(&self.signal);
+        // A status the drill's load never got is a count of zero, not an unknown.
+        let zero = Observed::Number(0.0);
+        let observed = reading
+            .get(&self.signal)
+            .or_else(|| self.signal.starts_with("load.").then_some(&zero));
         let passed = match (observed, &self.value) {
             (Some(Observed::Number(o)), Expected::Number(e)) => match self.op {
                 Op::Eq => (o - e).abs() < 1e-9,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use logctl_loadgen::engine::{self, Outcome, Progress};
 use logctl_loadgen::report::Report;
@@ -70,18 +69,6 @@ impl DrillLoad {
     /// Starts a segment at `spec`'s rate (ending the running one first).
     pub async fn start(&mut self, spec: &LoadSpec) -> anyhow::Result<String> {
         let ended = self.stop().await;
-        let hours = Duration::from_secs(24 * 3600);
-        let plan = logctl_loadgen::plan::Plan::new(
-            spec.rate.0,
-            Some(spec.duration.map_or(hours, |d| d.0)),
-            None,
-            Duration::ZERO,
-        )?;
-        let target = Arc::new(logctl_loadgen::http::Gateway::new(
-            &self.gateway,
-            crate::load::token_source(&self.layout),
-            spec.max_in_flight.max(1),
-        )?);
         let options = engine::Options {
             batch: spec.batch.0,
             orgs: spec.orgs.max(1),
@@ -91,19 +78,20 @@ impl DrillLoad {
             collect_ids: true,
             max_in_flight: spec.max_in_flight.max(1),
         };
-        let stop = CancellationToken::new();
         let progress = Arc::new(Mutex::new(None));
-        let handle = tokio::spawn({
-            let (stop, progress) = (stop.clone(), progress.clone());
-            async move {
-                engine::run(&plan, target, &options, stop, |p| {
-                    *progress
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p.clone());
-                })
-                .await
-            }
-        });
+        let latest = progress.clone();
+        let crate::load::Background { stop, handle } = crate::load::background(
+            &self.layout,
+            &self.gateway,
+            spec.rate.0,
+            spec.duration.map(|d| d.0),
+            options,
+            move |p| {
+                *latest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p.clone());
+            },
+        )?;
         self.current = Some(Segment {
             rate: spec.rate.0,
             stop,

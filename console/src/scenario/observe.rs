@@ -82,10 +82,7 @@ impl Observer {
                 let snap = collector.snapshot().await;
                 if let Some(last) = ring.back() {
                     let step = Signals::between(last, &snap);
-                    let dead_before = last
-                        .consumers
-                        .sum("logctl_consumer_dead_lettered_total", &[])
-                        .unwrap_or(0.0);
+                    let dead_before = last.dead_lettered();
                     totals.add(&step, dead_before);
                 }
                 ring.push_back(snap);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::condition::{Checked, Condition, Observed, Reading};
+use super::condition::{Checked, Condition, Reading};
 use super::load::{DrillLoad, LoadSummary};
 use super::observe::{Observer, Point};
 use super::spec::{
@@ -301,18 +301,7 @@ impl Run<'_> {
     }
 
     fn check(conditions: &[Condition], reading: &Reading) -> Vec<Checked> {
-        conditions
-            .iter()
-            .map(|c| {
-                // A status the load never got is a count of zero, not an unknown.
-                if c.signal.starts_with("load.") && !reading.contains_key(&c.signal) {
-                    let mut r = reading.clone();
-                    r.insert(c.signal.clone(), Observed::Number(0.0));
-                    return c.check(&r);
-                }
-                c.check(reading)
-            })
-            .collect()
+        conditions.iter().map(|c| c.check(reading)).collect()
     }
 
     fn report(&self, index: usize, kind: &str, description: String, at: f64) -> StepReport {

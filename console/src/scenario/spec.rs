@@ -211,12 +211,17 @@ impl fmt::Display for Dur {
     }
 }
 
+impl Dur {
+    fn parse(s: &str) -> Result<Dur, String> {
+        logctl_loadgen::plan::parse_duration(s)
+            .map(Dur)
+            .map_err(|e| format!("bad duration {s:?}: {e}"))
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        logctl_loadgen::plan::parse_duration(&s)
-            .map(Dur)
-            .map_err(|e| de::Error::custom(format!("bad duration {s:?}: {e}")))
+        Dur::parse(&String::deserialize(d)?).map_err(de::Error::custom)
     }
 }
 
@@ -224,21 +229,11 @@ impl<'de> Deserialize<'de> for Dur {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Named(pub Component);
 
-const COMPONENTS: [&str; 7] = [
-    "kafka",
-    "postgres",
-    "redis",
-    "producer",
-    "consumer",
-    "gateway",
-    "prometheus",
-];
-
 fn component(s: &str) -> Result<Component, String> {
     Component::parse(s).ok_or_else(|| {
-        let hint = nearest(s, COMPONENTS)
+        let hint = nearest(s, Component::NAMES)
             .map(|n| format!(": did you mean `{n}`?"))
-            .unwrap_or_else(|| format!(": choose {}, or consumer-N", COMPONENTS.join(", ")));
+            .unwrap_or_else(|| format!(": choose {}, or consumer-N", Component::NAMES.join(", ")));
         format!("unknown component `{s}`{hint}")
     })
 }
@@ -301,6 +296,47 @@ where
         }
     }
     d.deserialize_any(V(PhantomData))
+}
+
+/// A step's value written short (`wait: 5s`, `fault: stop postgres`, a bare `verify:`) or long,
+/// as a map that `L`'s own fields check: one visitor serves every such step. `short` gets None
+/// for an empty value.
+fn short_or_long<'de, D, L, T>(
+    d: D,
+    expecting: &'static str,
+    short: fn(Option<&str>) -> Result<T, String>,
+    long: fn(L) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    L: Deserialize<'de>,
+{
+    struct V<L, T> {
+        expecting: &'static str,
+        short: fn(Option<&str>) -> Result<T, String>,
+        long: fn(L) -> Result<T, String>,
+    }
+    impl<'de, L: Deserialize<'de>, T> Visitor<'de> for V<L, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+            (self.short)(Some(s)).map_err(E::custom)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+            (self.short)(None).map_err(E::custom)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let l = L::deserialize(MapAccessDeserializer::new(map))?;
+            (self.long)(l).map_err(de::Error::custom)
+        }
+    }
+    d.deserialize_any(V {
+        expecting,
+        short,
+        long,
+    })
 }
 
 /// Events per second, above zero.
@@ -387,28 +423,20 @@ fn one() -> u64 {
 
 impl<'de> Deserialize<'de> for LoadStep {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LoadStep;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`stop` or a map with at least `rate`")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<LoadStep, E> {
-                match s {
-                    "stop" => Ok(LoadStep::Stop),
-                    other => Err(E::custom(format!(
-                        "load `{other}`: write `load: stop`, or `load: {{rate: 1000}}` to start"
-                    ))),
-                }
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LoadStep, A::Error> {
-                LoadSpec::deserialize(MapAccessDeserializer::new(map)).map(LoadStep::Start)
-            }
-        }
-        d.deserialize_any(V)
+        short_or_long(
+            d,
+            "`stop` or a map with at least `rate`",
+            |s| match s {
+                Some("stop") => Ok(LoadStep::Stop),
+                other => Err(format!(
+                    "load `{}`: write `load: stop`, or `load: {{rate: 1000}}` to start",
+                    other.unwrap_or_default()
+                )),
+            },
+            |spec: LoadSpec| Ok(LoadStep::Start(spec)),
+        )
     }
 }
-
 #[derive(Debug, Clone)]
 pub struct FaultStep {
     pub action: Action,
@@ -423,36 +451,31 @@ impl<'de> Deserialize<'de> for FaultStep {
             action: String,
             component: Named,
         }
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FaultStep;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`<action> <component>` (e.g. `stop postgres`) or {action, component}")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<FaultStep, E> {
+        short_or_long(
+            d,
+            "`<action> <component>` (e.g. `stop postgres`) or {action, component}",
+            |s| {
+                let s = s.unwrap_or_default();
                 let mut words = s.split_whitespace();
                 let (Some(a), Some(c), None) = (words.next(), words.next(), words.next()) else {
-                    return Err(E::custom(format!(
+                    return Err(format!(
                         "fault `{s}`: write `<action> <component>`, e.g. `stop postgres`"
-                    )));
+                    ));
                 };
                 Ok(FaultStep {
-                    action: action(a).map_err(E::custom)?,
-                    component: Named(component(c).map_err(E::custom)?),
+                    action: action(a)?,
+                    component: Named(component(c)?),
                 })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FaultStep, A::Error> {
-                let l = Long::deserialize(MapAccessDeserializer::new(map))?;
+            },
+            |l: Long| {
                 Ok(FaultStep {
-                    action: action(&l.action).map_err(de::Error::custom)?,
+                    action: action(&l.action)?,
                     component: l.component,
                 })
-            }
-        }
-        d.deserialize_any(V)
+            },
+        )
     }
 }
-
 #[derive(Debug, Clone)]
 pub enum WaitStep {
     For(Dur),
@@ -469,27 +492,19 @@ impl<'de> Deserialize<'de> for WaitStep {
             #[serde(default = "sixty_seconds")]
             timeout: Dur,
         }
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WaitStep;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration (`30s`) or {until: <conditions>, timeout: <duration>}")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<WaitStep, E> {
-                Dur::deserialize(de::value::StrDeserializer::<E>::new(s)).map(WaitStep::For)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WaitStep, A::Error> {
-                let u = Until::deserialize(MapAccessDeserializer::new(map))?;
+        short_or_long(
+            d,
+            "a duration (`30s`) or {until: <conditions>, timeout: <duration>}",
+            |s| Dur::parse(s.unwrap_or_default()).map(WaitStep::For),
+            |u: Until| {
                 Ok(WaitStep::Until {
                     until: u.until,
                     timeout: u.timeout,
                 })
-            }
-        }
-        d.deserialize_any(V)
+            },
+        )
     }
 }
-
 #[derive(Debug, Clone)]
 pub struct VerifyStep {
     pub timeout: Dur,
@@ -506,26 +521,21 @@ impl<'de> Deserialize<'de> for VerifyStep {
         fn two_minutes() -> Dur {
             Dur(Duration::from_secs(120))
         }
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = VerifyStep;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("nothing, or {timeout: <duration>}")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<VerifyStep, E> {
-                Ok(VerifyStep {
+        short_or_long(
+            d,
+            "nothing, or {timeout: <duration>}",
+            |s| match s {
+                None => Ok(VerifyStep {
                     timeout: two_minutes(),
-                })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VerifyStep, A::Error> {
-                let l = Long::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(VerifyStep { timeout: l.timeout })
-            }
-        }
-        d.deserialize_any(V)
+                }),
+                Some(s) => Err(format!(
+                    "verify `{s}`: write `verify:` alone, or `verify: {{timeout: 2m}}`"
+                )),
+            },
+            |l: Long| Ok(VerifyStep { timeout: l.timeout }),
+        )
     }
 }
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpStep {

@@ -33,6 +33,15 @@ pub struct Snapshot {
     pub lag: Option<BTreeMap<i32, i64>>,
 }
 
+impl Snapshot {
+    /// Records the consumers have dead-lettered since they started.
+    pub fn dead_lettered(&self) -> f64 {
+        self.consumers
+            .sum("logctl_consumer_dead_lettered_total", &[])
+            .unwrap_or(0.0)
+    }
+}
+
 /// A stack known only by where its parts answer (`logctl tui --config FILE`): one run by
 /// docker compose, or on other hosts. Its components' states come from the services' own
 /// readiness checks instead of process ids.
@@ -113,7 +122,7 @@ impl Collector {
     }
 
     /// A remote stack's components: each service up when it answers; Kafka, PostgreSQL and
-    /// Redis as the readiness checks of the services that use them say.
+    /// Redis as the readiness checks of the services that use them say (down when any says so).
     async fn remote_status(
         &self,
         e: &Endpoints,
@@ -121,79 +130,57 @@ impl Collector {
         producer: &mut Scrape,
         consumers: &mut Scrape,
     ) -> Vec<ComponentStatus> {
-        let mut out = Vec::new();
-        let mut checks: BTreeMap<String, String> = BTreeMap::new();
-        let mut services: Vec<(String, &str, &mut Scrape)> = vec![
-            ("gateway".into(), e.gateway.as_str(), gateway),
-            ("producer".into(), e.producer.as_str(), producer),
+        let status = |name: String, status: &'static str| ComponentStatus {
+            name,
+            status,
+            pid: None,
+            rss_mib: None,
+            port: 0,
+            log: std::path::PathBuf::new(),
+        };
+        let mut services = vec![
+            (Component::Gateway, e.gateway.as_str()),
+            (Component::Producer, e.producer.as_str()),
         ];
-        let mut consumer_scrapes: Vec<Scrape> = vec![Scrape::default(); e.consumers.len()];
-        for (i, (url, slot)) in e
-            .consumers
-            .iter()
-            .zip(consumer_scrapes.iter_mut())
-            .enumerate()
-        {
-            let name = if i == 0 {
-                "consumer".to_owned()
-            } else {
-                format!("consumer-{}", i + 1)
+        services.extend(
+            (0u16..)
+                .zip(&e.consumers)
+                .map(|(i, url)| (Component::Consumer(i), url.as_str())),
+        );
+        let mut out = Vec::new();
+        let mut dependencies: BTreeMap<&str, bool> = BTreeMap::new();
+        for (c, url) in services {
+            let Some(scrape) = self.scrape(url).await else {
+                out.push(status(c.name(), "down"));
+                continue;
             };
-            services.push((name, url.as_str(), slot));
-        }
-        for (name, url, slot) in services {
-            let up = match self.scrape(url).await {
-                Some(scrape) => {
-                    *slot = scrape;
-                    true
-                }
-                None => false,
+            let target = match c {
+                Component::Gateway => &mut *gateway,
+                Component::Producer => &mut *producer,
+                _ => &mut *consumers,
             };
-            if up {
-                let ready = self
-                    .get(format!("{}/health/ready", url.trim_end_matches('/')))
-                    .await
-                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-                for dep in ["kafka", "postgres", "redis"] {
-                    if let Some(st) = ready
-                        .as_ref()
-                        .and_then(|r| r["checks"][dep]["status"].as_str())
-                    {
-                        let state = if st == "UP" { "up" } else { "down" };
-                        // Any user seeing it down is enough to call it down.
-                        let worst = match checks.get(dep).map(String::as_str) {
-                            Some("down") => "down",
-                            _ => state,
-                        };
-                        checks.insert(dep.to_owned(), worst.to_owned());
-                    }
+            target.samples.extend(scrape.samples);
+            out.push(status(c.name(), "up"));
+            let ready = self
+                .get(format!("{}/health/ready", url.trim_end_matches('/')))
+                .await
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            for dep in ["kafka", "postgres", "redis"] {
+                if let Some(st) = ready
+                    .as_ref()
+                    .and_then(|r| r["checks"][dep]["status"].as_str())
+                {
+                    *dependencies.entry(dep).or_insert(true) &= st == "UP";
                 }
             }
-            out.push(ComponentStatus {
-                name,
-                status: if up { "up" } else { "down" },
-                pid: None,
-                rss_mib: None,
-                port: 0,
-                log: std::path::PathBuf::new(),
-            });
-        }
-        for c in &consumer_scrapes {
-            consumers.samples.extend(c.samples.iter().cloned());
         }
         for dep in ["kafka", "postgres", "redis"] {
-            out.push(ComponentStatus {
-                name: dep.to_owned(),
-                status: match checks.get(dep).map(String::as_str) {
-                    Some("up") => "up",
-                    Some(_) => "down",
-                    None => "unknown",
-                },
-                pid: None,
-                rss_mib: None,
-                port: 0,
-                log: std::path::PathBuf::new(),
-            });
+            let state = match dependencies.get(dep) {
+                Some(true) => "up",
+                Some(false) => "down",
+                None => "unknown",
+            };
+            out.push(status(dep.to_owned(), state));
         }
         out
     }
@@ -406,10 +393,7 @@ impl Signals {
                 secs,
             ),
             rate_limit_local: after.gateway.sum("logctl_rate_limit_local", &[]),
-            dead_lettered_total: after
-                .consumers
-                .sum("logctl_consumer_dead_lettered_total", &[])
-                .unwrap_or(0.0),
+            dead_lettered_total: after.dead_lettered(),
             spool_records: after
                 .producer
                 .sum("logctl_producer_spool_records", &[])

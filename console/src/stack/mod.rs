@@ -96,6 +96,17 @@ impl Component {
         all
     }
 
+    /// The names `parse` takes, besides `consumer-N` (and `postgresql`), for messages and hints.
+    pub const NAMES: [&'static str; 7] = [
+        "kafka",
+        "postgres",
+        "redis",
+        "producer",
+        "consumer",
+        "gateway",
+        "prometheus",
+    ];
+
     /// The component a user names (`postgres`, `consumer`, `consumer-2`, ...).
     pub fn parse(name: &str) -> Option<Component> {
         Some(match name {

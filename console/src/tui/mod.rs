@@ -7,7 +7,6 @@ pub mod model;
 pub mod view;
 
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -33,34 +32,22 @@ pub const FAULT_KEYS: [(char, Component); 6] = [
 
 const DEFAULT_RATE: f64 = 1_000.0;
 
-struct Load {
-    stop: CancellationToken,
-}
-
+/// The `l` key's load: the engine's defaults at the chosen rate, until stopped.
 fn start_load(
     runtime: &tokio::runtime::Runtime,
     layout: &Layout,
     gateway: &str,
     rate: f64,
-) -> anyhow::Result<Load> {
-    let plan = logctl_loadgen::plan::Plan::new(
-        rate,
-        Some(Duration::from_secs(24 * 3600)),
-        None,
-        Duration::ZERO,
-    )?;
-    let target = Arc::new(logctl_loadgen::http::Gateway::new(
+) -> anyhow::Result<crate::load::Background> {
+    let _on = runtime.enter();
+    crate::load::background(
+        layout,
         gateway,
-        crate::load::token_source(layout),
-        1024,
-    )?);
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    runtime.spawn(async move {
-        let options = logctl_loadgen::engine::Options::default();
-        logctl_loadgen::engine::run(&plan, target, &options, token, |_| {}).await;
-    });
-    Ok(Load { stop })
+        rate,
+        None,
+        logctl_loadgen::engine::Options::default(),
+        |_| {},
+    )
 }
 
 /// `logctl tui --config FILE`: a stack by its endpoints, and how the 1-6 keys reach it.
@@ -162,7 +149,7 @@ pub fn run(
     let gateway = collector.gateway();
     let (notes_tx, notes) = mpsc::channel::<String>();
     let mut terminal = ratatui::init();
-    let mut load: Option<Load> = None;
+    let mut load: Option<crate::load::Background> = None;
     let mut drill: Option<RunningDrill> = None;
     let mut next_drill = 0usize;
     let outcome = (|| -> anyhow::Result<()> {

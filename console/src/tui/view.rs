@@ -143,35 +143,27 @@ pub fn render(frame: &mut Frame, model: &Model) {
         .iter()
         .map(|h| h.gateway_p99_ms.unwrap_or(0.0).round() as u64)
         .collect();
-    let [t_text, t_chart] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)])
-        .areas(Block::bordered().inner(through));
-    frame.render_widget(Block::bordered().title(" Throughput (events/s) "), through);
-    frame.render_widget(
-        Paragraph::new(vec![
+    numbers_over_chart(
+        frame,
+        through,
+        " Throughput (events/s) ",
+        vec![
             Line::raw(format!("accepted  {}", rate(s.accepted_per_sec))),
             Line::raw(format!("published {}", rate(s.published_per_sec))),
             Line::raw(format!("stored    {}", rate(s.stored_per_sec))),
-        ]),
-        t_text,
+        ],
+        &stored,
     );
-    frame.render_widget(
-        Sparkline::default().data(&stored[stored.len().saturating_sub(t_chart.width as usize)..]),
-        t_chart,
-    );
-    let [l_text, l_chart] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)])
-        .areas(Block::bordered().inner(latency));
-    frame.render_widget(Block::bordered().title(" Latency "), latency);
-    frame.render_widget(
-        Paragraph::new(vec![
+    numbers_over_chart(
+        frame,
+        latency,
+        " Latency ",
+        vec![
             Line::raw(format!("gateway p50 {}", ms(s.gateway_p50_ms))),
             Line::raw(format!("gateway p99 {}", ms(s.gateway_p99_ms))),
             Line::raw(format!("end-to-end p99 {}", ms(s.end_to_end_p99_ms))),
-        ]),
-        l_text,
-    );
-    frame.render_widget(
-        Sparkline::default().data(&p99[p99.len().saturating_sub(l_chart.width as usize)..]),
-        l_chart,
+        ],
+        &p99,
     );
 
     // Lag from Kafka, and the breakers.
@@ -294,6 +286,23 @@ pub fn render(frame: &mut Frame, model: &Model) {
         events,
     );
     frame.render_widget(Paragraph::new(KEYS), footer);
+}
+
+/// A bordered pane: a few lines of figures, and under them the latest history that fits.
+fn numbers_over_chart(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    lines: Vec<Line<'static>>,
+    history: &[u64],
+) {
+    let [text, chart] =
+        Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(0)])
+            .areas(Block::bordered().inner(area));
+    frame.render_widget(Block::bordered().title(title.to_owned()), area);
+    frame.render_widget(Paragraph::new(lines), text);
+    let shown = &history[history.len().saturating_sub(chart.width as usize)..];
+    frame.render_widget(Sparkline::default().data(shown), chart);
 }
 
 fn breakers_or_none(lines: Vec<Line<'static>>) -> Vec<Line<'static>> {

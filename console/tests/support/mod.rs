@@ -36,8 +36,16 @@ const PORT_FLAGS: [&str; 8] = [
     "consumer-port",
 ];
 
-/// The `logctl` under test; `LOGCTL_TEST_BIN` points at another build (a frozen copy, so a
-/// long drill loop is not disturbed by rebuilding the workspace).
+/// A new empty folder under the temp dir, `logctl-<name>-<random>`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "logctl-{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
 /// Tests that break the shared stack, or count what reached it, take this lock to run one
 /// at a time (each on its own runtime, so the guard is held across awaits on purpose).
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -46,6 +54,8 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The `logctl` under test; `LOGCTL_TEST_BIN` points at another build (a frozen copy, so a
+/// long drill loop is not disturbed by rebuilding the workspace).
 pub fn logctl_bin() -> PathBuf {
     std::env::var_os("LOGCTL_TEST_BIN")
         .map(PathBuf::from)
@@ -116,11 +126,7 @@ impl TestStack {
 
     /// A fresh state dir and free ports, nothing started yet (the reaper already watches).
     pub fn new(name: &str, consumers: u16) -> TestStack {
-        let dir = std::env::temp_dir().join(format!(
-            "logctl-test-{name}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        ));
-        std::fs::create_dir_all(&dir).expect("state dir");
+        let dir = scratch_dir(&format!("test-{name}"));
         let stack = TestStack {
             dir,
             ports: free_ports(consumers),
@@ -229,6 +235,15 @@ impl TestStack {
     pub fn status_json(&self) -> Value {
         let out = self.logctl(&["status", "--json"]);
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// One component's state as `logctl status` reports it (up, down, paused...).
+    pub fn component_status(&self, name: &str) -> String {
+        self.status_json()["components"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+            .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
     }
 
     /// Total lag of `log-consumer-group` as Kafka's own `kafka-consumer-groups` reports it;

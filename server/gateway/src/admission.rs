@@ -29,8 +29,8 @@ impl Admission {
     pub fn new(max_in_flight: usize, max_in_flight_bytes: usize) -> Self {
         let max = max_in_flight.max(1);
         let max_kib = u32::try_from(max_in_flight_bytes / 1024)
-            .unwrap_or(u32::MAX >> 4)
-            .clamp(1, Semaphore::MAX_PERMITS as u32);
+            .unwrap_or(u32::MAX)
+            .max(1);
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
