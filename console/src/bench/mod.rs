@@ -6,7 +6,7 @@
 //! ingestion (100 and 1000 per request), and the consumer's drain rate from a pre-filled topic.
 //! Baselines: `wrk` on `/health` (the HTTP ceiling), Kafka's `ProducerPerformance`, PostgreSQL's
 //! `COPY`. Each step also records CPU per component (where the time goes), the generator's own
-//! CPU, and each service's RSS.
+//! CPU, and each service's peak RSS during the step (the drain: the consumer's).
 
 pub mod baselines;
 pub mod drain;
@@ -45,6 +45,7 @@ pub struct Step {
     /// Cores used per component during the step.
     pub cores: BTreeMap<String, f64>,
     pub generator_cores: f64,
+    /// Each component's highest RSS during the step.
     pub rss_mib: BTreeMap<String, f64>,
     pub passed: bool,
 }
@@ -90,6 +91,9 @@ async fn run_step(
         .filter_map(|c| stack::running_pid(c, layout).map(|pid| (c.name(), pid)))
         .collect();
     let roots: Vec<u32> = groups.iter().map(|(_, pid)| *pid).collect();
+    for pid in &roots {
+        procstat::reset_peak_rss(*pid);
+    }
     let cpu_before = procstat::cpu_by_tree(&roots);
     let own_before = procstat::own_cpu();
     let started = Instant::now();
@@ -102,7 +106,7 @@ async fn run_step(
         let used = cpu_after.get(pid).copied().unwrap_or(0.0)
             - cpu_before.get(pid).copied().unwrap_or(0.0);
         cores.insert(name.clone(), used.max(0.0) / wall);
-        if let Some(rss) = procstat::rss_mib(*pid) {
+        if let Some(rss) = procstat::peak_rss_mib(*pid) {
             rss_mib.insert(name.clone(), rss);
         }
     }
@@ -201,6 +205,8 @@ pub struct Results {
     pub http_ceiling: Option<f64>,
     pub searches: Vec<Search>,
     pub drain: Option<(u64, f64)>,
+    /// The consumer's highest RSS during the drain.
+    pub drain_consumer_rss: Option<f64>,
     pub kafka_perf: Option<f64>,
     pub copy: Option<f64>,
     pub record_bytes: usize,
@@ -311,6 +317,7 @@ pub async fn run(
         .await?;
     let drain_events: u64 = if options.quick { 100_000 } else { 1_000_000 };
     let mut record_bytes = 300;
+    let mut drain_consumer_rss = None;
     let drain = if options.skip_drain {
         None
     } else {
@@ -331,6 +338,8 @@ pub async fn run(
         record_bytes = filled.mean_record_bytes;
         let secs = drain::wait_stored(&pool, &filled.orgs, filled.events, Duration::from_secs(900))
             .await?;
+        // A fresh process: its high-water mark is the drain's.
+        drain_consumer_rss = stack::running_pid(consumer, layout).and_then(procstat::peak_rss_mib);
         Some((filled.events, secs))
     };
     eprintln!("bench: Kafka's own producer (ProducerPerformance)");
@@ -349,6 +358,7 @@ pub async fn run(
         http_ceiling,
         searches,
         drain,
+        drain_consumer_rss,
         kafka_perf,
         copy,
         record_bytes,
@@ -365,6 +375,27 @@ fn services_rss(layout: &Layout, config: &StackConfig) -> BTreeMap<String, f64> 
             Some((c.name(), procstat::rss_mib(pid)?))
         })
         .collect()
+}
+
+const SERVICES: [&str; 3] = ["gateway", "producer", "consumer"];
+
+/// Each service's highest RSS over every stage's highest passing step and the drain.
+fn peak_rss(r: &Results) -> BTreeMap<&'static str, f64> {
+    let mut peaks = BTreeMap::new();
+    let steps = r.searches.iter().filter_map(Search::peak);
+    for step in steps {
+        for name in SERVICES {
+            if let Some(m) = step.rss_mib.get(name) {
+                let e = peaks.entry(name).or_insert(0.0f64);
+                *e = e.max(*m);
+            }
+        }
+    }
+    if let Some(m) = r.drain_consumer_rss {
+        let e = peaks.entry("consumer").or_insert(0.0f64);
+        *e = e.max(m);
+    }
+    peaks
 }
 
 fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
@@ -445,26 +476,26 @@ pub fn render(r: &Results) -> String {
         r.drain.map_or_else(|| "–".into(), |(n, _)| num(n as f64)),
         opt(drain_rate, "rows/s"), opt(r.copy, "rows/s"), ratio(drain_rate, r.copy), met(drain_rate, 100_000.0)
     );
-    if let Some(step) = peak(0) {
-        let rss: Vec<String> = ["gateway", "producer", "consumer"]
-            .iter()
-            .filter_map(|n| step.rss_mib.get(*n).map(|m| format!("{n} {m:.0} MiB")))
-            .collect();
-        let max = ["gateway", "producer", "consumer"]
-            .iter()
-            .filter_map(|n| step.rss_mib.get(*n))
-            .fold(0.0f64, |a, b| a.max(*b));
-        let start: Vec<String> = ["gateway", "producer", "consumer"]
+    let peaks = peak_rss(r);
+    if !peaks.is_empty() {
+        let start: Vec<String> = SERVICES
             .iter()
             .filter_map(|n| r.rss_at_start.get(*n).map(|m| format!("{m:.0}")))
             .collect();
+        let shown: Vec<String> = peaks
+            .iter()
+            .map(|(n, m)| format!("{n} {m:.0} MiB"))
+            .collect();
+        let max = peaks.values().fold(0.0f64, |a, b| a.max(*b));
         let _ = writeln!(
             md,
-            "| RSS at the gateway peak (before the run: {} MiB) | {} | – | – | < 64 MiB each | {} |",
+            "| peak RSS of each service at every stage's peak step and in the drain (before the run: {} MiB) | {} | – | – | < 64 MiB each | {} |",
             start.join(" / "),
-            rss.join(", "),
+            shown.join(", "),
             if max < 64.0 { "yes" } else { "**no**" }
         );
+    }
+    if let Some(step) = peak(0) {
         let _ = writeln!(
             md,
             "| generator CPU at the gateway peak ({} req/s) | {:.2} cores | – | – | < 0.5 core at 10,000 req/s | {} |",
@@ -488,7 +519,8 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(md, "## Every step, and where the time went\n");
     let _ = writeln!(
         md,
-        "CPU in cores per component over the step (2.00 is all of a 2-core machine).\n"
+        "CPU in cores per component over the step (2.00 is all of a 2-core machine); peak RSS is \
+         each service's high-water mark during the step (VmHWM, reset before it).\n"
     );
     for s in &r.searches {
         let _ = writeln!(md, "### {} (p99 limit {} ms)\n", s.name, s.p99_limit_ms);
@@ -499,19 +531,23 @@ pub fn render(r: &Results) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             md,
-            "| offered events/s | accepted events/s | p50 ms | p99 ms | errors | on schedule | {} | generator | passed |",
+            "| offered events/s | accepted events/s | p50 ms | p99 ms | errors | on schedule | {} | generator | peak RSS MiB gateway / producer / consumer | passed |",
             names.join(" | ")
         );
-        let _ = writeln!(md, "|{}", "---|".repeat(8 + names.len()));
+        let _ = writeln!(md, "|{}", "---|".repeat(9 + names.len()));
         for st in &s.steps {
             let rep = &st.report;
             let cores: Vec<String> = names
                 .iter()
                 .map(|n| format!("{:.2}", st.cores.get(n).copied().unwrap_or(0.0)))
                 .collect();
+            let rss: Vec<String> = SERVICES
+                .iter()
+                .map(|n| st.rss_mib.get(*n).map_or("–".into(), |m| format!("{m:.0}")))
+                .collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.1} | {:.1} | {:.2}% | {} | {} | {:.2} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.2}% | {} | {} | {:.2} | {} | {} |",
                 num(st.rate),
                 num(rep.events_accepted as f64 / rep.duration_secs.max(1e-9)),
                 rep.latency_ms.p50,
@@ -520,6 +556,7 @@ pub fn render(r: &Results) -> String {
                 if rep.fell_behind { "no" } else { "yes" },
                 cores.join(" | "),
                 st.generator_cores,
+                rss.join(" / "),
                 if st.passed { "yes" } else { "no" }
             );
         }

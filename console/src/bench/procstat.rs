@@ -54,9 +54,46 @@ pub fn own_cpu() -> f64 {
 
 pub use crate::stack::process::rss_mib;
 
+/// Starts a new peak for [`peak_rss_mib`]: the kernel resets the process's high-water mark
+/// (VmHWM) to its current RSS. Allowed for the process's owner or root; when refused, the
+/// peak covers the process's whole life, which can only overstate it.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The highest RSS since the process started or [`reset_peak_rss`], in MiB: a sample at the
+/// end of a step would miss a burst's peak the allocator has already given back.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    process::status_kib(pid, "VmHWM:").map(|k| k / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_covers_memory_already_given_back() {
+        let me = std::process::id();
+        assert!(reset_peak_rss(me), "clear_refs refused for our own process");
+        let before = peak_rss_mib(me).expect("VmHWM");
+        let mut block = vec![0u8; 96 * 1024 * 1024];
+        for page in block.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        std::hint::black_box(&block);
+        drop(block);
+        let peak = peak_rss_mib(me).expect("VmHWM");
+        assert!(
+            peak >= before + 90.0,
+            "peak {peak:.0} MiB, before {before:.0} MiB"
+        );
+        assert!(
+            rss_mib(me).expect("VmRSS") < peak - 50.0,
+            "the block was not given back"
+        );
+        assert!(reset_peak_rss(me));
+        assert!(peak_rss_mib(me).expect("VmHWM") < peak - 50.0);
+    }
 
     #[test]
     fn this_process_is_seen() {

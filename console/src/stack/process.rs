@@ -215,15 +215,19 @@ pub fn run_checked(mut cmd: Command, what: &str) -> Result<String, StackError> {
 
 /// Resident memory of one process in MiB.
 pub fn rss_mib(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmRSS:").map(|k| k / 1024.0)
+}
+
+/// One `/proc/PID/status` field given in kB.
+pub fn status_kib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
+    status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+        .ok()
 }
 
 #[cfg(test)]

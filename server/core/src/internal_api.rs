@@ -1,9 +1,16 @@
 //! The wire contract between the gateway and the producer: the gateway posts validated events
 //! (the [`LogEvent`](crate::LogEvent) JSON form) to [`PUBLISH_PATH`] and gets one outcome per
 //! event, in order, each saying whether Kafka acknowledged it.
+//!
+//! The body is either a plain array of events (all under the call's own `traceparent`), or a
+//! [`PublishRequest`]: the gateway coalesces the events of requests that arrive together into
+//! one call, so it needs few connections to the producer however many clients wait, and each
+//! caller's segment keeps that caller's trace.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::LogEvent;
 
 pub const PUBLISH_PATH: &str = "/internal/events";
 
@@ -39,6 +46,22 @@ impl PublishOutcome {
     pub fn is_acknowledged(&self) -> bool {
         self.error.is_none()
     }
+}
+
+/// Several callers' events in one call; outcomes come back flat, segment after segment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    /// The caller's trace (W3C `traceparent`); the producer continues it for these events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub events: Vec<LogEvent>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

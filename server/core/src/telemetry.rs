@@ -53,6 +53,15 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            // Histograms keep raw samples until drained; unscraped, 10,000 requests/s piled up
+            // megabytes of them. Draining each second bounds that to one second's worth.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    upkeep.run_upkeep();
+                });
             // Fails only if another recorder was installed first; its handle is then unused.
             let _ = metrics::set_global_recorder(recorder);
             handle

@@ -4,6 +4,7 @@
 //! a receive time, and answers only after the producer reports Kafka's acknowledgement.
 
 pub mod admission;
+pub mod coalesce;
 pub mod rate_limit;
 pub mod routes;
 pub mod settings;

@@ -11,6 +11,7 @@ use logctl_core::otlp::OtlpSettings;
 use logctl_core::EventLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::coalesce::CoalesceSettings;
 use crate::rate_limit::RateLimitSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +34,8 @@ pub struct Settings {
     pub max_in_flight_bytes: usize,
     /// Deadline for one call to the producer or the query service.
     pub upstream_timeout_ms: u64,
+    /// How requests waiting for the producer share calls to it.
+    pub publish_coalescing: CoalesceSettings,
     /// Share of new traces marked sampled (for an exporter); ids are propagated regardless.
     pub trace_sample_ratio: f64,
     /// The breakers around the producer and the query service.
@@ -60,6 +63,7 @@ impl Default for Settings {
             max_in_flight: 1024,
             max_in_flight_bytes: 32 * 1024 * 1024,
             upstream_timeout_ms: 10_000,
+            publish_coalescing: CoalesceSettings::default(),
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
             shutdown_timeout_secs: 15,

@@ -2,41 +2,52 @@
 //! consumer. Every call has a deadline and goes through that service's circuit breaker, so a
 //! dead service costs a client one fast 503 with `Retry-After`, not a timeout; a failure is
 //! "unavailable", never a 500.
+//!
+//! Publishing goes through a [`Coalescer`]: requests waiting for the producer share calls, so
+//! the gateway holds a handful of connections to it however many clients wait.
 
 use logctl_core::breaker::{Breaker, Permit, Rejected};
-use logctl_core::internal_api::{PublishOutcome, PublishResponse, PUBLISH_PATH};
+use logctl_core::internal_api::{PublishOutcome, PublishRequest, PublishResponse, PUBLISH_PATH};
 use logctl_core::trace::{self, TraceContext};
 use logctl_core::{ApiError, FieldError, LogEvent};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::coalesce::{Answer, Coalescer};
 use crate::settings::Settings;
 
 #[derive(Clone)]
 pub struct Upstream {
     http: reqwest::Client,
-    producer: Breaker,
+    publisher: Coalescer,
     query: Breaker,
-    publish_url: String,
     query_url: String,
     producer_ready_url: String,
     query_ready_url: String,
 }
 
 impl Upstream {
+    /// Starts the publish dispatcher, so it needs a Tokio runtime.
     pub fn new(settings: &Settings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.upstream_timeout())
             .connect_timeout(std::time::Duration::from_secs(2))
-            .pool_max_idle_per_host(256)
             .build()?;
         let producer = settings.producer_url.trim_end_matches('/');
         let query = settings.query_url.trim_end_matches('/');
+        let call = PublishCall {
+            http: http.clone(),
+            breaker: Breaker::new("producer", settings.breaker.clone()),
+            url: format!("{producer}{PUBLISH_PATH}"),
+        };
+        let publisher = Coalescer::start(settings.publish_coalescing.clone(), move |request| {
+            let call = call.clone();
+            async move { call.send(request).await }
+        });
         Ok(Self {
             http,
-            producer: Breaker::new("producer", settings.breaker.clone()),
+            publisher,
             query: Breaker::new("query", settings.breaker.clone()),
-            publish_url: format!("{producer}{PUBLISH_PATH}"),
             query_url: query.to_owned(),
             producer_ready_url: format!("{producer}/health/ready"),
             query_ready_url: format!("{query}/health/ready"),
@@ -46,39 +57,10 @@ impl Upstream {
     /// Publishes validated events; one outcome per event, in order.
     pub async fn publish(
         &self,
-        events: &[LogEvent],
+        events: Vec<LogEvent>,
         trace: &TraceContext,
     ) -> Result<Vec<PublishOutcome>, ApiError> {
-        let permit = self
-            .producer
-            .acquire()
-            .map_err(|r| breaker_open("producer", r))?;
-        let sent = self
-            .http
-            .post(&self.publish_url)
-            .header(trace::HEADER, trace.to_string())
-            .json(events)
-            .send()
-            .await;
-        let response = judge(permit, sent).map_err(|e| unavailable("producer", e))?;
-        if !response.status().is_success() {
-            return Err(unavailable(
-                "producer",
-                format!("answered {}", response.status()),
-            ));
-        }
-        let body: PublishResponse = response
-            .json()
-            .await
-            .map_err(|e| unavailable("producer", e))?;
-        if body.results.len() != events.len() {
-            return Err(ApiError::Internal(format!(
-                "producer answered {} outcomes for {} events",
-                body.results.len(),
-                events.len()
-            )));
-        }
-        Ok(body.results)
+        self.publisher.publish(events, trace).await
     }
 
     /// A read from the query service: `path_and_query` already carries the caller's
@@ -128,6 +110,43 @@ impl Upstream {
             Ok(r) => Err(format!("answered {}", r.status())),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// One call to the producer carrying one or more requests' events.
+#[derive(Clone)]
+struct PublishCall {
+    http: reqwest::Client,
+    breaker: Breaker,
+    url: String,
+}
+
+impl PublishCall {
+    async fn send(&self, request: PublishRequest) -> Answer {
+        let permit = self
+            .breaker
+            .acquire()
+            .map_err(|r| breaker_open("producer", r))?;
+        let expected: usize = request.segments.iter().map(|s| s.events.len()).sum();
+        let sent = self.http.post(&self.url).json(&request).send().await;
+        let response = judge(permit, sent).map_err(|e| unavailable("producer", e))?;
+        if !response.status().is_success() {
+            return Err(unavailable(
+                "producer",
+                format!("answered {}", response.status()),
+            ));
+        }
+        let body: PublishResponse = response
+            .json()
+            .await
+            .map_err(|e| unavailable("producer", e))?;
+        if body.results.len() != expected {
+            return Err(ApiError::Internal(format!(
+                "producer answered {} outcomes for {expected} events",
+                body.results.len()
+            )));
+        }
+        Ok(body.results)
     }
 }
 

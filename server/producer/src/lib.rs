@@ -56,6 +56,7 @@ pub async fn run(
     let state = routes::AppState {
         publisher: publisher.clone(),
         max_body_bytes: settings.max_body_bytes,
+        tracing: tracing_setup.clone(),
     };
     let app = Router::new()
         .route(PUBLISH_PATH, post(routes::publish))

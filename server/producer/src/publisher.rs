@@ -12,7 +12,7 @@ use futures::future::join_all;
 use logctl_core::breaker::{Breaker, BreakerSettings};
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
-use logctl_core::trace::{self, TraceContext};
+use logctl_core::trace;
 use logctl_core::LogEvent;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -71,23 +71,15 @@ impl Publisher {
         self.spool.as_ref()
     }
 
-    /// Makes each event safe (in Kafka, or else in the spool) and says which are.
-    pub async fn publish(&self, events: &[LogEvent], trace: &TraceContext) -> Vec<PublishOutcome> {
-        let traceparent = trace.to_string();
-        let outgoing: Vec<Outgoing> = events
-            .iter()
-            .map(|e| Outgoing {
-                event: e.clone(),
-                traceparent: traceparent.clone(),
-            })
-            .collect();
+    /// Makes each event safe (in Kafka, or else in the spool) and says which are, in order.
+    pub async fn publish(&self, outgoing: &[Outgoing]) -> Vec<PublishOutcome> {
         // Deciding "behind the spool or straight to Kafka" and acting on it is one step.
         let _turn = self.handoff.read().await;
         let delivered: Vec<Delivered> = match &self.spool {
             Some(spool) if !spool.is_empty() => {
                 vec![Err("queued behind the spool".to_owned()); outgoing.len()]
             }
-            _ => self.send_guarded(&outgoing).await,
+            _ => self.send_guarded(outgoing).await,
         };
         let mut outcomes: Vec<PublishOutcome> = outgoing
             .iter()
@@ -103,7 +95,7 @@ impl Publisher {
                 Err(e) => PublishOutcome::failed(o.event.id, e.clone()),
             })
             .collect();
-        self.spool_failed(&outgoing, &mut outcomes).await;
+        self.spool_failed(outgoing, &mut outcomes).await;
 
         let safe = outcomes.iter().filter(|o| o.is_acknowledged()).count();
         metrics::counter!("logctl_producer_events_failed_total")

@@ -41,7 +41,7 @@ pub async fn post_one(
     let quota = spend(&state, &caller.org, Bucket::Write, 1).await?;
     let outcome = state
         .upstream
-        .publish(std::slice::from_ref(&event), &trace)
+        .publish(vec![event.clone()], &trace)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("producer answered no outcome".into()))?;
@@ -94,11 +94,12 @@ pub async fn post_batch(
     for event in &valid {
         same_org(&caller, &event.organization_id)?;
     }
-    let (mut outcomes, quota) = if valid.is_empty() {
+    let none_valid = valid.is_empty();
+    let (mut outcomes, quota) = if none_valid {
         (Vec::new(), None)
     } else {
         let quota = spend(&state, &caller.org, Bucket::Write, valid.len() as u64).await?;
-        (state.upstream.publish(&valid, &trace).await?, quota)
+        (state.upstream.publish(valid, &trace).await?, quota)
     };
     let mut outcomes = outcomes.drain(..);
 
@@ -132,7 +133,7 @@ pub async fn post_batch(
     let rejected = results.len() - accepted;
     let status = match (accepted, rejected) {
         (_, 0) => StatusCode::ACCEPTED,
-        (0, _) if valid.is_empty() => StatusCode::BAD_REQUEST,
+        (0, _) if none_valid => StatusCode::BAD_REQUEST,
         (0, _) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::MULTI_STATUS,
     };
