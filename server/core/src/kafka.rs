@@ -86,6 +86,15 @@ pub struct ConsumerTuning {
     pub auto_offset_reset: String,
     /// Pre-fetched records librdkafka keeps queued (KiB); a bound on the consumer's memory.
     pub queued_max_kbytes: u32,
+    /// Most bytes one fetch brings back, and most per partition: the queue bound above is
+    /// checked before a fetch, so one fetch can overshoot it by this much, and lz4 makes the
+    /// decompressed record sets several times larger. librdkafka's defaults (50 MiB, 1 MiB a
+    /// partition) held ~50 MiB of decompressed records in the consumer at 100,000 rows/s.
+    pub fetch_max_bytes: u32,
+    pub max_partition_fetch_bytes: u32,
+    /// Records per partition librdkafka tries to keep queued (its default: 100,000, each with
+    /// a few hundred bytes of bookkeeping).
+    pub queued_min_messages: u32,
     /// How long librdkafka waits to fetch again once that queue is full. Its default, 1 s, caps
     /// a backlog's drain at one queue per second (about 40k rows/s measured here).
     pub fetch_queue_backoff_ms: u32,
@@ -100,6 +109,9 @@ impl Default for ConsumerTuning {
             auto_commit_interval_ms: 1_000,
             auto_offset_reset: "earliest".into(),
             queued_max_kbytes: 4_096,
+            fetch_max_bytes: 1024 * 1024,
+            max_partition_fetch_bytes: 256 * 1024,
+            queued_min_messages: 5_000,
             fetch_queue_backoff_ms: 5,
         }
     }
@@ -150,6 +162,12 @@ impl KafkaSettings {
                 "queued.max.messages.kbytes",
                 t.queued_max_kbytes.to_string(),
             )
+            .set("fetch.max.bytes", t.fetch_max_bytes.to_string())
+            .set(
+                "max.partition.fetch.bytes",
+                t.max_partition_fetch_bytes.to_string(),
+            )
+            .set("queued.min.messages", t.queued_min_messages.to_string())
             .set(
                 "fetch.queue.backoff.ms",
                 t.fetch_queue_backoff_ms.to_string(),

@@ -20,7 +20,10 @@ use chrono::Utc;
 use logctl_core::auth::Scope;
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::{ApiError, FieldError, LogEvent, TraceContext};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use super::access::{authorize, same_org, spend, with_quota};
 use super::AppState;
@@ -63,10 +66,7 @@ pub async fn post_batch(
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, &headers, Scope::Write)?;
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
-    let value = ApiError::parse_json(&body)?;
-    let items = value
-        .as_array()
-        .ok_or_else(|| FieldError::new("body", "expected a JSON array of events"))?;
+    let items = batch_items(&body)?;
     if items.is_empty() {
         return Err(FieldError::new("body", "the batch is empty").into());
     }
@@ -82,52 +82,68 @@ pub async fn post_batch(
         .into());
     }
 
+    // Each item is parsed and validated on its own, so only one item's JSON tree exists at a
+    // time: the whole batch as one tree took several times the body's size, for every batch
+    // in flight (most of the gateway's memory under batched load).
     let now = Utc::now();
-    let parsed: Vec<Result<LogEvent, FieldError>> = items
-        .iter()
-        .map(|item| LogEvent::from_json(item, &state.settings.limits, now))
-        .collect();
-    let valid: Vec<LogEvent> = parsed
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
+    let mut valid = Vec::with_capacity(items.len());
+    let mut invalid: Vec<(usize, FieldError)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let event = serde_json::from_str::<Value>(item.get())
+            .map_err(|e| FieldError::new("body", e.to_string()))
+            .and_then(|v| LogEvent::from_json(&v, &state.settings.limits, now));
+        match event {
+            Ok(event) => valid.push(event),
+            Err(e) => invalid.push((index, e)),
+        }
+    }
+    let total = items.len();
+    drop(items);
     for event in &valid {
         same_org(&caller, &event.organization_id)?;
     }
     let none_valid = valid.is_empty();
-    let (mut outcomes, quota) = if none_valid {
+    let (outcomes, quota) = if none_valid {
         (Vec::new(), None)
     } else {
         let quota = spend(&state, &caller.org, Bucket::Write, valid.len() as u64).await?;
         (state.upstream.publish(valid, &trace).await?, quota)
     };
-    let mut outcomes = outcomes.drain(..);
 
+    let mut outcomes = outcomes.into_iter();
+    let mut invalid = invalid.into_iter().peekable();
     let mut accepted = 0usize;
-    let results: Vec<Value> = parsed
-        .into_iter()
-        .enumerate()
-        .map(|(index, p)| match p {
-            Err(e) => json!({"index": index, "status": 400, "error": ApiError::from(e).to_json()}),
-            Ok(_) => match outcomes.next() {
+    let mut results = Vec::with_capacity(total);
+    for index in 0..total {
+        let result = match invalid.next_if(|(i, _)| *i == index) {
+            Some((_, e)) => ItemResult::refused(index, 400, None, ApiError::from(e)),
+            None => match outcomes.next() {
                 Some(PublishOutcome {
                     id, error: None, ..
                 }) => {
                     accepted += 1;
-                    json!({"index": index, "status": 202, "id": id})
+                    ItemResult {
+                        index,
+                        status: 202,
+                        id: Some(id),
+                        error: None,
+                    }
                 }
                 Some(PublishOutcome {
                     id,
                     error: Some(reason),
                     ..
-                }) => json!({
-                    "index": index, "status": 503, "id": id,
-                    "error": unavailable("Kafka", reason).to_json()
-                }),
-                None => json!({"index": index, "status": 500}),
+                }) => ItemResult::refused(index, 503, Some(id), unavailable("Kafka", reason)),
+                None => ItemResult {
+                    index,
+                    status: 500,
+                    id: None,
+                    error: None,
+                },
             },
-        })
-        .collect();
+        };
+        results.push(result);
+    }
     metrics::counter!("logctl_gateway_events_accepted_total").increment(accepted as u64);
 
     let rejected = results.len() - accepted;
@@ -137,6 +153,54 @@ pub async fn post_batch(
         (0, _) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::MULTI_STATUS,
     };
-    let body = json!({"accepted": accepted, "rejected": rejected, "results": results});
+    let body = BatchAnswer {
+        accepted,
+        rejected,
+        results,
+    };
     Ok(with_quota((status, Json(body)).into_response(), quota))
+}
+
+/// The batch's items, each still unparsed. On failure, says what is wrong as the whole-body
+/// parse would: malformed JSON, or JSON that is not an array.
+fn batch_items(body: &Bytes) -> Result<Vec<&RawValue>, ApiError> {
+    match serde_json::from_slice::<Vec<&RawValue>>(body) {
+        Ok(items) => Ok(items),
+        Err(e) => {
+            let value = ApiError::parse_json(body)?;
+            if value.is_array() {
+                Err(ApiError::MalformedJson(e.to_string()))
+            } else {
+                Err(FieldError::new("body", "expected a JSON array of events").into())
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BatchAnswer {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<ItemResult>,
+}
+
+#[derive(Serialize)]
+struct ItemResult {
+    index: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+impl ItemResult {
+    fn refused(index: usize, status: u16, id: Option<Uuid>, error: ApiError) -> Self {
+        Self {
+            index,
+            status,
+            id,
+            error: Some(error.to_json()),
+        }
+    }
 }
