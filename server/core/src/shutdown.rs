@@ -9,6 +9,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Largest read buffer of one connection, and so the largest request head accepted.
+pub const MAX_READ_BUFFER: usize = 16 * 1024;
+
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -52,7 +55,11 @@ pub async fn serve(
     deadline: Duration,
 ) -> std::io::Result<()> {
     let app = app.with_state(());
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper grows a connection's read buffer to fit large bodies (up to ~400 KiB) and keeps it
+    // while the connection lives: with hundreds of clients posting batches that was tens of
+    // MiB. Bodies stream through a bounded buffer instead; request heads still fit easily.
+    http.max_buf_size(MAX_READ_BUFFER);
     let connections = GracefulShutdown::new();
     loop {
         let stream = tokio::select! {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use logctl_core::ApiError;
 use tokio::sync::Semaphore;
 
@@ -40,6 +41,28 @@ impl Admission {
     }
 }
 
+/// Most of a refused request's body read and dropped, and for how long at most.
+const DISCARD_LIMIT: usize = 1024 * 1024;
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads what the client is still sending of a refused request's body, and drops it chunk by
+/// chunk. Answered while its body was still in flight, the connection is closed with unread
+/// data and the client sees a reset instead of the 503 and its `Retry-After`. Bounded in
+/// bytes and time, so a refusal stays cheap; past either, the reset is what the client gets.
+async fn discard_body(request: Request) {
+    let mut chunks = request.into_body().into_data_stream();
+    let mut left = DISCARD_LIMIT;
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 fn shed(reason: String) -> Response {
     metrics::counter!("logctl_gateway_shed_total").increment(1);
     ApiError::Unavailable {
@@ -52,6 +75,7 @@ fn shed(reason: String) -> Response {
 
 pub async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
     let Ok(_slot) = admission.slots.clone().try_acquire_owned() else {
+        discard_body(request).await;
         return shed(format!("{} requests already in flight", admission.max));
     };
     let declared = request
@@ -67,6 +91,7 @@ pub async fn admit(State(admission): State<Admission>, request: Request, next: N
     // A body larger than the whole budget is the body limit's to refuse (413), not ours.
     .min(admission.max_kib);
     let Ok(_bytes) = admission.kib.clone().try_acquire_many_owned(kib) else {
+        discard_body(request).await;
         return shed(format!(
             "{} MiB of request bodies already in flight",
             admission.max_kib / 1024
