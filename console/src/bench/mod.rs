@@ -371,10 +371,7 @@ pub async fn run(
 /// previous stage's failing (overload) step allocated, and its RSS would be charged to the next
 /// stage's target rate. That overload memory still shows, in the failing steps' rows.
 async fn fresh_services(layout: &Layout, config: &StackConfig) -> anyhow::Result<()> {
-    let services: Vec<Component> = components(config)
-        .into_iter()
-        .filter(|c| c.is_service())
-        .collect();
+    let services = services(config);
     for c in services.iter().rev() {
         stack::stop_one(layout, *c);
     }
@@ -384,10 +381,16 @@ async fn fresh_services(layout: &Layout, config: &StackConfig) -> anyhow::Result
     Ok(())
 }
 
-fn services_rss(layout: &Layout, config: &StackConfig) -> BTreeMap<String, f64> {
+fn services(config: &StackConfig) -> Vec<Component> {
     components(config)
         .into_iter()
         .filter(|c| c.is_service())
+        .collect()
+}
+
+fn services_rss(layout: &Layout, config: &StackConfig) -> BTreeMap<String, f64> {
+    services(config)
+        .into_iter()
         .filter_map(|c| {
             let pid = stack::running_pid(c, layout)?;
             Some((c.name(), procstat::rss_mib(pid)?))
@@ -410,17 +413,16 @@ fn peak_rss(r: &Results) -> BTreeMap<&'static str, f64> {
             .iter()
             .find(|s| s.rate == *rate && s.passed)
     });
-    for step in steps {
-        for name in SERVICES {
-            if let Some(m) = step.rss_mib.get(name) {
-                let e = peaks.entry(name).or_insert(0.0f64);
-                *e = e.max(*m);
-            }
-        }
-    }
-    if let Some(m) = r.drain_consumer_rss {
-        let e = peaks.entry("consumer").or_insert(0.0f64);
-        *e = e.max(m);
+    let readings = steps
+        .flat_map(|step| {
+            SERVICES
+                .into_iter()
+                .filter_map(|name| Some((name, *step.rss_mib.get(name)?)))
+        })
+        .chain(r.drain_consumer_rss.map(|m| ("consumer", m)));
+    for (name, mib) in readings {
+        let e = peaks.entry(name).or_insert(0.0f64);
+        *e = e.max(mib);
     }
     peaks
 }

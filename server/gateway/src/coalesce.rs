@@ -144,22 +144,25 @@ async fn dispatch<F, Fut>(
     }
 }
 
-/// Hands each request its slice of the call's outcomes (or the call's error).
+/// Hands each request its slice of the call's outcomes, or the call's error. Outcomes that do
+/// not match the events one for one fail the whole call: which event each belongs to is lost.
 fn answer_each(answer: Answer, requests: Vec<(oneshot::Sender<Answer>, usize)>) {
+    let expected: usize = requests.iter().map(|(_, size)| size).sum();
+    let answer = answer.and_then(|outcomes| {
+        if outcomes.len() == expected {
+            Ok(outcomes)
+        } else {
+            Err(ApiError::Internal(format!(
+                "producer answered {} outcomes for {expected} events",
+                outcomes.len()
+            )))
+        }
+    });
     match answer {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
             for (reply, size) in requests {
-                let mine: Vec<PublishOutcome> = outcomes.by_ref().take(size).collect();
-                let answer = if mine.len() == size {
-                    Ok(mine)
-                } else {
-                    Err(ApiError::Internal(format!(
-                        "producer answered {} outcomes for {size} events",
-                        mine.len()
-                    )))
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
             }
         }
         Err(e) => {

@@ -44,23 +44,23 @@ pub async fn publish(
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.max_body_bytes))?;
     let started = SystemTime::now();
     let parts = parse(&body, trace, state.tracing.sample_ratio)?;
-    let sizes: Vec<usize> = parts.iter().map(|p| p.events.len()).collect();
-    let mut contexts = Vec::with_capacity(parts.len());
-    let mut outgoing = Vec::with_capacity(sizes.iter().sum());
+    // What each part's span needs once its events are handed over: context, own span, size.
+    let mut spans = Vec::with_capacity(parts.len());
+    let mut outgoing = Vec::new();
     for part in parts {
         let traceparent = part.context.to_string();
+        spans.push((part.context, part.own_span, part.events.len()));
         outgoing.extend(part.events.into_iter().map(|event| Outgoing {
             event,
             traceparent: traceparent.clone(),
         }));
-        contexts.push((part.context, part.own_span));
     }
     let results = state.publisher.publish(&outgoing).await;
 
     if let Some(exporter) = &state.tracing.exporter {
         let ended = SystemTime::now();
         let mut rest = results.as_slice();
-        for ((context, own_span), size) in contexts.into_iter().zip(sizes) {
+        for (context, own_span, size) in spans {
             let (mine, others) = rest.split_at(size.min(rest.len()));
             rest = others;
             if own_span {

@@ -42,16 +42,17 @@ pub async fn post_one(
     let event = LogEvent::from_json(&value, &state.settings.limits, Utc::now())?;
     same_org(&caller, &event.organization_id)?;
     let quota = spend(&state, &caller.org, Bucket::Write, 1).await?;
+    let id = event.id;
     let outcome = state
         .upstream
-        .publish(vec![event.clone()], &trace)
+        .publish(vec![event], &trace)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("producer answered no outcome".into()))?;
     match outcome.error {
         None => {
             metrics::counter!("logctl_gateway_events_accepted_total").increment(1);
-            let response = (StatusCode::ACCEPTED, Json(json!({ "id": event.id }))).into_response();
+            let response = (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response();
             Ok(with_quota(response, quota))
         }
         Some(reason) => Err(unavailable("Kafka", reason)),
