@@ -123,6 +123,10 @@ pub struct LoadArgs {
     /// Fail (exit 1) when more requests than this are not answered 2xx, e.g. 0.1%.
     #[arg(long)]
     pub max_error_rate: Option<String>,
+    /// Also fail when the generator could not keep its schedule (by default that is reported
+    /// as the machine's limit, with its figures, and does not fail the run).
+    #[arg(long)]
+    pub strict_schedule: bool,
 }
 
 #[derive(Debug, Args)]

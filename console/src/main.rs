@@ -272,6 +272,7 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(|v| load::parse_rate(v).map_err(|e| anyhow::anyhow!("--max-error-rate: {e}")))
             .transpose()?,
+        strict_schedule: args.strict_schedule,
     };
     let verify_timeout = flag("--verify-timeout", &args.verify_timeout)?;
     if args.batch == 0 || args.batch > 1000 {
@@ -347,7 +348,10 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         args.seed
     );
     // Without thresholds or --verify the run only reports; with them, any breach fails it.
-    let judged = thresholds.max_p99.is_some() || thresholds.max_error_rate.is_some() || args.verify;
+    let judged = thresholds.max_p99.is_some()
+        || thresholds.max_error_rate.is_some()
+        || thresholds.strict_schedule
+        || args.verify;
     let broken = if judged {
         load::judge(&outcome.report, &thresholds)
     } else {

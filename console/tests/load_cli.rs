@@ -62,7 +62,14 @@ fn a_verified_run_reports_every_event_stored_once() {
     assert_eq!(r["verify"]["duplicated"], 0, "{r}");
     assert!(r["latencyMs"]["p99"].as_f64().expect("p99") > 0.0);
     assert!(r["verify"]["endToEndMs"]["p50"].as_f64().expect("e2e") > 0.0);
-    assert_eq!(r["fellBehind"], false, "{r}");
+    // Falling behind is the machine's limit, not the system's: reported, and not a failure.
+    if r["fellBehind"] == true {
+        eprintln!(
+            "the generator fell behind on this machine: {} of {} planned events/s",
+            r["achievedRate"], r["plannedRate"]
+        );
+        assert!(stdout.contains("this machine's limit"), "{stdout}");
+    }
     let log = std::fs::read_to_string(&hdr).expect("hdr log");
     assert!(log.contains("#[BaseTime:"), "{log}");
     assert!(

@@ -174,11 +174,12 @@ async fn spool_records(port: u16) -> f64 {
 }
 
 async fn wait_breaker_closed(stack: &TestStack, port: u16, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let within = support::scaled(Duration::from_secs(90));
+    let deadline = Instant::now() + within;
     while breaker_state(port, name).await != 0.0 {
         assert!(
             Instant::now() < deadline,
-            "the {name} breaker did not close within 90 s; producer log:\n{}\nkafka log:\n{}",
+            "the {name} breaker did not close within {within:?}; producer log:\n{}\nkafka log:\n{}",
             stack.log_tail("producer", 30),
             stack.log_tail("kafka", 30)
         );

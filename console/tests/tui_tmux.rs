@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{eventually, logctl_bin, scratch_dir, serial, TestStack};
+use support::{eventually, logctl_bin, scaled, scratch_dir, serial, TestStack};
 
 struct Session(String);
 
@@ -55,6 +55,7 @@ impl Session {
 
     /// Reads the screen until `check` holds; fails with the last screen.
     async fn wait_for(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) -> String {
+        let within = scaled(within);
         let deadline = std::time::Instant::now() + within;
         loop {
             let screen = self.screen();
@@ -276,14 +277,26 @@ async fn a_stack_given_by_its_endpoints_is_watched_and_driven_through_the_exec_d
             |s| s.contains("redis    down"),
         )
         .await;
-    assert_eq!(stack.component_status("redis"), "down");
+    // The console reads Redis down as soon as it stops answering; the stack's own status
+    // follows once the exec driver's `fault stop` has seen the process gone.
+    eventually(
+        "the stack's status to read redis down",
+        Duration::from_secs(30),
+        || async { (stack.component_status("redis") == "down").then_some(()) },
+    )
+    .await;
     session.keys("3");
     session
         .wait_for("redis back", Duration::from_secs(60), |s| {
             s.contains("redis    up")
         })
         .await;
-    assert_eq!(stack.component_status("redis"), "up");
+    eventually(
+        "the stack's status to read redis up",
+        Duration::from_secs(30),
+        || async { (stack.component_status("redis") == "up").then_some(()) },
+    )
+    .await;
     session.keys("l");
     session.keys("q");
     eventually("the console quit", Duration::from_secs(10), || async {

@@ -171,7 +171,20 @@ pub async fn run(
     target: Arc<dyn Target>,
     options: &Options,
     stop: CancellationToken,
-    mut progress: impl FnMut(&Progress),
+    mut progress: impl FnMut(&Progress) + Send,
+) -> Outcome {
+    drive(plan, target, options, stop, &mut progress).await
+}
+
+/// The engine's body, not generic, so it is compiled (and optimised, see the workspace's
+/// `profile.dev` overrides) in this crate rather than in each caller's debug build: the
+/// generator must not be what limits a test on a slow machine.
+async fn drive(
+    plan: &Plan,
+    target: Arc<dyn Target>,
+    options: &Options,
+    stop: CancellationToken,
+    progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Outcome {
     let mut mix = EventMix::new(
         options.seed,

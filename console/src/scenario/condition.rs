@@ -1,6 +1,11 @@
 //! Conditions a drill asserts or waits for: `<signal> <op> <value>`, e.g. `lag > 500`,
 //! `breaker.postgres == open`, `load.error_rate <= 0.1%`, `gateway_p99_ms < 50ms`.
 //!
+//! A number may also be another signal, scaled: `stored_rate > 0.8 * load.sent_rate`. Rates
+//! are judged that way against what the drill offered and the machine held, because machines
+//! of this kind differ threefold in speed and an absolute rate passes on one and fails on the
+//! next for no fault of the system.
+//!
 //! Every signal name is checked when the file is read, against the catalogue below, so a typo
 //! is caught before the drill touches the stack, with the nearest known name as a hint.
 
@@ -15,7 +20,7 @@ const BREAKER_STATES: [&str; 3] = ["closed", "half_open", "open"];
 const COMPONENT_STATES: [&str; 4] = ["up", "starting", "paused", "down"];
 
 /// Numeric signals: name and what it means (shown by `logctl scenario signals`).
-pub const NUMBERS: [(&str, &str); 31] = [
+pub const NUMBERS: [(&str, &str); 32] = [
     (
         "accepted_rate",
         "events/s accepted at the gateway (last ~2 s)",
@@ -80,7 +85,11 @@ pub const NUMBERS: [(&str, &str); 31] = [
     ),
     (
         "load.rate",
-        "events/s the drill's load is offering now (0 when stopped)",
+        "events/s the drill's load plans to offer now (0 when stopped)",
+    ),
+    (
+        "load.sent_rate",
+        "events/s the drill's load actually sent over the last second (below load.rate when the machine cannot keep up)",
     ),
     ("load.sent", "events the drill's load sent"),
     (
@@ -200,6 +209,11 @@ impl Op {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expected {
     Number(f64),
+    /// `factor * signal`, read from the same reading as the signal it is compared with.
+    Scaled {
+        factor: f64,
+        signal: String,
+    },
     Word(String),
 }
 
@@ -276,7 +290,9 @@ impl Condition {
             }
         })?;
         let value = match kind {
-            Kind::Number => Expected::Number(parse_number(signal, raw)?),
+            Kind::Number => parse_scaled(raw)?
+                .map(Ok)
+                .unwrap_or_else(|| parse_number(signal, raw).map(Expected::Number))?,
             Kind::Word(allowed) => {
                 if !matches!(op, Op::Eq | Op::Ne) {
                     return Err(format!(
@@ -308,33 +324,95 @@ impl Condition {
     pub fn check(&self, reading: &Reading) -> Checked {
         // A status the drill's load never got is a count of zero, not an unknown.
         let zero = Observed::Number(0.0);
-        let observed = reading
-            .get(&self.signal)
-            .or_else(|| self.signal.starts_with("load.").then_some(&zero));
-        let passed = match (observed, &self.value) {
-            (Some(Observed::Number(o)), Expected::Number(e)) => match self.op {
-                Op::Eq => (o - e).abs() < 1e-9,
-                Op::Ne => (o - e).abs() >= 1e-9,
-                Op::Lt => o < e,
-                Op::Le => o <= e,
-                Op::Gt => o > e,
-                Op::Ge => o >= e,
+        let read = |signal: &str| {
+            reading
+                .get(signal)
+                .or_else(|| signal.starts_with("load.").then_some(&zero))
+        };
+        let observed = read(&self.signal);
+        // The number a scaled value stands for in this reading; None when its signal is absent.
+        let expected = match &self.value {
+            Expected::Scaled { factor, signal } => match read(signal) {
+                Some(Observed::Number(v)) => Some(Expected::Number(factor * v)),
+                _ => None,
             },
-            (Some(Observed::Word(o)), Expected::Word(e)) => match self.op {
+            other => Some(other.clone()),
+        };
+        let passed = match (observed, &expected) {
+            (Some(Observed::Number(o)), Some(Expected::Number(e))) => self.op.holds(*o, *e),
+            (Some(Observed::Word(o)), Some(Expected::Word(e))) => match self.op {
                 Op::Eq => o == e,
                 Op::Ne => o != e,
                 _ => false,
             },
             // A component that is not running has no breakers or latencies to read.
-            (None, Expected::Word(_)) if self.signal.starts_with("component.") => {
+            (None, Some(Expected::Word(_))) if self.signal.starts_with("component.") => {
                 self.value == Expected::Word("down".into()) && self.op == Op::Eq
             }
             _ => false,
         };
+        let mut observed = observed.map_or("n/a".into(), ToString::to_string);
+        if let Expected::Scaled { factor, signal } = &self.value {
+            // Say what the scaled side came to, so a failure reads without the timeline.
+            let against = match &expected {
+                Some(Expected::Number(e)) => Observed::Number(*e).to_string(),
+                _ => "n/a".into(),
+            };
+            observed = format!("{observed} (against {factor} * {signal} = {against})");
+        }
         Checked {
             condition: self.text.clone(),
             passed,
-            observed: observed.map_or("n/a".into(), ToString::to_string),
+            observed,
+        }
+    }
+}
+
+impl Op {
+    fn holds(self, o: f64, e: f64) -> bool {
+        match self {
+            Op::Eq => (o - e).abs() < 1e-9,
+            Op::Ne => (o - e).abs() >= 1e-9,
+            Op::Lt => o < e,
+            Op::Le => o <= e,
+            Op::Gt => o > e,
+            Op::Ge => o >= e,
+        }
+    }
+}
+
+/// `0.8 * load.rate` or `load.sent_rate`: a numeric signal, optionally scaled. `Ok(None)` when
+/// `raw` names no signal (it is a plain number then).
+fn parse_scaled(raw: &str) -> Result<Option<Expected>, String> {
+    let (factor, name) = match raw.split_once('*') {
+        Some((f, n)) => {
+            let f = f.trim();
+            let factor = f
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    format!("`{f}` is not a factor: write e.g. `0.8 * load.sent_rate`")
+                })?;
+            (factor, n.trim())
+        }
+        None if raw.starts_with(|c: char| c.is_ascii_alphabetic()) => (1.0, raw),
+        None => return Ok(None),
+    };
+    match kind_of(name) {
+        Some(Kind::Number) => Ok(Some(Expected::Scaled {
+            factor,
+            signal: name.to_owned(),
+        })),
+        Some(Kind::Word(_)) => Err(format!(
+            "`{name}` is a state: only a numeric signal can be scaled"
+        )),
+        None => {
+            let names = known_names();
+            Err(match nearest(name, names.iter().map(String::as_str)) {
+                Some(n) => format!("unknown signal `{name}`: did you mean `{n}`?"),
+                None => format!("unknown signal `{name}` (`logctl scenario signals` lists them)"),
+            })
         }
     }
 }
@@ -428,5 +506,32 @@ mod tests {
         assert!(Condition::parse("load.5xx == 0").is_ok());
         assert!(Condition::parse("load.6xx == 0").is_err());
         assert!(Condition::parse("lag.3 == 0").is_ok());
+        let e = Condition::parse("stored_rate > 0.8 * load.sent_rat").expect_err("typo");
+        assert!(e.contains("did you mean `load.sent_rate`"), "{e}");
+        let e = Condition::parse("stored_rate > fast * load.rate").expect_err("factor");
+        assert!(e.contains("not a factor"), "{e}");
+        let e = Condition::parse("stored_rate > 2 * breaker.kafka").expect_err("state");
+        assert!(e.contains("numeric"), "{e}");
+    }
+
+    #[test]
+    fn rates_relative_to_another_signal() {
+        let r = reading(&[
+            ("stored_rate", Observed::Number(700.0)),
+            ("load.sent_rate", Observed::Number(800.0)),
+            ("spool_records", Observed::Number(9000.0)),
+        ]);
+        let check = |t: &str| Condition::parse(t).expect(t).check(&r);
+        assert!(check("stored_rate > 0.8 * load.sent_rate").passed);
+        assert!(!check("stored_rate > 0.9 * load.sent_rate").passed);
+        assert!(check("stored_rate < load.sent_rate").passed);
+        assert!(!check("spool_records > 12 * load.sent_rate").passed);
+        let failed = check("stored_rate >= 0.9*load.sent_rate");
+        assert_eq!(failed.observed, "700 (against 0.9 * load.sent_rate = 720)");
+        // An absent reference fails and says so; a load signal never answered reads 0.
+        let absent = check("stored_rate > 0.5 * published_rate");
+        assert!(!absent.passed);
+        assert!(absent.observed.ends_with("= n/a)"), "{}", absent.observed);
+        assert!(check("stored_rate > 0.5 * load.rate").passed);
     }
 }

@@ -37,6 +37,44 @@ pub struct LoadSummary {
 }
 
 impl LoadSummary {
+    /// What each segment planned and what the generator actually sent, for the drill's
+    /// summary line: a machine that cannot offer the plan shows here as the generator's (the
+    /// machine's) limit, beside the rates the conditions were judged against.
+    pub fn offered_and_held(&self) -> Option<String> {
+        if self.segments.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = self
+            .segments
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.0}/s planned, {:.0}/s sent{}",
+                    r.planned_rate,
+                    r.achieved_rate,
+                    if r.fell_behind {
+                        format!(
+                            " (fell behind: {} requests over 10 ms late, max {:.0} ms)",
+                            r.lateness.late_requests, r.lateness.max_ms
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect();
+        let behind = self.segments.iter().any(|r| r.fell_behind);
+        Some(format!(
+            "load: {}{}",
+            parts.join("; "),
+            if behind {
+                "; the generator could not keep its schedule here: this machine's limit, and rates were judged against what was sent (load.sent_rate)"
+            } else {
+                ""
+            }
+        ))
+    }
+
     fn add(&mut self, sent: u64, acked: u64, statuses: &BTreeMap<u16, u64>, no_answer: u64) {
         self.events_sent += sent;
         self.events_acked += acked;
@@ -154,7 +192,7 @@ impl DrillLoad {
     /// The `load.*` signals: finished segments plus the running one's progress so far.
     pub fn signals(&self) -> Vec<(String, Observed)> {
         let mut all = self.done.clone();
-        let mut rate = 0.0;
+        let (mut rate, mut sent_rate) = (0.0, 0.0);
         if let Some(seg) = &self.current {
             rate = seg.rate;
             let p = seg
@@ -162,6 +200,7 @@ impl DrillLoad {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(p) = p.as_ref() {
+                sent_rate = p.rate;
                 all.add(
                     p.events_sent,
                     p.events_accepted,
@@ -185,6 +224,7 @@ impl DrillLoad {
             count(&|s| !(200..300).contains(&s) && s != 429 && s != 503) + all.no_answer;
         let mut out = vec![
             ("load.rate".to_owned(), rate),
+            ("load.sent_rate".to_owned(), sent_rate),
             ("load.sent".to_owned(), all.events_sent as f64),
             ("load.acked".to_owned(), all.events_acked as f64),
             ("load.no_answer".to_owned(), all.no_answer as f64),

@@ -167,7 +167,7 @@ pub async fn run_all(
         let report = runner::run(scenario, file, ctx, interrupt.clone(), tx).await;
         let _ = print.await;
         println!(
-            "  {} {} in {:.1} s{}{}\n",
+            "  {} {} in {:.1} s{}{}{}\n",
             if report.passed { "PASSED" } else { "FAILED" },
             report.name,
             report.duration_secs,
@@ -175,6 +175,11 @@ pub async fn run_all(
                 .failure
                 .as_ref()
                 .map(|f| format!(": {f}"))
+                .unwrap_or_default(),
+            report
+                .load
+                .offered_and_held()
+                .map(|l| format!("\n  {l}"))
                 .unwrap_or_default(),
             if report.restored.is_empty() {
                 String::new()

@@ -160,6 +160,7 @@ pub async fn verify_exactly_once(
         "the load got no event accepted at all: {:?}",
         report.statuses
     );
+    let within = super::scaled(within);
     let deadline = Instant::now() + within;
     let stored: Vec<Uuid> = loop {
         let stored: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM log_events WHERE source = $1")

@@ -345,12 +345,36 @@ impl TestStack {
     }
 }
 
-/// Polls `check` until it returns `Some`, or panics with `what` after `within`.
+/// How much longer than written a deadline may run here: `LOGCTL_TEST_PATIENCE` when set,
+/// else 2 cores' worth over the cores this process may use (2 on `taskset -c 0`), so a wait
+/// for a condition scales with the machine instead of failing a slow one.
+pub fn patience() -> f64 {
+    static FACTOR: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *FACTOR.get_or_init(|| {
+        std::env::var("LOGCTL_TEST_PATIENCE")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|f| *f >= 1.0)
+            .unwrap_or_else(|| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (2.0 / cores as f64).max(1.0)
+            })
+    })
+}
+
+/// `d` stretched by [`patience`].
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(patience())
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `within` (scaled by
+/// [`patience`]).
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    let within = scaled(within);
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check().await {

@@ -1,9 +1,13 @@
 //! One circuit breaker for every dependency call: gateway → producer, gateway → query,
 //! producer → Kafka, consumer → PostgreSQL.
 //!
-//! Closed, it lets calls through and remembers the last `window` outcomes; it opens when the
-//! share of failures (or of slow calls) in the window crosses its threshold once `minimum_calls`
-//! are in, or after `consecutive_failures` failures in a row, whichever comes first. Open, it
+//! Closed, it lets calls through and remembers the last `window` outcomes (and, with
+//! `window_ms`, only those of the last `window_ms`); it opens when the share of failures (or of
+//! slow calls) in the window crosses its threshold once `minimum_calls` are in, or after
+//! `consecutive_failures` failures in a row, whichever comes first. A time window is what a
+//! dependency called thousands of times a second needs: there a count window of a few dozen
+//! calls spans a few milliseconds, and one hiccup of a busy but healthy machine fills it with
+//! failures. Open, it
 //! refuses calls at once (the caller answers 503 with `Retry-After` instead of waiting on a dead
 //! dependency). After `open_ms` it lets `half_open_calls` trial calls through: all must succeed
 //! to close, and one failure opens it again. The defaults trip within a few calls, because at a
@@ -20,6 +24,9 @@ use serde::{Deserialize, Serialize};
 pub struct BreakerSettings {
     /// Outcomes remembered (a count-based sliding window).
     pub window: usize,
+    /// When above 0, outcomes older than this are forgotten too (a time-based window, capped
+    /// at `window` outcomes).
+    pub window_ms: u64,
     /// Fewest outcomes in the window before its rates are judged.
     pub minimum_calls: usize,
     /// Opens when at least this share of the window failed (0.0 ..= 1.0).
@@ -40,6 +47,7 @@ impl Default for BreakerSettings {
     fn default() -> Self {
         Self {
             window: 20,
+            window_ms: 0,
             minimum_calls: 10,
             failure_rate: 0.5,
             consecutive_failures: 5,
@@ -86,8 +94,43 @@ pub struct Rejected {
 
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
+    at: Instant,
     failed: bool,
     slow: bool,
+}
+
+/// The outcomes in the window with running counts, so judging it costs the same at 10 calls
+/// as at 10,000.
+#[derive(Debug, Default)]
+struct Window {
+    outcomes: VecDeque<Outcome>,
+    failed: usize,
+    slow: usize,
+}
+
+impl Window {
+    fn push(&mut self, o: Outcome, cap: usize, max_age: Option<Duration>) {
+        self.failed += usize::from(o.failed);
+        self.slow += usize::from(o.slow);
+        self.outcomes.push_back(o);
+        while self.outcomes.len() > cap.max(1)
+            || max_age.is_some_and(|age| {
+                self.outcomes
+                    .front()
+                    .is_some_and(|f| o.at.saturating_duration_since(f.at) > age)
+            })
+        {
+            let Some(old) = self.outcomes.pop_front() else {
+                break;
+            };
+            self.failed -= usize::from(old.failed);
+            self.slow -= usize::from(old.slow);
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Window::default();
+    }
 }
 
 #[derive(Debug)]
@@ -96,7 +139,7 @@ struct Inner {
     /// Bumped on every transition, so a late answer from an earlier state is not counted.
     generation: u64,
     open_until: Instant,
-    window: VecDeque<Outcome>,
+    window: Window,
     consecutive_failures: u32,
     trials_in_flight: u32,
     trials_succeeded: u32,
@@ -127,7 +170,7 @@ impl Breaker {
                     state: State::Closed,
                     generation: 0,
                     open_until: Instant::now(),
-                    window: VecDeque::new(),
+                    window: Window::default(),
                     consecutive_failures: 0,
                     trials_in_flight: 0,
                     trials_succeeded: 0,
@@ -214,10 +257,16 @@ impl Breaker {
         let failed = !ok;
         match inner.state {
             State::Closed => {
-                inner.window.push_back(Outcome { failed, slow });
-                while inner.window.len() > s.window.max(1) {
-                    inner.window.pop_front();
-                }
+                let max_age = (s.window_ms > 0).then(|| Duration::from_millis(s.window_ms));
+                inner.window.push(
+                    Outcome {
+                        at: now,
+                        failed,
+                        slow,
+                    },
+                    s.window,
+                    max_age,
+                );
                 inner.consecutive_failures = if failed {
                     inner.consecutive_failures + 1
                 } else {
@@ -246,13 +295,12 @@ impl Breaker {
         if s.consecutive_failures > 0 && inner.consecutive_failures >= s.consecutive_failures {
             return true;
         }
-        let n = inner.window.len();
+        let w = &inner.window;
+        let n = w.outcomes.len();
         if n < s.minimum_calls.max(1) {
             return false;
         }
-        let failures = inner.window.iter().filter(|o| o.failed).count();
-        let slow = inner.window.iter().filter(|o| o.slow).count();
-        failures as f64 / n as f64 >= s.failure_rate || slow as f64 / n as f64 >= s.slow_call_rate
+        w.failed as f64 / n as f64 >= s.failure_rate || w.slow as f64 / n as f64 >= s.slow_call_rate
     }
 
     fn transition(&self, inner: &mut Inner, to: State, now: Instant) {
@@ -323,6 +371,7 @@ mod tests {
     fn settings() -> BreakerSettings {
         BreakerSettings {
             window: 10,
+            window_ms: 0,
             minimum_calls: 4,
             failure_rate: 0.5,
             consecutive_failures: 3,
@@ -355,6 +404,47 @@ mod tests {
         p1.finish_at(true, t1 + ms(10));
         p2.finish_at(true, t1 + ms(10));
         assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
+    fn a_time_window_rides_out_a_burst_among_many_calls_and_opens_on_a_lasting_fault() {
+        let s = BreakerSettings {
+            window: 100_000,
+            window_ms: 2_000,
+            minimum_calls: 20,
+            consecutive_failures: 0,
+            ..settings()
+        };
+        let b = Breaker::new("t-time", s);
+        let t0 = Instant::now();
+        // 5,000 calls a second: a 100 ms hiccup fails 500 calls in a row, yet the window
+        // holds 2 s of calls, most of them fine.
+        for i in 0..10_000u64 {
+            let at = t0 + Duration::from_micros(i * 200);
+            let hiccup = (5_000..5_500).contains(&i);
+            b.acquire_at(at).expect("closed").finish_at(!hiccup, at);
+        }
+        assert_eq!(b.state(), State::Closed, "a burst is not an outage");
+        // Failures age out: 2 s later a lone failure meets only recent successes.
+        let t1 = t0 + ms(6_000);
+        for i in 0..19u64 {
+            b.acquire_at(t1 + ms(i))
+                .expect("closed")
+                .finish_at(true, t1 + ms(i));
+        }
+        b.acquire_at(t1 + ms(19))
+            .expect("closed")
+            .finish_at(false, t1 + ms(19));
+        assert_eq!(b.state(), State::Closed);
+        // A dependency that keeps failing for a second opens it.
+        let t2 = t1 + ms(3_000);
+        for i in 0..1_000u64 {
+            let at = t2 + ms(i);
+            if let Ok(p) = b.acquire_at(at) {
+                p.finish_at(false, at);
+            }
+        }
+        assert_eq!(b.state(), State::Open);
     }
 
     #[test]
