@@ -177,14 +177,9 @@ pub async fn verify(
     while started.elapsed() < within {
         (stored, rows) = (0, 0);
         for chunk in acked.chunks(20_000) {
-            let (n, distinct): (i64, i64) = sqlx::query_as(
-                "SELECT count(*), count(DISTINCT id) FROM log_events WHERE id = ANY($1)",
-            )
-            .bind(chunk)
-            .fetch_one(&pool)
-            .await?;
-            rows += n as u64;
-            stored += distinct as u64;
+            let (n, distinct) = logctl_contracts::schema::count_ids(&pool, chunk).await?;
+            rows += n;
+            stored += distinct;
         }
         if stored as usize >= acked.len() {
             break;
@@ -194,13 +189,7 @@ pub async fn verify(
     let drain = started.elapsed();
     let mut e2e = new_histogram();
     for chunk in acked.chunks(20_000) {
-        let lat: Vec<i64> = sqlx::query_scalar(
-            "SELECT (extract(epoch FROM (stored_at - received_at)) * 1000000)::bigint \
-             FROM log_events WHERE id = ANY($1)",
-        )
-        .bind(chunk)
-        .fetch_all(&pool)
-        .await?;
+        let lat = logctl_contracts::schema::end_to_end_micros(&pool, chunk).await?;
         for us in lat {
             let _ = e2e.record(micros(Duration::from_micros(us.max(0) as u64)));
         }

@@ -14,7 +14,7 @@ use logctl::dlq;
 use logctl::fault;
 use logctl::stack;
 use logctl::stack::layout::{Layout, StackConfig};
-use logctl_consumer::dead_letter::headers;
+use logctl_contracts::dead_letter::headers;
 use logctl_core::auth::Scope;
 
 fn main() -> ExitCode {

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use logctl::stack::layout::StackConfig;
 use logctl::stack::{prometheus, services, Component};
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -17,7 +17,7 @@ fn repo() -> PathBuf {
 
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(repo().join(path)).expect("read file");
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
 }
 
 fn compose_service(name: &str) -> Value {
@@ -25,7 +25,7 @@ fn compose_service(name: &str) -> Value {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence()
+    v.as_array()
         .map(|s| {
             s.iter()
                 .filter_map(|x| x.as_str().map(str::to_owned))
@@ -53,9 +53,30 @@ fn compose_runs_every_component_on_the_local_stacks_ports() {
         );
     }
     assert!(
-        compose_service("grafana").is_mapping(),
+        compose_service("grafana").is_object(),
         "grafana is provisioned"
     );
+}
+
+/// The consumer's default settings, from its own binary (the console does not link the
+/// consumer: what they share is in logctl-contracts).
+fn consumer_defaults() -> Result<serde_json::Value, serde_json::Error> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_logctl")).with_file_name("logctl-consumer");
+    let out = std::process::Command::new(&bin)
+        .arg("--print-defaults")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it with cargo build --workspace)",
+                bin.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
 }
 
 /// Does `key` (after the service prefix, `__` for nesting) name a field of the settings?
@@ -82,7 +103,7 @@ fn compose_gives_each_service_the_settings_logctl_up_gives_it() {
         (
             Component::Consumer(0),
             "LOGCTL_CONSUMER_",
-            serde_json::to_value(logctl_consumer::Settings::default()),
+            consumer_defaults(),
         ),
     ];
     for (component, prefix, settings) in defaults {
@@ -98,12 +119,11 @@ fn compose_gives_each_service_the_settings_logctl_up_gives_it() {
         let local_keys: BTreeSet<String> = local.iter().map(|(k, _)| k.to_string()).collect();
         let env = compose_service(&component.name())["environment"].clone();
         let compose_keys: BTreeSet<String> = env
-            .as_mapping()
+            .as_object()
             .expect("environment is a mapping")
             .keys()
-            .filter_map(|k| k.as_str())
             .filter(|k| k.starts_with("LOGCTL_"))
-            .map(str::to_owned)
+            .cloned()
             .collect();
         assert_eq!(
             compose_keys,
@@ -144,14 +164,14 @@ fn compose_creates_the_same_topics() {
     let command = strings(&init["command"]).join(" ");
     let events = format!(
         "--topic {} --partitions {}",
-        logctl_core::kafka::EVENTS_TOPIC,
-        logctl_core::kafka::EVENTS_PARTITIONS
+        logctl_contracts::topics::EVENTS,
+        logctl_contracts::topics::EVENTS_PARTITIONS
     );
     assert!(command.contains(&events), "{command}");
     assert!(
         command.contains(&format!(
             "--topic {} ",
-            logctl_core::kafka::DEAD_LETTER_TOPIC
+            logctl_contracts::topics::DEAD_LETTERS
         )),
         "{command}"
     );
@@ -175,7 +195,7 @@ fn compose_services_have_health_checks_and_start_in_order() {
     // names them so).
     for service in logctl::stack::Component::NAMES {
         assert!(
-            compose_service(service)["healthcheck"]["test"].is_sequence(),
+            compose_service(service)["healthcheck"]["test"].is_array(),
             "{service} has no health check"
         );
     }
@@ -226,7 +246,7 @@ fn promtool(args: &[&str]) -> String {
 
 fn job_names(config: &Value) -> Vec<String> {
     config["scrape_configs"]
-        .as_sequence()
+        .as_array()
         .expect("scrape_configs")
         .iter()
         .filter_map(|j| j["job_name"].as_str().map(str::to_owned))
@@ -257,7 +277,7 @@ fn prometheus_configs_and_rules_pass_promtool_and_agree() {
     std::fs::write(&local_path, &local).expect("config");
     promtool(&["check", "config", local_path.to_str().expect("utf8")]);
 
-    let local: Value = serde_yaml::from_str(&local).expect("yaml");
+    let local: Value = serde_saphyr::from_str(&local).expect("yaml");
     let compose = yaml("deploy/prometheus/prometheus.yml");
     assert_eq!(job_names(&local), job_names(&compose));
     assert_eq!(local["global"], compose["global"], "same intervals");

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use logctl_contracts::metric;
 use logctl_loadgen::events::EventMix;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -84,7 +85,7 @@ async fn prometheus_query(stack: &TestStack, path: &str) -> Value {
 async fn total_lag(stack: &TestStack) -> Option<f64> {
     metric_sum(
         &scrape(stack.port("producer-port")).await,
-        "logctl_consumer_lag",
+        metric::CONSUMER_LAG,
     )
 }
 
@@ -155,11 +156,8 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
         "the 2000 events stored",
         Duration::from_secs(60),
         || async {
-            metric_sum(
-                &scrape(consumer).await,
-                "logctl_consumer_events_stored_total",
-            )
-            .filter(|n| *n >= 2_000.0)
+            metric_sum(&scrape(consumer).await, metric::CONSUMER_EVENTS_STORED)
+                .filter(|n| *n >= 2_000.0)
         },
     )
     .await;
@@ -173,32 +171,32 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
         (
             0,
             &[
-                "logctl_http_requests_total",
+                metric::HTTP_REQUESTS,
                 "logctl_http_request_duration_seconds_count",
-                "logctl_http_errors_total",
-                "logctl_gateway_events_accepted_total",
-                "logctl_rate_limit_decisions_total",
+                metric::HTTP_ERRORS,
+                metric::GATEWAY_EVENTS_ACCEPTED,
+                metric::RATE_LIMIT_DECISIONS,
                 "logctl_rate_limit_check_seconds_count",
-                "logctl_auth_failures_total",
+                metric::AUTH_FAILURES,
                 "process_cpu_seconds_total",
             ],
         ),
         (
             1,
             &[
-                "logctl_producer_events_published_total",
+                metric::PRODUCER_EVENTS_PUBLISHED,
                 "logctl_producer_publish_duration_seconds_count",
-                "logctl_http_requests_total",
+                metric::HTTP_REQUESTS,
             ],
         ),
         (
             2,
             &[
-                "logctl_consumer_events_stored_total",
+                metric::CONSUMER_EVENTS_STORED,
                 "logctl_consumer_batch_size_count",
                 "logctl_consumer_insert_duration_seconds_count",
                 "logctl_consumer_end_to_end_latency_seconds_count",
-                "logctl_cache_requests_total",
+                metric::CACHE_REQUESTS,
                 "logctl_query_duration_seconds_count",
             ],
         ),
@@ -210,29 +208,29 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
             assert!(a > b, "{name} did not move: {b} -> {a}");
         }
     }
-    assert!(metric_sum(&after[2], "logctl_consumer_events_stored_total").unwrap_or(0.0) >= 2_000.0);
+    assert!(metric_sum(&after[2], metric::CONSUMER_EVENTS_STORED).unwrap_or(0.0) >= 2_000.0);
     let present: [(usize, &[&str]); 3] = [
         (
             0,
             &[
-                "logctl_http_requests_in_flight",
+                metric::HTTP_REQUESTS_IN_FLIGHT,
                 "process_resident_memory_bytes",
             ],
         ),
         (
             1,
             &[
-                "logctl_producer_kafka_in_flight",
-                "logctl_consumer_lag",
+                metric::PRODUCER_KAFKA_IN_FLIGHT,
+                metric::CONSUMER_LAG,
                 "process_resident_memory_bytes",
             ],
         ),
         (
             2,
             &[
-                "logctl_consumer_lag",
-                "logctl_consumer_db_pool_in_use",
-                "logctl_consumer_db_pool_max",
+                metric::CONSUMER_LAG,
+                metric::CONSUMER_DB_POOL_IN_USE,
+                metric::CONSUMER_DB_POOL_MAX,
                 "process_resident_memory_bytes",
             ],
         ),

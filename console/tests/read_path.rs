@@ -7,6 +7,7 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use logctl_contracts::metric;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{eventually, metric_with, scrape, TestStack};
@@ -156,7 +157,7 @@ async fn stats_are_cached_and_stay_right_after_new_events() {
     let hits = |m: &str| {
         metric_with(
             m,
-            "logctl_cache_requests_total",
+            metric::CACHE_REQUESTS,
             &[("cache", "stats"), ("result", "hit")],
         )
     };

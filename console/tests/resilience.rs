@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use logctl_contracts::metric;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -93,7 +94,7 @@ async fn judge(stack: &TestStack, tag: &str, load: Load, allowed: &[u16]) -> Loa
 async fn breaker_state(port: u16, name: &str) -> f64 {
     metric_with(
         &scrape(port).await,
-        "logctl_breaker_state",
+        metric::BREAKER_STATE,
         &[("name", name)],
     )
 }
@@ -101,7 +102,7 @@ async fn breaker_state(port: u16, name: &str) -> f64 {
 async fn transitions(port: u16, name: &str, from: &str, to: &str) -> f64 {
     metric_with(
         &scrape(port).await,
-        "logctl_breaker_transitions_total",
+        metric::BREAKER_TRANSITIONS,
         &[("name", name), ("from", from), ("to", to)],
     )
 }
@@ -136,7 +137,7 @@ async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
         "partitions paused with the breaker open",
         Duration::from_secs(5),
         || async {
-            (metric_with(&scrape(consumer).await, "logctl_consumer_paused", &[]) == 1.0)
+            (metric_with(&scrape(consumer).await, metric::CONSUMER_PAUSED, &[]) == 1.0)
                 .then_some(())
         },
     )
@@ -170,7 +171,7 @@ async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
 }
 
 async fn spool_records(port: u16) -> f64 {
-    metric_with(&scrape(port).await, "logctl_producer_spool_records", &[])
+    metric_with(&scrape(port).await, metric::PRODUCER_SPOOL_RECORDS, &[])
 }
 
 async fn wait_breaker_closed(stack: &TestStack, port: u16, name: &str) {
@@ -222,11 +223,7 @@ async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
         "an answer took {:?}",
         report.slowest
     );
-    let spooled = metric_with(
-        &scrape(producer).await,
-        "logctl_producer_spooled_total",
-        &[],
-    );
+    let spooled = metric_with(&scrape(producer).await, metric::PRODUCER_SPOOLED, &[]);
     assert!(spooled > 0.0);
     assert!(transitions(producer, "kafka", "closed", "open").await >= 1.0);
     assert!(transitions(producer, "kafka", "half_open", "closed").await >= 1.0);
@@ -508,4 +505,96 @@ async fn sigterm_restarts_of_every_service_under_load_lose_nothing() {
     )
     .await;
     lag_is_zero(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_left_by_an_older_producer_replays_and_its_unreadable_record_is_dead_lettered() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    // A segment as a producer wrote it before records carried a format version: three events,
+    // then a record no version reads (server/producer/tests/fixtures/README.md).
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../server/producer/tests/fixtures/spool-v0.seg"
+    ))
+    .expect("fixture segment");
+    let spool = stack.dir.join("producer/spool");
+    {
+        let _back = break_component(stack, "stop", "producer");
+        std::fs::create_dir_all(&spool).expect("spool dir");
+        // After whatever the spool holds, so it replays as the oldest sealed segment or next.
+        let last = std::fs::read_dir(&spool)
+            .expect("read spool")
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".seg")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        std::fs::write(spool.join(format!("{:020}.seg", last + 1)), &fixture)
+            .expect("place the segment");
+    }
+    let pool = db(stack).await;
+    let stored: i64 = eventually(
+        "the old segment's three events stored",
+        Duration::from_secs(60),
+        || async {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM log_events WHERE organization_id = 'spool-fixture'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (n >= 3).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(stored, 3);
+    let letter: Value = eventually(
+        "the unreadable record in the dead-letter topic",
+        Duration::from_secs(60),
+        || async {
+            let out = stack.logctl(&["dlq", "list", "--json"]);
+            let all: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+            all.into_iter()
+                .find(|l| l["headers"]["x-logctl-error-kind"] == "spool_undecodable")
+        },
+    )
+    .await;
+    assert_eq!(
+        letter["payload"], r#"{"v":99,"note":"a record from a producer newer than this one"}"#,
+        "the bytes as spooled: {letter:#}"
+    );
+    let h = &letter["headers"];
+    assert_eq!(h["x-logctl-source-topic"], "producer-spool");
+    assert_eq!(h["x-logctl-source-offset"], "3", "{letter:#}");
+    assert!(
+        h["x-logctl-error"]
+            .as_str()
+            .is_some_and(|e| e.contains("format 99 is newer")),
+        "{letter:#}"
+    );
+    let producer = stack.port("producer-port");
+    eventually(
+        "the unreadable record counted",
+        Duration::from_secs(10),
+        || async {
+            let n = metric_with(
+                &scrape(producer).await,
+                metric::PRODUCER_SPOOL_UNDECODABLE,
+                &[],
+            );
+            (n == 1.0).then_some(())
+        },
+    )
+    .await;
+    eventually("the spool emptied", Duration::from_secs(30), || async {
+        let n = metric_with(&scrape(producer).await, metric::PRODUCER_SPOOL_RECORDS, &[]);
+        (n == 0.0).then_some(())
+    })
+    .await;
 }

@@ -14,6 +14,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use logctl_contracts::metric;
 use logctl_core::auth::{mint_claims, Claims};
 use logctl_core::config::Secret;
 use reqwest::StatusCode;
@@ -50,7 +51,7 @@ fn token(secret: &Secret, org: &str, scope: &str, exp: u64) -> String {
 async fn published(stack: &TestStack) -> f64 {
     metric_with(
         &scrape(stack.port("producer-port")).await,
-        "logctl_producer_events_published_total",
+        metric::PRODUCER_EVENTS_PUBLISHED,
         &[],
     )
 }
@@ -141,15 +142,12 @@ async fn bad_tokens_are_refused_with_the_right_code_and_nothing_is_published() {
     // Each refusal is counted under its reason.
     let metrics_after = scrape(stack.port("gateway-port")).await;
     for (what, _, _, reason) in &cases {
-        let grew = metric_with(
-            &metrics_after,
-            "logctl_auth_failures_total",
-            &[("reason", reason)],
-        ) - metric_with(
-            &metrics_before,
-            "logctl_auth_failures_total",
-            &[("reason", reason)],
-        );
+        let grew = metric_with(&metrics_after, metric::AUTH_FAILURES, &[("reason", reason)])
+            - metric_with(
+                &metrics_before,
+                metric::AUTH_FAILURES,
+                &[("reason", reason)],
+            );
         assert!(
             grew >= 1.0,
             "{what}: auth failures with reason {reason} did not grow"
@@ -368,7 +366,7 @@ async fn the_limit_holds_in_total_across_two_gateways_sharing_redis() {
     assert!(
         metric_with(
             &metrics,
-            "logctl_rate_limit_decisions_total",
+            metric::RATE_LIMIT_DECISIONS,
             &[("decision", "limited"), ("backend", "redis")]
         ) >= 1.0,
         "limited decisions are counted"
@@ -454,11 +452,11 @@ async fn with_redis_stopped_ingestion_and_reads_go_on_and_limits_are_kept_locall
         .expect("json");
     assert_eq!(ready["checks"]["redis"]["status"], "DEGRADED", "{ready}");
     let metrics = scrape(gateway_port).await;
-    assert_eq!(metric_with(&metrics, "logctl_rate_limit_local", &[]), 1.0);
+    assert_eq!(metric_with(&metrics, metric::RATE_LIMIT_LOCAL, &[]), 1.0);
     assert!(
         metric_with(
             &metrics,
-            "logctl_rate_limit_decisions_total",
+            metric::RATE_LIMIT_DECISIONS,
             &[("decision", "allowed"), ("backend", "local")]
         ) >= 1.0
     );
@@ -492,7 +490,7 @@ async fn with_redis_stopped_ingestion_and_reads_go_on_and_limits_are_kept_locall
         || async {
             assert_eq!(post(99).await, StatusCode::ACCEPTED);
             let m = scrape(gateway_port).await;
-            (metric_with(&m, "logctl_rate_limit_local", &[]) == 0.0).then_some(())
+            (metric_with(&m, metric::RATE_LIMIT_LOCAL, &[]) == 0.0).then_some(())
         },
     )
     .await;

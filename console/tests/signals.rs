@@ -82,8 +82,8 @@ async fn signals_follow_the_stack() {
     })
     .await;
 
-    // Collecting is cheap: one reading well under a second.
-    let started = std::time::Instant::now();
-    let _ = collector.snapshot().await;
-    eprintln!("one snapshot took {:?}", started.elapsed());
+    // What collecting costs is measured by `logctl bench` and the README (no timed
+    // assertions in tests); here the reading after recovery must show the consumer back.
+    let after = Signals::between(&first, &collector.snapshot().await);
+    assert_eq!(after.components["consumer"], "up");
 }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
+use logctl_contracts::metric;
 use logctl_loadgen::events::EventMix;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -137,13 +138,13 @@ async fn ten_thousand_events_with_duplicate_ids_are_stored_exactly_once() {
             .collect();
     assert_eq!(ids, distinct, "the stored ids are exactly the posted ones");
 
-    let lag = eventually(
+    // The wait is the check: it fails unless Kafka's own tools come to report zero lag.
+    eventually(
         "Kafka's tools to show zero lag",
         Duration::from_secs(60),
         || async { stack.kafka_reported_lag().filter(|lag| *lag == 0) },
     )
     .await;
-    assert_eq!(lag, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,7 +499,7 @@ async fn every_service_answers_health_readiness_and_metrics() {
             assert_eq!(r.status(), StatusCode::OK);
             let text = r.text().await.expect("text");
             assert!(
-                text.contains("logctl_http_requests_total"),
+                text.contains(metric::HTTP_REQUESTS),
                 "{name}{path}:\n{text}"
             );
         }

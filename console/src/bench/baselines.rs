@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use logctl_contracts::schema;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::PgPool;
 
@@ -96,16 +97,19 @@ pub async fn copy(pool: &PgPool, rows: u64, message_bytes: usize) -> anyhow::Res
     sqlx::query("DROP TABLE IF EXISTS logctl_bench_copy")
         .execute(pool)
         .await?;
-    sqlx::query("CREATE TABLE logctl_bench_copy (LIKE log_events INCLUDING ALL)")
-        .execute(pool)
-        .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE logctl_bench_copy (LIKE {} INCLUDING ALL)",
+        schema::TABLE
+    ))
+    .execute(pool)
+    .await?;
     let message = "x".repeat(message_bytes);
     let started = Instant::now();
     let mut copy = pool
-        .copy_in_raw(
-            "COPY logctl_bench_copy (id, organization_id, level, message, source, event_time, \
-             received_at, kafka_partition, kafka_offset) FROM STDIN (FORMAT csv)",
-        )
+        .copy_in_raw(&format!(
+            "COPY logctl_bench_copy ({}) FROM STDIN (FORMAT csv)",
+            schema::COLUMNS
+        ))
         .await?;
     let mut chunk = String::with_capacity(8 << 20);
     for i in 0..rows {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use futures::stream::{FuturesUnordered, StreamExt};
-use logctl_core::kafka::EVENTS_TOPIC;
+use logctl_contracts::topics::EVENTS as EVENTS_TOPIC;
 use logctl_core::{EventLimits, LogEvent};
 use logctl_loadgen::events::EventMix;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -85,12 +85,8 @@ pub async fn wait_stored(
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
     loop {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM log_events WHERE organization_id = ANY($1)")
-                .bind(orgs)
-                .fetch_one(pool)
-                .await?;
-        if n as u64 >= expected {
+        let n = logctl_contracts::schema::count_orgs(pool, orgs).await?;
+        if n >= expected {
             return Ok(started.elapsed().as_secs_f64());
         }
         if started.elapsed() > within {

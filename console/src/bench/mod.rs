@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logctl_core::kafka::{KafkaSettings, CONSUMER_GROUP};
+use logctl_contracts::topics::CONSUMER_GROUP;
+use logctl_core::kafka::KafkaSettings;
 use logctl_core::lag::LagReader;
 use logctl_loadgen::engine::{self, Options, Target};
 use logctl_loadgen::plan::Plan;

@@ -486,7 +486,7 @@ impl Run<'_> {
         for _ in 0..p.count {
             producer
                 .send(
-                    FutureRecord::to(logctl_core::kafka::EVENTS_TOPIC)
+                    FutureRecord::to(logctl_contracts::topics::EVENTS)
                         .key(&p.key)
                         .payload(p.payload.as_bytes()),
                     Duration::from_secs(10),
@@ -497,7 +497,7 @@ impl Run<'_> {
         Ok(format!(
             "{} record(s) on {}",
             p.count,
-            logctl_core::kafka::EVENTS_TOPIC
+            logctl_contracts::topics::EVENTS
         ))
     }
 

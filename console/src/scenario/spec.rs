@@ -590,13 +590,16 @@ pub fn load(path: &Path) -> Result<Scenario, SpecError> {
 }
 
 pub fn parse(file: &str, text: &str) -> Result<Scenario, SpecError> {
-    let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
+    let scenario: Scenario = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e
             .location()
-            .map(|l| (l.line(), l.column()))
+            .map(|l| (l.line() as usize, l.column() as usize))
             .unwrap_or((0, 0));
-        // serde_yaml appends " at line L column C"; the prefix carries it already.
-        let mut message = e.to_string();
+        // One line, without the source snippet; the `file:line:column` prefix carries the
+        // location the plain message would append (" at line L, column C").
+        let mut message = e.render_with_options(serde_saphyr::render_options! {
+            snippets: serde_saphyr::SnippetMode::Off,
+        });
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }

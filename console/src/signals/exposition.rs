@@ -170,6 +170,7 @@ pub fn quantile_between(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logctl_contracts::metric;
 
     const TEXT: &str = r#"
 # HELP logctl_http_requests_total Requests.
@@ -190,16 +191,16 @@ h_count 100
     #[test]
     fn samples_read_with_their_labels() {
         let s = Scrape::parse(TEXT);
-        assert_eq!(s.sum("logctl_http_requests_total", &[]), Some(100.0));
+        assert_eq!(s.sum(metric::HTTP_REQUESTS, &[]), Some(100.0));
         assert_eq!(
-            s.sum("logctl_http_requests_total", &[("status", "400")]),
+            s.sum(metric::HTTP_REQUESTS, &[("status", "400")]),
             Some(10.0)
         );
         assert_eq!(
-            s.sum("logctl_breaker_state", &[("name", "kafka")]),
+            s.sum(metric::BREAKER_STATE, &[("name", "kafka")]),
             Some(2.0)
         );
-        assert_eq!(s.sum("logctl_consumer_lag", &[]), Some(12.0));
+        assert_eq!(s.sum(metric::CONSUMER_LAG, &[]), Some(12.0));
         assert_eq!(s.sum("process_resident_memory_bytes", &[]), Some(1.5e7));
         assert_eq!(s.sum("missing", &[]), None);
         let odd = s.matching("odd_label", &[]).next().expect("odd");

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logctl_core::kafka::{KafkaSettings, CONSUMER_GROUP};
+use logctl_contracts::metric;
+use logctl_contracts::topics::CONSUMER_GROUP;
+use logctl_core::kafka::KafkaSettings;
 use logctl_core::lag::LagReader;
 use serde::Serialize;
 
@@ -37,7 +39,7 @@ impl Snapshot {
     /// Records the consumers have dead-lettered since they started.
     pub fn dead_lettered(&self) -> f64 {
         self.consumers
-            .sum("logctl_consumer_dead_lettered_total", &[])
+            .sum(metric::CONSUMER_DEAD_LETTERED, &[])
             .unwrap_or(0.0)
     }
 }
@@ -294,7 +296,7 @@ fn rate(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)], se
 
 fn status_class(scrape: &Scrape, class: char) -> f64 {
     scrape
-        .matching("logctl_http_requests_total", &[])
+        .matching(metric::HTTP_REQUESTS, &[])
         .filter(|s| {
             s.labels
                 .get("status")
@@ -308,13 +310,9 @@ impl Signals {
     pub fn between(before: &Snapshot, after: &Snapshot) -> Signals {
         let secs = after.at.duration_since(before.at).as_secs_f64();
         let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
-        let gw_buckets = |s: &Scrape| {
-            s.buckets(
-                "logctl_http_request_duration_seconds",
-                &[("method", "POST")],
-            )
-        };
-        let e2e = |s: &Scrape| s.buckets("logctl_consumer_end_to_end_latency_seconds", &[]);
+        let gw_buckets =
+            |s: &Scrape| s.buckets(metric::HTTP_REQUEST_DURATION, &[("method", "POST")]);
+        let e2e = |s: &Scrape| s.buckets(metric::CONSUMER_END_TO_END_LATENCY, &[]);
         let class_rate = |c: char| {
             per_sec(
                 status_class(&before.gateway, c),
@@ -324,7 +322,7 @@ impl Signals {
         };
         let mut breakers = BTreeMap::new();
         for scrape in [&after.gateway, &after.producer, &after.consumers] {
-            for s in scrape.matching("logctl_breaker_state", &[]) {
+            for s in scrape.matching(metric::BREAKER_STATE, &[]) {
                 if let Some(name) = s.labels.get("name") {
                     let worst = breakers.get(name).copied().unwrap_or(0.0f64).max(s.value);
                     breakers.insert(name.clone(), worst);
@@ -337,21 +335,21 @@ impl Signals {
             accepted_per_sec: rate(
                 &before.gateway,
                 &after.gateway,
-                "logctl_gateway_events_accepted_total",
+                metric::GATEWAY_EVENTS_ACCEPTED,
                 &[],
                 secs,
             ),
             published_per_sec: rate(
                 &before.producer,
                 &after.producer,
-                "logctl_producer_events_published_total",
+                metric::PRODUCER_EVENTS_PUBLISHED,
                 &[],
                 secs,
             ),
             stored_per_sec: rate(
                 &before.consumers,
                 &after.consumers,
-                "logctl_consumer_events_stored_total",
+                metric::CONSUMER_EVENTS_STORED,
                 &[],
                 secs,
             ),
@@ -381,22 +379,22 @@ impl Signals {
             rate_limited_per_sec: rate(
                 &before.gateway,
                 &after.gateway,
-                "logctl_rate_limit_decisions_total",
+                metric::RATE_LIMIT_DECISIONS,
                 &[("decision", "limited")],
                 secs,
             ),
             shed_per_sec: rate(
                 &before.gateway,
                 &after.gateway,
-                "logctl_gateway_shed_total",
+                metric::GATEWAY_SHED,
                 &[],
                 secs,
             ),
-            rate_limit_local: after.gateway.sum("logctl_rate_limit_local", &[]),
+            rate_limit_local: after.gateway.sum(metric::RATE_LIMIT_LOCAL, &[]),
             dead_lettered_total: after.dead_lettered(),
             spool_records: after
                 .producer
-                .sum("logctl_producer_spool_records", &[])
+                .sum(metric::PRODUCER_SPOOL_RECORDS, &[])
                 .unwrap_or(0.0),
             components: after
                 .components

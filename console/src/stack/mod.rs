@@ -443,14 +443,22 @@ async fn prepare_kafka_and_database(
     })
     .await?;
     let url = postgres::database_url(config.ports.postgres, db_password);
-    let storage = logctl_consumer::Storage::connect_lazy(&url, 1)
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&url)
         .map_err(|e| StackError::Other(e.to_string()))?;
+    // The one place the local stack's schema is migrated: before any consumer starts.
     retry(
         "applying database migrations",
         Duration::from_secs(30),
         || {
-            let storage = storage.clone();
-            async move { storage.migrate().await.map_err(|e| e.to_string()) }
+            let pool = pool.clone();
+            async move {
+                logctl_contracts::schema::migrate(&pool)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         },
     )
     .await

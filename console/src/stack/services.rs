@@ -80,7 +80,7 @@ pub fn env(
                     .to_string(),
             ),
         ],
-        Component::Consumer(i) => vec![
+        Component::Consumer(_) => vec![
             ("LOGCTL_CONSUMER_LISTEN", loopback(component.port(p))),
             (
                 "LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS",
@@ -90,8 +90,9 @@ pub fn env(
                 "LOGCTL_CONSUMER_DATABASE_URL",
                 postgres::database_url(p.postgres, db_password),
             ),
-            // `up` already ran the migrations; instances need not race for the lock.
-            ("LOGCTL_CONSUMER_MIGRATE_ON_START", (i == 0).to_string()),
+            // `logctl up` migrates before any consumer starts (prepare_kafka_and_database):
+            // the one place the local stack's schema is applied.
+            ("LOGCTL_CONSUMER_MIGRATE_ON_START", "false".to_owned()),
             ("LOGCTL_CONSUMER_REDIS__URL", redis),
         ],
         other => {

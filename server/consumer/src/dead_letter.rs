@@ -7,44 +7,13 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use logctl_contracts::metric;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// Header names, shared with `logctl dlq`.
-pub mod headers {
-    pub const ERROR: &str = "x-logctl-error";
-    pub const KIND: &str = "x-logctl-error-kind";
-    pub const SOURCE_TOPIC: &str = "x-logctl-source-topic";
-    pub const SOURCE_PARTITION: &str = "x-logctl-source-partition";
-    pub const SOURCE_OFFSET: &str = "x-logctl-source-offset";
-    pub const ATTEMPTS: &str = "x-logctl-attempts";
-}
-
-/// Why a record is dead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Not JSON, or not an event.
-    Undecodable,
-    /// An event that breaks the schema's rules (empty or oversized message, ...).
-    Invalid,
-    /// Larger than the consumer accepts.
-    TooLarge,
-    /// PostgreSQL refused the row itself (not an outage), every attempt.
-    Rejected,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Undecodable => "undecodable",
-            Kind::Invalid => "invalid",
-            Kind::TooLarge => "too_large",
-            Kind::Rejected => "rejected_by_database",
-        }
-    }
-}
+pub use logctl_contracts::dead_letter::{headers, Kind};
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -106,7 +75,7 @@ impl DeadLetters {
             result.map_err(|(e, _)| e)?;
         }
         for l in letters {
-            metrics::counter!("logctl_consumer_dead_lettered_total", "kind" => l.kind.as_str())
+            metrics::counter!(metric::CONSUMER_DEAD_LETTERED, "kind" => l.kind.as_str())
                 .increment(1);
             tracing::warn!(kind = l.kind.as_str(), error = %l.error, partition = l.partition,
                 offset = l.offset, attempts = l.attempts, "record sent to the dead-letter topic");

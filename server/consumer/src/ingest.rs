@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use logctl_contracts::metric;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -45,7 +46,7 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        metrics::counter!("logctl_consumer_rebalances_total").increment(1);
+        metrics::counter!(metric::CONSUMER_REBALANCES).increment(1);
         tracing::info!(rebalance = ?describe(rebalance), "partitions rebalanced");
     }
 
@@ -220,8 +221,9 @@ impl Ingest {
         }
     }
 
-    /// Asks Kafka how many members the group has; `false` when it cannot tell.
-    async fn group_has_fewer_members_than(&self, partitions: usize) -> bool {
+    /// Asks Kafka whether the group has fewer members than partitions; `None` when it cannot
+    /// tell (the group's coordinator does not answer this client).
+    async fn group_has_fewer_members_than(&self, partitions: usize) -> Option<bool> {
         let consumer = self.consumer.clone();
         let group = self.group_id.clone();
         tokio::task::spawn_blocking(move || {
@@ -232,10 +234,10 @@ impl Ingest {
                     let members = list.groups().first().map_or(0, |g| g.members().len());
                     members < partitions
                 })
-                .unwrap_or(false)
         })
         .await
-        .unwrap_or(false)
+        .ok()
+        .flatten()
     }
 
     /// Takes carried records first, then waits for more until the batch is full or its time is
@@ -261,14 +263,22 @@ impl Ingest {
                 if is_stalled(self.paused, quiet, stall_after, lag.own) {
                     return Next::Stalled;
                 }
-                if is_orphaned(self.paused, quiet, stall_after, lag.assigned, lag.group)
-                    && self.group_has_fewer_members_than(lag.partitions).await
-                {
-                    tracing::warn!(
-                        group_lag = lag.group,
-                        "no partitions assigned while the group has lag"
-                    );
-                    return Next::Stalled;
+                if is_orphaned(self.paused, quiet, stall_after, lag.assigned, lag.group) {
+                    // A client whose coordinator connection is wedged (seen after a broker
+                    // restart on a loaded machine: its JoinGroup sits in the out-queue for
+                    // good) cannot even ask the group's size: past three stall periods,
+                    // recreate it anyway; a new client joining is harmless.
+                    let confirmed = match self.group_has_fewer_members_than(lag.partitions).await {
+                        Some(fewer) => fewer,
+                        None => quiet >= stall_after * 3,
+                    };
+                    if confirmed {
+                        tracing::warn!(
+                            group_lag = lag.group,
+                            "no partitions assigned while the group has lag"
+                        );
+                        return Next::Stalled;
+                    }
                 }
             };
             match first {
@@ -421,7 +431,7 @@ impl Ingest {
                         self.pause();
                     }
                     attempt += 1;
-                    metrics::counter!("logctl_consumer_insert_retries_total").increment(1);
+                    metrics::counter!(metric::CONSUMER_INSERT_RETRIES).increment(1);
                     let wait = self.retry.backoff(attempt);
                     tracing::warn!(error = %e, attempt, ?wait, rows = rows.len(), "insert failed; retrying");
                     self.idle(wait, shutdown).await?;
@@ -523,7 +533,7 @@ impl Ingest {
                 }
                 if !self.paused {
                     tracing::warn!(partitions = ?partitions(&assigned), "database unavailable: partitions paused");
-                    metrics::gauge!("logctl_consumer_paused").set(1.0);
+                    metrics::gauge!(metric::CONSUMER_PAUSED).set(1.0);
                 }
                 self.paused = true;
             }
@@ -542,7 +552,7 @@ impl Ingest {
             }
         }
         self.paused = false;
-        metrics::gauge!("logctl_consumer_paused").set(0.0);
+        metrics::gauge!(metric::CONSUMER_PAUSED).set(0.0);
         tracing::info!("database back: partitions resumed");
     }
 
@@ -650,13 +660,12 @@ fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
 }
 
 fn record_stored(rows: &[NewRow], inserted: u64, took: Duration) {
-    metrics::counter!("logctl_consumer_events_stored_total").increment(inserted);
-    metrics::counter!("logctl_consumer_duplicates_skipped_total")
-        .increment(rows.len() as u64 - inserted);
-    metrics::histogram!("logctl_consumer_batch_size").record(rows.len() as f64);
-    metrics::histogram!("logctl_consumer_insert_duration_seconds").record(took.as_secs_f64());
+    metrics::counter!(metric::CONSUMER_EVENTS_STORED).increment(inserted);
+    metrics::counter!(metric::CONSUMER_DUPLICATES_SKIPPED).increment(rows.len() as u64 - inserted);
+    metrics::histogram!(metric::CONSUMER_BATCH_SIZE).record(rows.len() as f64);
+    metrics::histogram!(metric::CONSUMER_INSERT_DURATION).record(took.as_secs_f64());
     let now = Utc::now();
-    let e2e = metrics::histogram!("logctl_consumer_end_to_end_latency_seconds");
+    let e2e = metrics::histogram!(metric::CONSUMER_END_TO_END_LATENCY);
     for r in rows {
         let ms = (now - r.event.received_at).num_milliseconds().max(0);
         e2e.record(ms as f64 / 1000.0);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use logctl_contracts::metric;
 use logctl_core::kv::Kv;
 use logctl_core::lag::{self, LagBoard, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
@@ -39,6 +40,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Installed before any task records a metric, or those values would go nowhere.
     let metrics = telemetry::metrics_handle();
+    // Every series from the first scrape, so rules and panels see zeros, not gaps.
+    logctl_contracts::metric::register(logctl_contracts::metric::Service::Consumer);
     let storage =
         Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?;
     // Readiness asks Kafka for metadata through a client of its own, so it keeps working
@@ -91,9 +94,12 @@ pub async fn run(
                 .run(shutdown.clone())
                 .await;
                 if ended == Ended::Shutdown {
+                    if let Some(exporter) = &exporter {
+                        exporter.finish(settings.shutdown_timeout()).await;
+                    }
                     return Ok::<(), rdkafka::error::KafkaError>(());
                 }
-                metrics::counter!("logctl_consumer_client_restarts_total").increment(1);
+                metrics::counter!(metric::CONSUMER_CLIENT_RESTARTS).increment(1);
                 tracing::error!(
                     "lag on this consumer's partitions but no record for {} s: recreating the Kafka consumer",
                     settings.retry.stall_timeout_secs
@@ -203,11 +209,11 @@ fn readiness(storage: Storage, consumer: Arc<BaseConsumer>, topic: String) -> Re
 /// Database connections in use and the pool's bound, for the "pool > 80%" alert.
 async fn report_pool(storage: Storage, max: u32, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    metrics::gauge!("logctl_consumer_db_pool_max").set(f64::from(max));
+    metrics::gauge!(metric::CONSUMER_DB_POOL_MAX).set(f64::from(max));
     while !shutdown.is_cancelled() {
         tick.tick().await;
         let pool = storage.pool();
         let in_use = pool.size().saturating_sub(pool.num_idle() as u32);
-        metrics::gauge!("logctl_consumer_db_pool_in_use").set(f64::from(in_use));
+        metrics::gauge!(metric::CONSUMER_DB_POOL_IN_USE).set(f64::from(in_use));
     }
 }

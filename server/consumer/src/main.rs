@@ -3,6 +3,11 @@ use logctl_consumer::{run, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // What can be configured (LOGCTL_CONSUMER_* or a LOGCTL_CONFIG file), with its defaults.
+    if std::env::args().nth(1).as_deref() == Some("--print-defaults") {
+        println!("{}", serde_json::to_string_pretty(&Settings::default())?);
+        return Ok(());
+    }
     logctl_core::telemetry::init_tracing("consumer");
     let config = std::env::var_os("LOGCTL_CONFIG").map(std::path::PathBuf::from);
     let settings = Settings::load(config.as_deref())?;

@@ -15,8 +15,6 @@ use uuid::Uuid;
 use logctl_core::query::{Cursor, LogQuery, Page, Stats};
 use logctl_core::{LogEvent, OrganizationId};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database error: {0}")]
@@ -85,7 +83,7 @@ impl Storage {
     }
 
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        MIGRATOR.run(&self.pool).await?;
+        logctl_contracts::schema::migrate(&self.pool).await?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use logctl_contracts::metric;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -149,7 +150,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        metrics::counter!("logctl_http_errors_total", "kind" => self.code()).increment(1);
+        metrics::counter!(metric::HTTP_ERRORS, "kind" => self.code()).increment(1);
         let status = self.status();
         let mut response = (status, axum::Json(self.to_json())).into_response();
         let headers = response.headers_mut();
@@ -173,8 +174,7 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::Auth(e) => {
-                metrics::counter!("logctl_auth_failures_total", "reason" => e.reason())
-                    .increment(1);
+                metrics::counter!(metric::AUTH_FAILURES, "reason" => e.reason()).increment(1);
                 if !e.is_forbidden() {
                     // RFC 6750: say which scheme, and why the token was not taken.
                     let error = if matches!(e, AuthError::Missing) {

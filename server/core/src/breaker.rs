@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use logctl_contracts::metric;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,7 +162,7 @@ pub struct Breaker {
 impl Breaker {
     pub fn new(name: impl Into<String>, settings: BreakerSettings) -> Self {
         let name = name.into();
-        metrics::gauge!("logctl_breaker_state", "name" => name.clone()).set(State::Closed.gauge());
+        metrics::gauge!(metric::BREAKER_STATE, "name" => name.clone()).set(State::Closed.gauge());
         Self {
             shared: Arc::new(Shared {
                 name,
@@ -212,7 +213,7 @@ impl Breaker {
         let mut inner = self.lock();
         if inner.state == State::Open {
             if now < inner.open_until {
-                metrics::counter!("logctl_breaker_rejected_total", "name" => self.shared.name.clone())
+                metrics::counter!(metric::BREAKER_REJECTED, "name" => self.shared.name.clone())
                     .increment(1);
                 return Err(Rejected {
                     retry_after: inner.open_until - now,
@@ -223,7 +224,7 @@ impl Breaker {
         let trial = inner.state == State::HalfOpen;
         if trial {
             if inner.trials_in_flight + inner.trials_succeeded >= s.half_open_calls.max(1) {
-                metrics::counter!("logctl_breaker_rejected_total", "name" => self.shared.name.clone())
+                metrics::counter!(metric::BREAKER_REJECTED, "name" => self.shared.name.clone())
                     .increment(1);
                 return Err(Rejected {
                     retry_after: Duration::from_millis(s.open_ms.min(1_000)),
@@ -315,8 +316,8 @@ impl Breaker {
             inner.open_until = now + Duration::from_millis(self.shared.settings.open_ms);
         }
         let name = self.shared.name.clone();
-        metrics::gauge!("logctl_breaker_state", "name" => name.clone()).set(to.gauge());
-        metrics::counter!("logctl_breaker_transitions_total",
+        metrics::gauge!(metric::BREAKER_STATE, "name" => name.clone()).set(to.gauge());
+        metrics::counter!(metric::BREAKER_TRANSITIONS,
             "name" => name.clone(), "from" => from.as_str(), "to" => to.as_str())
         .increment(1);
         tracing::warn!(breaker = %name, from = from.as_str(), to = to.as_str(), "circuit breaker changed state");

@@ -13,11 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
-pub const EVENTS_TOPIC: &str = "log-events";
-pub const DEAD_LETTER_TOPIC: &str = "log-events-dlq";
-pub const CONSUMER_GROUP: &str = "log-consumer-group";
-/// Partitions of the events topic: the most consumer instances that can share the load.
-pub const EVENTS_PARTITIONS: i32 = 6;
+use logctl_contracts::topics;
 
 /// Where Kafka is and which topics carry events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +28,8 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
-            topic: EVENTS_TOPIC.into(),
-            dead_letter_topic: DEAD_LETTER_TOPIC.into(),
+            topic: topics::EVENTS.into(),
+            dead_letter_topic: topics::DEAD_LETTERS.into(),
         }
     }
 }
@@ -103,7 +99,7 @@ pub struct ConsumerTuning {
 impl Default for ConsumerTuning {
     fn default() -> Self {
         Self {
-            group_id: CONSUMER_GROUP.into(),
+            group_id: topics::CONSUMER_GROUP.into(),
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             auto_commit_interval_ms: 1_000,
@@ -179,7 +175,11 @@ impl KafkaSettings {
     pub async fn ensure_topics(&self, timeout: Duration) -> Result<(), KafkaError> {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
         let topics = [
-            NewTopic::new(&self.topic, EVENTS_PARTITIONS, TopicReplication::Fixed(1)),
+            NewTopic::new(
+                &self.topic,
+                topics::EVENTS_PARTITIONS,
+                TopicReplication::Fixed(1),
+            ),
             NewTopic::new(&self.dead_letter_topic, 1, TopicReplication::Fixed(1)),
         ];
         let options = AdminOptions::new().operation_timeout(Some(timeout));

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use logctl_contracts::metric;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::util::Timeout;
@@ -121,7 +122,7 @@ pub async fn export(
                     b.extend(lags.iter().map(|l| (l.partition, l.lag)));
                 }
                 for l in lags {
-                    metrics::gauge!("logctl_consumer_lag", "partition" => l.partition.to_string())
+                    metrics::gauge!(metric::CONSUMER_LAG, "partition" => l.partition.to_string())
                         .set(l.lag as f64);
                 }
             }

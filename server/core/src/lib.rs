@@ -1,15 +1,14 @@
 //! The pieces every logctl service needs exactly once: the log event and its validation
 //! ([`event`]), the circuit breaker ([`breaker`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), trace
 //! context propagation ([`trace`]), the health/metrics endpoints ([`ops`]), Kafka client
-//! settings ([`kafka`]) and consumer lag ([`lag`]), the JSON error shape ([`api_error`]), the
-//! gateway/producer contract ([`internal_api`]) and the one shutdown signal ([`shutdown`]).
+//! settings ([`kafka`]) and consumer lag ([`lag`]), the JSON error shape ([`api_error`]) and the
+//! one shutdown signal ([`shutdown`]). What crosses process boundaries (the event, the
+//! gateway/producer API, topics, metric names, the schema) is in `logctl-contracts`.
 
 pub mod api_error;
 pub mod auth;
 pub mod breaker;
 pub mod config;
-pub mod event;
-pub mod internal_api;
 pub mod kafka;
 pub mod kv;
 pub mod lag;
@@ -21,5 +20,8 @@ pub mod telemetry;
 pub mod trace;
 
 pub use api_error::{ApiError, Quota};
-pub use event::{parse_id, EventLimits, FieldError, Level, LogEvent, OrganizationId};
+// The event and the publish API are contracts between processes: they live in
+// `logctl-contracts`, and are named here too so each service keeps one import path.
+pub use logctl_contracts::{event, internal_api, metric};
+pub use logctl_contracts::{parse_id, EventLimits, FieldError, Level, LogEvent, OrganizationId};
 pub use trace::TraceContext;

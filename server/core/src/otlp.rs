@@ -5,13 +5,18 @@
 //! collector (Jaeger, Tempo, the OpenTelemetry Collector) joins the gateway's, the producer's
 //! and the consumer's spans into one trace. Export never slows a request: spans go into a
 //! bounded queue that a background task sends in batches; when the queue is full, spans are
-//! dropped and counted (`logctl_otlp_spans_dropped_total`).
+//! dropped and counted (`logctl_otlp_spans_dropped_total`). At shutdown the service calls
+//! [`Exporter::finish`]: what is still queued is sent, within the shutdown deadline.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use logctl_contracts::metric;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::trace::TraceContext;
 
@@ -47,6 +52,8 @@ pub enum SpanKind {
 #[derive(Clone)]
 pub struct Exporter {
     tx: mpsc::Sender<Span>,
+    closing: CancellationToken,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 const QUEUE: usize = 4096;
@@ -62,38 +69,64 @@ impl Exporter {
             .timeout(Duration::from_secs(5))
             .build()
             .ok()?;
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                // Gather what arrives within a second (or a full batch) into one request.
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                while batch.len() < BATCH {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(span)) => batch.push(span),
-                        _ => break,
+        let closing = CancellationToken::new();
+        let task = tokio::spawn({
+            let closing = closing.clone();
+            async move {
+                let mut batch = Vec::with_capacity(BATCH);
+                loop {
+                    let first = tokio::select! {
+                        biased;
+                        span = rx.recv() => span,
+                        _ = closing.cancelled() => None,
+                    };
+                    let Some(first) = first else { break };
+                    batch.push(first);
+                    // Gather what arrives within a second (or a full batch) into one request.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while batch.len() < BATCH && !closing.is_cancelled() {
+                        tokio::select! {
+                            span = tokio::time::timeout_at(deadline, rx.recv()) => match span {
+                                Ok(Some(span)) => batch.push(span),
+                                _ => break,
+                            },
+                            _ = closing.cancelled() => break,
+                        }
+                    }
+                    send(&http, &url, service, &mut batch).await;
+                }
+                // Shutting down (or every sender gone): what is queued still goes out.
+                while let Ok(span) = rx.try_recv() {
+                    batch.push(span);
+                    if batch.len() == BATCH {
+                        send(&http, &url, service, &mut batch).await;
                     }
                 }
-                let body = encode(service, &batch);
-                let sent = batch.len() as u64;
-                batch.clear();
-                match http.post(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        metrics::counter!("logctl_otlp_spans_exported_total").increment(sent);
-                    }
-                    Ok(r) => {
-                        metrics::counter!("logctl_otlp_spans_dropped_total").increment(sent);
-                        tracing::debug!(status = %r.status(), "OTLP collector refused spans");
-                    }
-                    Err(e) => {
-                        metrics::counter!("logctl_otlp_spans_dropped_total").increment(sent);
-                        tracing::debug!(error = %e, "cannot reach the OTLP collector");
-                    }
-                }
+                send(&http, &url, service, &mut batch).await;
             }
         });
         tracing::info!(%endpoint, "exporting sampled spans over OTLP");
-        Some(Exporter { tx })
+        Some(Exporter {
+            tx,
+            closing,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    /// Sends what is still queued and stops the exporter, waiting at most `within`; spans
+    /// queued after this are dropped (and counted).
+    pub async fn finish(&self, within: Duration) {
+        self.closing.cancel();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            if tokio::time::timeout(within, task).await.is_err() {
+                tracing::warn!("spans still queued at shutdown were not exported in time");
+            }
+        }
     }
 
     /// Queues a span if its trace is sampled; never waits.
@@ -102,7 +135,30 @@ impl Exporter {
             return;
         }
         if self.tx.try_send(span).is_err() {
-            metrics::counter!("logctl_otlp_spans_dropped_total").increment(1);
+            metrics::counter!(metric::OTLP_SPANS_DROPPED).increment(1);
+        }
+    }
+}
+
+/// One request with `batch` (emptied), counted as exported or dropped.
+async fn send(http: &reqwest::Client, url: &str, service: &str, batch: &mut Vec<Span>) {
+    if batch.is_empty() {
+        return;
+    }
+    let body = encode(service, batch);
+    let sent = batch.len() as u64;
+    batch.clear();
+    match http.post(url).json(&body).send().await {
+        Ok(r) if r.status().is_success() => {
+            metrics::counter!(metric::OTLP_SPANS_EXPORTED).increment(sent);
+        }
+        Ok(r) => {
+            metrics::counter!(metric::OTLP_SPANS_DROPPED).increment(sent);
+            tracing::debug!(status = %r.status(), "OTLP collector refused spans");
+        }
+        Err(e) => {
+            metrics::counter!(metric::OTLP_SPANS_DROPPED).increment(sent);
+            tracing::debug!(error = %e, "cannot reach the OTLP collector");
         }
     }
 }
@@ -227,6 +283,47 @@ mod tests {
             }
         }
         panic!("the collector received no spans");
+    }
+
+    #[tokio::test]
+    async fn finish_sends_what_is_queued_before_it_returns() {
+        let received: Arc<Mutex<usize>> = Arc::default();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post({
+                let received = received.clone();
+                move |axum::Json(body): axum::Json<Value>| async move {
+                    *received.lock().expect("lock") += body["resourceSpans"][0]["scopeSpans"][0]
+                        ["spans"]
+                        .as_array()
+                        .map_or(0, Vec::len);
+                    "{}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let settings = OtlpSettings {
+            endpoint: Some(format!("http://{addr}")),
+        };
+        let exporter = Exporter::start(&settings, "test").expect("configured");
+        for _ in 0..(BATCH + 3) {
+            exporter.record(Span {
+                context: TraceContext::root(1.0),
+                name: "work".into(),
+                kind: SpanKind::Server,
+                start: SystemTime::now(),
+                end: SystemTime::now(),
+                attributes: vec![],
+                error: false,
+            });
+        }
+        // No waiting for the exporter's one-second gathering: shutdown sends at once.
+        exporter.finish(Duration::from_secs(10)).await;
+        assert_eq!(*received.lock().expect("lock"), BATCH + 3);
     }
 
     #[test]

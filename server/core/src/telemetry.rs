@@ -11,6 +11,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use logctl_contracts::metric;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -78,13 +79,13 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
-    metrics::gauge!("logctl_http_requests_in_flight").increment(1.0);
+    metrics::gauge!(metric::HTTP_REQUESTS_IN_FLIGHT).increment(1.0);
     let response = next.run(request).await;
-    metrics::gauge!("logctl_http_requests_in_flight").decrement(1.0);
+    metrics::gauge!(metric::HTTP_REQUESTS_IN_FLIGHT).decrement(1.0);
     let status = response.status().as_u16().to_string();
     let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("logctl_http_requests_total", &labels).increment(1);
-    metrics::histogram!("logctl_http_request_duration_seconds", &labels)
+    metrics::counter!(metric::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(metric::HTTP_REQUEST_DURATION, &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

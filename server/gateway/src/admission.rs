@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use logctl_contracts::metric;
 use logctl_core::ApiError;
 use tokio::sync::Semaphore;
 
@@ -64,7 +65,7 @@ async fn discard_body(request: Request) {
 }
 
 fn shed(reason: String) -> Response {
-    metrics::counter!("logctl_gateway_shed_total").increment(1);
+    metrics::counter!(metric::GATEWAY_SHED).increment(1);
     ApiError::Unavailable {
         what: "gateway".into(),
         reason,

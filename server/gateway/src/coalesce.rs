@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use logctl_contracts::metric;
 use logctl_core::internal_api::{PublishOutcome, PublishRequest, Segment};
 use logctl_core::{ApiError, LogEvent, TraceContext};
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,7 @@ async fn dispatch<F, Fut>(
             bytes += job.bytes;
             batch.push(job);
         }
-        metrics::histogram!("logctl_gateway_publish_coalesced_size").record(batch.len() as f64);
+        metrics::histogram!(metric::GATEWAY_PUBLISH_COALESCED_SIZE).record(batch.len() as f64);
         let call = call.clone();
         tokio::spawn(async move {
             let mut segments = Vec::with_capacity(batch.len());

@@ -31,14 +31,22 @@ use upstream::Upstream;
 
 /// The gateway's router, built apart from serving so tests can drive it in-process.
 pub fn app(settings: Settings) -> anyhow::Result<Router> {
+    Ok(build(settings)?.0)
+}
+
+/// The router and the span exporter it records to (flushed at shutdown).
+fn build(settings: Settings) -> anyhow::Result<(Router, Option<Exporter>)> {
     let metrics = telemetry::metrics_handle();
+    // Every series from the first scrape, so rules and panels see zeros, not gaps.
+    logctl_contracts::metric::register(logctl_contracts::metric::Service::Gateway);
     let upstream = Upstream::new(&settings)?;
     let verifier = Verifier::new(&settings.auth)?;
     let kv = Kv::new(&settings.redis)?;
     let limiter = RateLimiter::new(settings.rate_limit.clone(), kv.clone());
+    let exporter = Exporter::start(&settings.otlp, "gateway");
     let tracing_setup = trace::Tracing {
         sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),
-        exporter: Exporter::start(&settings.otlp, "gateway"),
+        exporter: exporter.clone(),
     };
     let state = routes::AppState {
         settings: Arc::new(settings.clone()),
@@ -46,7 +54,7 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
         verifier,
         limiter,
     };
-    Ok(Router::new()
+    let router = Router::new()
         .route(
             "/api/logs",
             post(routes::ingest::post_one).get(routes::query::list_events),
@@ -64,7 +72,8 @@ pub fn app(settings: Settings) -> anyhow::Result<Router> {
         .layer(axum::middleware::from_fn(move |req, next| {
             trace::propagate(tracing_setup.clone(), req, next)
         }))
-        .layer(axum::middleware::from_fn(telemetry::track_http)))
+        .layer(axum::middleware::from_fn(telemetry::track_http));
+    Ok((router, exporter))
 }
 
 /// Serves until `shutdown`, then stops accepting and lets in-flight requests finish.
@@ -74,9 +83,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let deadline = settings.shutdown_timeout();
-    let app = app(settings)?;
+    let (app, exporter) = build(settings)?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     logctl_core::shutdown::serve(listener, app, shutdown, deadline).await?;
+    if let Some(exporter) = &exporter {
+        exporter.finish(deadline).await;
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use logctl_contracts::metric;
 use logctl_core::kv::Kv;
 use logctl_core::{OrganizationId, Quota};
 use serde::{Deserialize, Serialize};
@@ -181,11 +182,11 @@ impl RateLimiter {
                     )
                 }
             };
-        metrics::histogram!("logctl_rate_limit_check_seconds", "backend" => backend)
+        metrics::histogram!(metric::RATE_LIMIT_CHECK, "backend" => backend)
             .record(started.elapsed().as_secs_f64());
-        metrics::gauge!("logctl_rate_limit_local").set(if backend == "local" { 1.0 } else { 0.0 });
+        metrics::gauge!(metric::RATE_LIMIT_LOCAL).set(if backend == "local" { 1.0 } else { 0.0 });
         metrics::counter!(
-            "logctl_rate_limit_decisions_total",
+            metric::RATE_LIMIT_DECISIONS,
             "decision" => if step.allowed { "allowed" } else { "limited" },
             "backend" => backend
         )

@@ -16,6 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
 use futures::FutureExt;
+use logctl_contracts::metric;
 use logctl_core::internal_api::PUBLISH_PATH;
 use logctl_core::lag::{self, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
@@ -37,6 +38,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Installed before any task records a metric, or those values would go nowhere.
     let metrics = telemetry::metrics_handle();
+    // Every series from the first scrape, so rules and panels see zeros, not gaps.
+    logctl_contracts::metric::register(logctl_contracts::metric::Service::Producer);
     let spool = if settings.spool_enabled {
         Some(spool::Spool::open(&settings.spool)?)
     } else {
@@ -48,9 +51,10 @@ pub async fn run(
         settings.breaker.clone(),
         spool,
     )?);
+    let exporter = Exporter::start(&settings.otlp, "producer");
     let tracing_setup = trace::Tracing {
         sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),
-        exporter: Exporter::start(&settings.otlp, "producer"),
+        exporter: exporter.clone(),
     };
     let lag_reader = LagReader::new(&settings.kafka, &settings.lag_group)?;
     let state = routes::AppState {
@@ -92,6 +96,9 @@ pub async fn run(
     if let Err(e) = publisher.flush(settings.shutdown_timeout()).await {
         tracing::warn!(error = %e, "not every record was acknowledged before shutdown");
     }
+    if let Some(exporter) = &exporter {
+        exporter.finish(settings.shutdown_timeout()).await;
+    }
     tracing::info!("producer stopped");
     Ok(())
 }
@@ -121,6 +128,6 @@ async fn report_in_flight(publisher: Arc<Publisher>, shutdown: CancellationToken
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     while !shutdown.is_cancelled() {
         tick.tick().await;
-        metrics::gauge!("logctl_producer_kafka_in_flight").set(publisher.in_flight() as f64);
+        metrics::gauge!(metric::PRODUCER_KAFKA_IN_FLIGHT).set(publisher.in_flight() as f64);
     }
 }

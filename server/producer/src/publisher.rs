@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use logctl_contracts::dead_letter::{headers, Kind, SPOOL_SOURCE};
+use logctl_contracts::metric;
 use logctl_core::breaker::{Breaker, BreakerSettings};
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::kafka::{KafkaSettings, ProducerTuning};
@@ -20,7 +22,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{record, Segment, Spool, SpoolError};
 
 /// How long an enqueue may wait for room in a full client queue before the event is refused.
 const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(5);
@@ -35,6 +37,8 @@ pub struct Outgoing {
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
+    /// Where spooled records that no longer decode go (never dropped).
+    dead_letter_topic: String,
     breaker: Breaker,
     spool: Option<Spool>,
     ack_patience: Duration,
@@ -60,6 +64,7 @@ impl Publisher {
         Ok(Self {
             producer: kafka.producer_config(tuning).create()?,
             topic: kafka.topic.clone(),
+            dead_letter_topic: kafka.dead_letter_topic.clone(),
             breaker: Breaker::new("kafka", breaker),
             spool,
             ack_patience: Duration::from_millis(u64::from(tuning.ack_patience_ms.max(1))),
@@ -98,8 +103,7 @@ impl Publisher {
         self.spool_failed(outgoing, &mut outcomes).await;
 
         let safe = outcomes.iter().filter(|o| o.is_acknowledged()).count();
-        metrics::counter!("logctl_producer_events_failed_total")
-            .increment((outcomes.len() - safe) as u64);
+        metrics::counter!(metric::PRODUCER_EVENTS_FAILED).increment((outcomes.len() - safe) as u64);
         outcomes
     }
 
@@ -119,8 +123,8 @@ impl Publisher {
             permit.failure();
         }
         let acked = delivered.iter().filter(|d| d.is_ok()).count();
-        metrics::counter!("logctl_producer_events_published_total").increment(acked as u64);
-        metrics::histogram!("logctl_producer_publish_duration_seconds")
+        metrics::counter!(metric::PRODUCER_EVENTS_PUBLISHED).increment(acked as u64);
+        metrics::histogram!(metric::PRODUCER_PUBLISH_DURATION)
             .record(started.elapsed().as_secs_f64());
         delivered
     }
@@ -138,7 +142,7 @@ impl Publisher {
         }
         let payloads: Vec<Vec<u8>> = failed
             .iter()
-            .filter_map(|i| serde_json::to_vec(&outgoing[*i]).ok())
+            .filter_map(|i| record::encode(&outgoing[*i]).ok())
             .collect();
         if payloads.len() != failed.len() {
             return;
@@ -212,14 +216,22 @@ impl Publisher {
                     continue;
                 }
             };
-            let outgoing: Vec<Outgoing> = segment
-                .records
-                .iter()
-                .filter_map(|r| serde_json::from_slice(r).ok())
-                .collect();
+            let mut outgoing = Vec::with_capacity(segment.records.len());
+            let mut unreadable = Vec::new();
+            for (index, r) in segment.records.iter().enumerate() {
+                match record::decode(r) {
+                    Ok(o) => outgoing.push(o),
+                    Err(why) => unreadable.push((index, why)),
+                }
+            }
             let delivered = self.send_guarded(&outgoing).await;
-            if delivered.iter().all(Result::is_ok) {
-                tracing::info!(events = outgoing.len(), "spooled events replayed to Kafka");
+            let dead = self.dead_letter_unreadable(&segment, &unreadable).await;
+            if delivered.iter().all(Result::is_ok) && dead.is_ok() {
+                tracing::info!(
+                    events = outgoing.len(),
+                    dead_lettered = unreadable.len(),
+                    "spooled events replayed to Kafka"
+                );
                 if let Err(e) = spool.remove(segment) {
                     tracing::warn!(error = %e, "cannot delete a replayed spool segment");
                 }
@@ -231,6 +243,45 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Sends spooled records that no known format reads to the dead-letter topic, bytes as
+    /// they were, with why and where from; the segment is deleted only once Kafka has them.
+    async fn dead_letter_unreadable(
+        &self,
+        segment: &Segment,
+        unreadable: &[(usize, String)],
+    ) -> Result<(), String> {
+        let source = segment
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let deliveries = unreadable.iter().map(|(index, why)| {
+            let offset = index.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(header(headers::ERROR, why))
+                .insert(header(headers::KIND, Kind::SpoolUndecodable.as_str()))
+                .insert(header(headers::SOURCE_TOPIC, SPOOL_SOURCE))
+                .insert(header(headers::SOURCE_PARTITION, &source))
+                .insert(header(headers::SOURCE_OFFSET, &offset))
+                .insert(header(headers::ATTEMPTS, "1"));
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dead_letter_topic)
+                .payload(segment.records[*index].as_slice())
+                .headers(headers);
+            self.producer.send(record, self.ack_patience)
+        });
+        for (result, (index, why)) in join_all(deliveries).await.into_iter().zip(unreadable) {
+            match result {
+                Ok(_) => {
+                    metrics::counter!(metric::PRODUCER_SPOOL_UNDECODABLE).increment(1);
+                    tracing::warn!(segment = %source, index, reason = %why,
+                        "unreadable spool record sent to the dead-letter topic");
+                }
+                Err((e, _)) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Enqueues all, in order, then waits for every acknowledgement, at most `ack_patience`.
@@ -312,5 +363,12 @@ impl Publisher {
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
             .await
             .unwrap_or(Ok(()))
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
     }
 }

@@ -44,7 +44,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024 * 1024,
             shutdown_timeout_secs: 10,
             trace_sample_ratio: 0.1,
-            lag_group: logctl_core::kafka::CONSUMER_GROUP.into(),
+            lag_group: logctl_contracts::topics::CONSUMER_GROUP.into(),
             breaker: BreakerSettings::default(),
             spool: SpoolSettings::default(),
             spool_enabled: true,

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use logctl_contracts::metric;
 use logctl_core::kv::Kv;
 use logctl_core::OrganizationId;
 use serde::de::DeserializeOwned;
@@ -188,7 +189,7 @@ impl Cache {
             })
             .await;
         if outcome.is_err() {
-            metrics::counter!("logctl_cache_invalidations_deferred_total").increment(1);
+            metrics::counter!(metric::CACHE_INVALIDATIONS_DEFERRED).increment(1);
             let mut pending = self
                 .pending_bumps
                 .lock()
@@ -204,6 +205,6 @@ impl Cache {
 }
 
 fn count(kind: Kind, result: &'static str) {
-    metrics::counter!("logctl_cache_requests_total", "cache" => kind.as_str(), "result" => result)
+    metrics::counter!(metric::CACHE_REQUESTS, "cache" => kind.as_str(), "result" => result)
         .increment(1);
 }

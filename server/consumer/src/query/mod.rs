@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use logctl_contracts::metric;
 use logctl_core::query::{
     split_internal, LogQuery, Page, Stats, StatsQuery, LOGS_PATH, STATS_PATH,
 };
@@ -116,7 +117,7 @@ async fn timed<T>(
     let outcome = tokio::time::timeout(READ_TIMEOUT, read)
         .await
         .unwrap_or(Err(StorageError::TimedOut(READ_TIMEOUT)));
-    metrics::histogram!("logctl_query_duration_seconds", "endpoint" => endpoint)
+    metrics::histogram!(metric::QUERY_DURATION, "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     outcome.map_err(|e| ApiError::Unavailable {
         what: "database".into(),

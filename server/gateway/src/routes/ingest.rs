@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use chrono::Utc;
+use logctl_contracts::metric;
 use logctl_core::auth::Scope;
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::{ApiError, FieldError, LogEvent, TraceContext};
@@ -51,7 +52,7 @@ pub async fn post_one(
         .ok_or_else(|| ApiError::Internal("producer answered no outcome".into()))?;
     match outcome.error {
         None => {
-            metrics::counter!("logctl_gateway_events_accepted_total").increment(1);
+            metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED).increment(1);
             let response = (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response();
             Ok(with_quota(response, quota))
         }
@@ -145,7 +146,7 @@ pub async fn post_batch(
         };
         results.push(result);
     }
-    metrics::counter!("logctl_gateway_events_accepted_total").increment(accepted as u64);
+    metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED).increment(accepted as u64);
 
     let rejected = results.len() - accepted;
     let status = match (accepted, rejected) {

@@ -9,6 +9,7 @@
 //! reach Kafka in the order they were accepted. The spool is bounded: full, it refuses.
 
 pub mod codec;
+pub mod record;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use logctl_contracts::metric;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -147,7 +149,7 @@ impl Spool {
             tx,
             counters,
         };
-        metrics::gauge!("logctl_producer_spool_max_bytes").set(settings.max_bytes as f64);
+        metrics::gauge!(metric::PRODUCER_SPOOL_MAX_BYTES).set(settings.max_bytes as f64);
         spool.report();
         Ok(spool)
     }
@@ -197,7 +199,7 @@ impl Spool {
         if result.is_err() {
             self.counters.bytes.fetch_sub(size, Ordering::SeqCst);
         } else {
-            metrics::counter!("logctl_producer_spooled_total").increment(payloads.len() as u64);
+            metrics::counter!(metric::PRODUCER_SPOOLED).increment(payloads.len() as u64);
         }
         self.report();
         result
@@ -242,23 +244,21 @@ impl Spool {
         self.counters
             .bytes
             .fetch_sub(segment.bytes.min(bytes), Ordering::SeqCst);
-        metrics::counter!("logctl_producer_spool_replayed_total")
-            .increment(segment.records.len() as u64);
+        metrics::counter!(metric::PRODUCER_SPOOL_REPLAYED).increment(segment.records.len() as u64);
         self.report();
         Ok(())
     }
 
     fn report(&self) {
-        metrics::gauge!("logctl_producer_spool_bytes")
+        metrics::gauge!(metric::PRODUCER_SPOOL_BYTES)
             .set(self.counters.bytes.load(Ordering::SeqCst) as f64);
-        metrics::gauge!("logctl_producer_spool_records").set(self.records() as f64);
+        metrics::gauge!(metric::PRODUCER_SPOOL_RECORDS).set(self.records() as f64);
     }
 }
 
 fn report_corruption(decoded: &codec::Decoded, path: &Path) {
     if decoded.corrupt_spans > 0 {
-        metrics::counter!("logctl_producer_spool_corrupt_total")
-            .increment(decoded.corrupt_spans as u64);
+        metrics::counter!(metric::PRODUCER_SPOOL_CORRUPT).increment(decoded.corrupt_spans as u64);
         tracing::warn!(path = %path.display(), spans = decoded.corrupt_spans, bytes = decoded.corrupt_bytes,
             "skipped damaged spool bytes (a torn write from a crash, or corruption); valid records kept");
     }

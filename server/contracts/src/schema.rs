@@ -1,0 +1,55 @@
+//! The database schema: its migrations (in `migrations/` beside this crate), the one migrator
+//! that applies them, and the few queries outside the consumer that read the table (the load
+//! generator's verification, the benchmark), so the table's shape is written down once.
+//!
+//! The migrator runs from one place: `logctl up` applies it once the database is up, and a
+//! consumer started on its own (`migrate_on_start`, for a compose stack) runs the same one;
+//! sqlx's migration table and lock make a second run a no-op.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The events table.
+pub const TABLE: &str = "log_events";
+
+/// Its columns in the order `COPY` and the consumer's insert write them.
+pub const COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
+                           kafka_partition, kafka_offset";
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Rows stored under these ids, and how many distinct ids they are (the difference is
+/// duplicates).
+pub async fn count_ids(pool: &PgPool, ids: &[Uuid]) -> Result<(u64, u64), sqlx::Error> {
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT id) FROM log_events WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_one(pool)
+            .await?;
+    Ok((rows.max(0) as u64, distinct.max(0) as u64))
+}
+
+/// Microseconds from the gateway's acceptance to the row's commit, for each of these ids.
+pub async fn end_to_end_micros(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT (extract(epoch FROM (stored_at - received_at)) * 1000000)::bigint \
+         FROM log_events WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// Rows stored for these organizations.
+pub async fn count_orgs(pool: &PgPool, orgs: &[String]) -> Result<u64, sqlx::Error> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM log_events WHERE organization_id = ANY($1)")
+            .bind(orgs)
+            .fetch_one(pool)
+            .await?;
+    Ok(n.max(0) as u64)
+}
