@@ -125,6 +125,29 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
         scrape(producer).await,
         scrape(consumer).await,
     ];
+    // Registered at zero on start: before any read, the read cache's counters are there, one
+    // series per kind and result, and so are the limiter's and the spool's.
+    for cache in metric::CACHE_KINDS {
+        for result in metric::CACHE_RESULTS {
+            let series = format!(
+                "{}{{cache=\"{cache}\",result=\"{result}\"}} 0",
+                metric::CACHE_REQUESTS
+            );
+            assert!(
+                before[2].lines().any(|l| l == series),
+                "no `{series}` in:\n{}",
+                before[2]
+            );
+        }
+    }
+    assert_eq!(
+        metric_sum(&before[0], metric::RATE_LIMIT_DECISIONS),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric_sum(&before[1], metric::PRODUCER_SPOOL_UNDECODABLE),
+        Some(0.0)
+    );
     post_events(&stack, 2_000, 7).await;
     let bad = reqwest::Client::new()
         .post(format!("{}/api/logs", stack.gateway()))

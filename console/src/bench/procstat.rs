@@ -4,18 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::stack::process;
-
-/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
-const TICKS: f64 = 100.0;
+use logctl_core::procfs;
 
 /// (parent pid, CPU seconds used so far) of one process.
 fn cpu_of(pid: u32) -> Option<(u32, f64)> {
-    let f = process::stat_fields(pid)?;
-    let ppid: u32 = f.get(1)?.parse().ok()?;
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((ppid, (utime + stime) / TICKS))
+    procfs::stat(pid).map(|s| (s.ppid, s.cpu_seconds))
 }
 
 /// CPU seconds of each root in `roots`, its live descendants included.
@@ -52,19 +45,13 @@ pub fn own_cpu() -> f64 {
     cpu_of(std::process::id()).map_or(0.0, |(_, s)| s)
 }
 
-pub use crate::stack::process::rss_mib;
+pub use procfs::{peak_rss_mib, rss_mib};
 
 /// Starts a new peak for [`peak_rss_mib`]: the kernel resets the process's high-water mark
 /// (VmHWM) to its current RSS. Allowed for the process's owner or root; when refused, the
 /// peak covers the process's whole life, which can only overstate it.
 pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
-
-/// The highest RSS since the process started or [`reset_peak_rss`], in MiB: a sample at the
-/// end of a step would miss a burst's peak the allocator has already given back.
-pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    process::status_kib(pid, "VmHWM:").map(|k| k / 1024.0)
 }
 
 #[cfg(test)]

@@ -254,3 +254,56 @@ impl DrillLoad {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logctl_loadgen::report::{Lateness, Percentiles};
+
+    fn segment(planned: f64, sent: f64, fell_behind: bool) -> Report {
+        Report {
+            target: "t".into(),
+            planned_rate: planned,
+            planned_events: 0,
+            requests: 0,
+            events_sent: 0,
+            events_accepted: 0,
+            statuses: BTreeMap::new(),
+            transport_errors: 0,
+            duration_secs: 1.0,
+            achieved_rate: sent,
+            latency_ms: Percentiles::default(),
+            service_time_ms: Percentiles::default(),
+            lateness: Lateness {
+                late_requests: if fell_behind { 40 } else { 0 },
+                max_ms: if fell_behind { 2_221.0 } else { 0.4 },
+                waited_for_slot: 0,
+            },
+            fell_behind,
+            verify: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_was_planned_and_sent_and_whose_limit_a_shortfall_is() {
+        assert_eq!(LoadSummary::default().offered_and_held(), None);
+        let kept = LoadSummary {
+            segments: vec![segment(500.0, 499.6, false)],
+            ..LoadSummary::default()
+        };
+        assert_eq!(
+            kept.offered_and_held().as_deref(),
+            Some("load: 500/s planned, 500/s sent")
+        );
+        let behind = LoadSummary {
+            segments: vec![
+                segment(500.0, 500.0, false),
+                segment(5_000.0, 3_120.0, true),
+            ],
+            ..LoadSummary::default()
+        };
+        let text = behind.offered_and_held().expect("segments");
+        assert!(text.starts_with("load: 500/s planned, 500/s sent; 5000/s planned, 3120/s sent (fell behind: 40 requests over 10 ms late, max 2221 ms)"), "{text}");
+        assert!(text.contains("this machine's limit"), "{text}");
+    }
+}

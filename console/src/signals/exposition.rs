@@ -1,5 +1,10 @@
 //! Prometheus text exposition, read into samples: enough of the format for what our services
 //! export (counters, gauges, histograms with `le` buckets), and forgiving of anything else.
+//!
+//! Hand-written on purpose: the `prometheus-parse` crate splits labels on `,` and `=` without
+//! honouring escapes (a quoted `,` or `\"` in a value breaks the sample) and reads `le` only
+//! when it is the first label. The integration tests read scrapes through this same parser
+//! (`console/tests/support`), so the tests and the console cannot disagree on a sample.
 
 use std::collections::BTreeMap;
 

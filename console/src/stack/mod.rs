@@ -169,7 +169,7 @@ impl Component {
             Component::Redis => redis::MARKER.into(),
             Component::Kafka => kafka::Kafka::marker(layout),
             Component::Prometheus => prometheus::MARKER.into(),
-            service => services::binary_name(service).into(),
+            service => services::marker(service, layout),
         }
     }
 

@@ -11,49 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use logctl_core::procfs;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::StackError;
 
-/// The fields of `/proc/PID/stat` after the parenthesised command name: state, ppid, ...
-/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and parentheses):
-/// state is field 0, ppid 1, utime 11, stime 12.
-pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-fn parse_stat(stat: &str) -> Option<Vec<String>> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
 /// Does any thread of `pid` still run? After SIGKILL the main thread can be a zombie while
 /// another (say, one inside `fsync`) still holds the process's sockets and files.
 fn any_thread_alive(pid: u32) -> bool {
-    let live = |state: Option<char>| !matches!(state, Some('Z' | 'X' | 'x') | None);
-    let state_of = |stat: String| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-    };
-    if live(
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(state_of),
-    ) {
-        return true;
-    }
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|t| {
-            live(
-                std::fs::read_to_string(t.path().join("stat"))
-                    .ok()
-                    .and_then(state_of),
-            )
-        })
+    let live = |state: char| !matches!(state, 'Z' | 'X' | 'x');
+    procfs::stat(pid).is_some_and(|s| live(s.state))
+        || procfs::thread_states(pid).into_iter().any(live)
 }
 
 /// Is `pid` a live process whose command line contains `marker`? A dying process (main thread
@@ -76,7 +45,7 @@ pub fn is_ours(pid: u32, marker: &str) -> bool {
 /// Is `pid` on its way out: killed, its main thread gone or a zombie, while other threads
 /// still finish (a thread in an fsync holds a SIGKILLed process for as long as the disk takes)?
 pub fn is_exiting(pid: u32) -> bool {
-    let main_state = stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()));
+    let main_state = procfs::stat(pid).map(|s| s.state);
     let cmdline_empty = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty());
     matches!(main_state, Some('Z' | 'X' | 'x')) || cmdline_empty
 }
@@ -117,7 +86,7 @@ pub fn spawn(mut cmd: Command, log: &Path, pid_file: &Path) -> Result<u32, Stack
 
 /// Is the process stopped by a signal (SIGSTOP)?
 pub fn is_stopped(pid: u32) -> bool {
-    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "T"))
+    procfs::stat(pid).is_some_and(|s| s.state == 'T')
 }
 
 /// `pid` and all its descendants, parents first.
@@ -128,7 +97,7 @@ fn tree(pid: u32) -> Vec<u32> {
         .flatten()
         .filter_map(|e| {
             let child: u32 = e.file_name().to_str()?.parse().ok()?;
-            let ppid: u32 = stat_fields(child)?.get(1)?.parse().ok()?;
+            let ppid = procfs::stat(child)?.ppid;
             Some((child, ppid))
         })
         .collect();
@@ -213,36 +182,11 @@ pub fn run_checked(mut cmd: Command, what: &str) -> Result<String, StackError> {
     }
 }
 
-/// Resident memory of one process in MiB.
-pub fn rss_mib(pid: u32) -> Option<f64> {
-    status_kib(pid, "VmRSS:").map(|k| k / 1024.0)
-}
-
-/// One `/proc/PID/status` field given in kB.
-pub fn status_kib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
+pub use logctl_core::procfs::rss_mib;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stat_line_with_spaces_in_the_name_parses() {
-        let stat = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
-        let f = parse_stat(stat).expect("fields");
-        assert_eq!(
-            (f[0].as_str(), f[1].as_str(), f[11].as_str(), f[12].as_str()),
-            ("S", "7", "250", "50")
-        );
-    }
 
     #[test]
     fn tracks_and_stops_a_real_process() {

@@ -1,6 +1,7 @@
 //! The three logctl services, run from the binaries built beside `logctl` itself and
 //! configured through their `LOGCTL_<SERVICE>_*` environment variables.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -37,6 +38,18 @@ pub fn binary_name(component: Component) -> &'static str {
         Component::Producer => "logctl-producer",
         _ => "logctl-consumer",
     }
+}
+
+/// What a service of this stack shows as its command name (`argv[0]`): the binary and the
+/// stack's state dir. Recognising our processes by it, not by the binary name alone, keeps a
+/// stale pid file of one stack from ever matching another stack's service once pids wrap
+/// around (a test run spawns tens of thousands of processes; `pid_max` is often 32768).
+pub fn marker(component: Component, layout: &Layout) -> String {
+    format!(
+        "{} --stack {}",
+        binary_name(component),
+        layout.root.display()
+    )
 }
 
 /// The environment `logctl up` gives a service: its `LOGCTL_<SERVICE>_*` settings for this
@@ -112,6 +125,7 @@ pub fn start(
     db_password: &str,
 ) -> Result<u32, StackError> {
     let mut cmd = Command::new(binary(binary_name(component))?);
+    cmd.arg0(marker(component, layout));
     let jwt_secret = layout.secret(JWT_SECRET)?;
     cmd.env_remove("LOGCTL_CONFIG").envs(env(
         component,

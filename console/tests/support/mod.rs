@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use logctl::signals::exposition::Scrape;
 use serde_json::Value;
 
 pub struct TestStack {
@@ -388,20 +389,10 @@ where
     }
 }
 
-/// Sums every sample of `name` (all label sets) in a Prometheus text exposition.
+/// Sums every sample of `name` (all label sets) in a Prometheus text exposition; None when
+/// there is none. Read with the console's own parser, so tests and the console agree.
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let mut found = false;
-    let mut total = 0.0;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        if series.split('{').next() == Some(name) {
-            found = true;
-            total += value.parse::<f64>().unwrap_or(0.0);
-        }
-    }
-    found.then_some(total)
+    Scrape::parse(text).sum(name, &[])
 }
 
 pub async fn scrape(port: u16) -> String {
@@ -413,17 +404,7 @@ pub async fn scrape(port: u16) -> String {
         .expect("text")
 }
 
-/// Sums the samples of `name` whose labels include every pair in `labels`.
+/// Sums the samples of `name` whose labels include every pair in `labels` (0 when none).
 pub fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            series.split('{').next() == Some(name)
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
-        .sum()
+    Scrape::parse(text).sum(name, labels).unwrap_or(0.0)
 }

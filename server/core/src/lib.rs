@@ -14,6 +14,7 @@ pub mod kv;
 pub mod lag;
 pub mod ops;
 pub mod otlp;
+pub mod procfs;
 pub mod query;
 pub mod shutdown;
 pub mod telemetry;

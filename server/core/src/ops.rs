@@ -135,35 +135,17 @@ async fn prometheus(State(s): State<OpsState>) -> impl IntoResponse {
 /// libraries use, so standard dashboards work unchanged.
 fn process_metrics() -> String {
     let mut out = String::new();
-    if let Some(rss_kib) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-    {
+    let me = std::process::id();
+    if let Some(rss_kib) = crate::procfs::status_kib(me, "VmRSS") {
         out.push_str("# TYPE process_resident_memory_bytes gauge\n");
         out.push_str(&format!(
             "process_resident_memory_bytes {}\n",
             rss_kib * 1024
         ));
     }
-    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-    if let Some(ticks) = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-    {
+    if let Some(st) = crate::procfs::stat(me) {
         out.push_str("# TYPE process_cpu_seconds_total counter\n");
-        out.push_str(&format!(
-            "process_cpu_seconds_total {}\n",
-            ticks as f64 / 100.0
-        ));
+        out.push_str(&format!("process_cpu_seconds_total {}\n", st.cpu_seconds));
     }
     out
 }

@@ -1,0 +1,115 @@
+//! The one reader of `/proc` for a process's state, parent, CPU time and memory: the services'
+//! own `process_*` metrics, the console's process tracking and the benchmark's CPU and RSS
+//! accounting all read through it.
+//!
+//! CPU times in `/proc/PID/stat` are in clock ticks; the tick rate is asked of the system
+//! (`sysconf(_SC_CLK_TCK)`) rather than assumed to be 100.
+
+use std::sync::OnceLock;
+
+/// What `/proc/PID/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// `R`, `S`, `D`, `T` (stopped), `Z` (zombie), ...
+    pub state: char,
+    pub ppid: u32,
+    /// User plus system CPU time.
+    pub cpu_seconds: f64,
+}
+
+/// Clock ticks per second of `/proc`'s CPU times.
+pub fn clock_ticks() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)
+            .map_or(100.0, |t| t as f64)
+    })
+}
+
+/// `pid`'s stat, or None when it is gone (or unreadable).
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        clock_ticks(),
+    )
+}
+
+/// The state of each thread of `pid` (a SIGKILLed process's main thread can be a zombie while
+/// another, say one inside `fsync`, still runs).
+pub fn thread_states(pid: u32) -> Vec<char> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|s| parse_stat(&s, clock_ticks()).map(|st| st.state))
+        .collect()
+}
+
+/// The fields after the command name, which may hold spaces and parentheses: state is field
+/// 0, ppid 1, utime 11, stime 12.
+fn parse_stat(stat: &str, ticks: f64) -> Option<Stat> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks_used = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        cpu_seconds: ticks_used as f64 / ticks,
+    })
+}
+
+/// One `/proc/PID/status` field given in kB (`VmRSS`, `VmHWM`, ...), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Resident memory of `pid` in MiB.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmRSS").map(|k| k as f64 / 1024.0)
+}
+
+/// The highest RSS since the process started or since its peak was reset, in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmHWM").map(|k| k as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_with_spaces_and_parentheses_in_the_name_parses() {
+        let line = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        let st = parse_stat(line, 100.0).expect("parses");
+        assert_eq!((st.state, st.ppid), ('S', 7));
+        assert!((st.cpu_seconds - 3.0).abs() < 1e-9, "{st:?}");
+        // The same ticks at another tick rate are other seconds.
+        let st = parse_stat(line, 1000.0).expect("parses");
+        assert!((st.cpu_seconds - 0.3).abs() < 1e-9, "{st:?}");
+        assert!(parse_stat("42 (truncated) S", 100.0).is_none());
+    }
+
+    #[test]
+    fn this_process_reads_itself() {
+        let me = std::process::id();
+        let st = stat(me).expect("own stat");
+        assert!(matches!(st.state, 'R' | 'S'), "{st:?}");
+        assert_eq!(st.ppid, nix::unistd::getppid().as_raw() as u32);
+        assert!(rss_mib(me).is_some_and(|m| m > 1.0));
+        assert!(peak_rss_mib(me).is_some_and(|p| p >= rss_mib(me).unwrap_or(f64::MAX) - 1.0));
+        assert!(!thread_states(me).is_empty());
+        assert!(clock_ticks() > 0.0);
+        assert!(stat(u32::MAX).is_none());
+    }
+}
