@@ -138,7 +138,7 @@ fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCo
         eprintln!("nothing was run");
         return Ok(ExitCode::from(2));
     };
-    let sample_every = logctl_loadgen::plan::parse_duration(&args.sample_every)
+    let sample_every = logctl_contracts::duration::parse(&args.sample_every)
         .map_err(|e| anyhow::anyhow!("--sample-every: {e}"))?
         .max(Duration::from_millis(200));
     let config = layout.load_config()?;
@@ -168,7 +168,7 @@ fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCo
 }
 
 fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
-    let refresh = logctl_loadgen::plan::parse_duration(&args.refresh)
+    let refresh = logctl_contracts::duration::parse(&args.refresh)
         .map_err(|e| anyhow::anyhow!("--refresh: {e}"))?
         .max(Duration::from_millis(100));
     let config = layout.load_config()?;
@@ -247,7 +247,8 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
     use logctl::load;
-    use logctl_loadgen::plan::{parse_duration, Plan};
+    use logctl_contracts::duration::parse as parse_duration;
+    use logctl_loadgen::plan::Plan;
     let flag = |name: &str, v: &str| parse_duration(v).map_err(|e| anyhow::anyhow!("{name}: {e}"));
     let ramp = flag("--ramp", &args.ramp)?;
     let plan = match &args.steps {

@@ -15,7 +15,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use support::load::{verify_exactly_once, Load, LoadReport};
-use support::{eventually, metric_with, scrape, serial, TestStack};
+use support::{eventually, metric_with, scrape, serial, stored_from, TestStack};
 use uuid::Uuid;
 
 fn tag(test: &str) -> String {
@@ -430,19 +430,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_pipeline_moves_on() 
     }
 
     // The pipeline moved on: the good events are stored and the lag is back to zero.
-    let stored: i64 = eventually(
-        "the 19 good events stored",
-        Duration::from_secs(60),
-        || async {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM log_events WHERE source = $1")
-                .bind(&tag)
-                .fetch_one(&pool)
-                .await
-                .ok()?;
-            (n >= 19).then_some(n)
-        },
-    )
-    .await;
+    let stored = stored_from(&pool, &tag, 19, Duration::from_secs(60)).await;
     assert_eq!(stored, 19);
     lag_is_zero(stack).await;
 

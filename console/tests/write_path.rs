@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::Row;
-use support::{eventually, TestStack};
+use support::{eventually, stored_from, TestStack};
 use uuid::Uuid;
 
 async fn db(stack: &TestStack) -> sqlx::PgPool {
@@ -108,24 +108,7 @@ async fn ten_thousand_events_with_duplicate_ids_are_stored_exactly_once() {
     }
 
     let pool = db(stack).await;
-    let stored: i64 = eventually(
-        "all distinct events stored",
-        Duration::from_secs(60),
-        || {
-            let pool = pool.clone();
-            let tag = tag.clone();
-            async move {
-                let n: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM log_events WHERE source = $1")
-                        .bind(&tag)
-                        .fetch_one(&pool)
-                        .await
-                        .ok()?;
-                (n >= 9_500).then_some(n)
-            }
-        },
-    )
-    .await;
+    let stored = stored_from(&pool, &tag, 9_500, Duration::from_secs(60)).await;
     assert_eq!(stored, 9_500, "every distinct event exactly once");
     let ids: HashSet<String> =
         sqlx::query("SELECT id::text AS id FROM log_events WHERE source = $1")
@@ -372,24 +355,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_publishes_nothing() {
     // Only the one good event of this test reached the table: the refused ones were answered
     // before anything was published, so once the good one is stored the count is final.
     let pool = db(stack).await;
-    let n = eventually(
-        "the batch's one good event stored",
-        Duration::from_secs(60),
-        || {
-            let pool = pool.clone();
-            let tag = tag.clone();
-            async move {
-                let n: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM log_events WHERE source = $1")
-                        .bind(&tag)
-                        .fetch_one(&pool)
-                        .await
-                        .ok()?;
-                (n > 0).then_some(n)
-            }
-        },
-    )
-    .await;
+    let n = stored_from(&pool, &tag, 1, Duration::from_secs(60)).await;
     assert_eq!(n, 1);
 }
 

@@ -213,7 +213,7 @@ impl fmt::Display for Dur {
 
 impl Dur {
     fn parse(s: &str) -> Result<Dur, String> {
-        logctl_loadgen::plan::parse_duration(s)
+        logctl_contracts::duration::parse(s)
             .map(Dur)
             .map_err(|e| format!("bad duration {s:?}: {e}"))
     }
@@ -682,7 +682,7 @@ steps:
         assert_eq!((e.file.as_str(), e.line), ("bad.yaml", 3), "{e}");
         assert!(e.to_string().contains("did you mean `postgres`"), "{e}");
 
-        let e = error("name: x\nsteps:\n  - load: {rate: 10}\n  - wait: 30 seconds\n");
+        let e = error("name: x\nsteps:\n  - load: {rate: 10}\n  - wait: half a minute\n");
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("bad duration"), "{e}");
 

@@ -3,32 +3,25 @@
 //! (the `logctl load` engine) and faults (the same driver as `logctl fault`). The terminal is
 //! restored on quit, on Ctrl-C and on panic (ratatui's init installs the hook).
 
+pub mod keys;
 pub mod model;
 pub mod view;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{self, Event};
 use tokio_util::sync::CancellationToken;
 
-use crate::fault::{self, Action, Driver};
+use crate::fault::{self, Driver};
 use crate::scenario::runner::{self as drill_runner, Context, RunEvent, ScenarioReport};
 use crate::scenario::spec::Scenario;
 use crate::signals::{Collector, Endpoints, Signals};
 use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component};
+use keys::Action;
+pub use keys::FAULT_KEYS;
 use model::Model;
-
-/// Keys 1..6 stop or start these.
-pub const FAULT_KEYS: [(char, Component); 6] = [
-    ('1', Component::Kafka),
-    ('2', Component::Postgres),
-    ('3', Component::Redis),
-    ('4', Component::Producer),
-    ('5', Component::Consumer(0)),
-    ('6', Component::Gateway),
-];
 
 const DEFAULT_RATE: f64 = 1_000.0;
 
@@ -146,170 +139,48 @@ pub fn run(
         .enable_all()
         .build()?;
     let collector = stack.signals.clone();
-    let gateway = collector.gateway();
     let (notes_tx, notes) = mpsc::channel::<String>();
+    let mut console = Console {
+        runtime,
+        layout,
+        config,
+        gateway: collector.gateway(),
+        stack,
+        drills,
+        notes: notes_tx,
+        load: None,
+        drill: None,
+        next_drill: 0,
+    };
     let mut terminal = ratatui::init();
-    let mut load: Option<crate::load::Background> = None;
-    let mut drill: Option<RunningDrill> = None;
-    let mut next_drill = 0usize;
     let outcome = (|| -> anyhow::Result<()> {
         let started = Instant::now();
         let mut model = Model {
             rate: DEFAULT_RATE,
             ..Model::default()
         };
-        let mut previous = runtime.block_on(collector.snapshot());
+        let mut previous = console.runtime.block_on(collector.snapshot());
         let mut next = Instant::now() + refresh;
         loop {
             while let Ok(note) = notes.try_recv() {
                 model.note(started.elapsed().as_secs_f64(), note);
             }
-            if let Some(d) = drill.as_mut() {
-                while let Ok(ev) = d.events.try_recv() {
-                    model.drill_event(started.elapsed().as_secs_f64(), ev);
-                }
-                if d.handle.is_finished() {
-                    if let Some(d) = drill.take() {
-                        let report = runtime.block_on(d.handle)?;
-                        let v = verdict(&report);
-                        model.note(
-                            started.elapsed().as_secs_f64(),
-                            format!("drill {} {v}", report.name),
-                        );
-                        if let Some(shown) = model.drill.as_mut() {
-                            shown.verdict = Some(v);
-                        }
-                    }
-                }
-            }
+            console.follow_drill(&mut model, started.elapsed().as_secs_f64())?;
             terminal.draw(|f| view::render(f, &model))?;
             if event::poll(next.saturating_duration_since(Instant::now()))? {
-                let Event::Key(key) = event::read()? else {
-                    continue;
-                };
-                if key.kind != KeyEventKind::Press {
-                    continue;
-                }
-                let now = started.elapsed().as_secs_f64();
-                match key.code {
-                    KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
-                    KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                        return Ok(())
-                    }
-                    KeyCode::Char('p') => model.paused = !model.paused,
-                    KeyCode::Char('r') if drill.is_none() => {
-                        match drills.files.get(next_drill % drills.files.len().max(1)) {
-                            None => model.note(
-                                now,
-                                "no drill to run: start the console with --scenario FILE".into(),
-                            ),
-                            Some((file, scenario)) => {
-                                next_drill += 1;
-                                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                                let interrupt = CancellationToken::new();
-                                let (s, f, ctx, stop) = (
-                                    scenario.clone(),
-                                    file.clone(),
-                                    drills.context.clone(),
-                                    interrupt.clone(),
-                                );
-                                let handle = runtime.spawn(async move {
-                                    drill_runner::run(&s, &f, &ctx, stop, tx).await
-                                });
-                                model.drill = Some(model::Drill::new(
-                                    &scenario.name,
-                                    scenario.steps.iter().map(|s| s.describe()).collect(),
-                                ));
-                                model.note(now, format!("drill {} started", scenario.name));
-                                drill = Some(RunningDrill {
-                                    interrupt,
-                                    events: rx,
-                                    handle,
-                                });
-                            }
+                if let Event::Key(key) = event::read()? {
+                    if let Some(action) = keys::action(&key) {
+                        let now = started.elapsed().as_secs_f64();
+                        if console.apply(action, &mut model, now)? == Flow::Quit {
+                            return Ok(());
                         }
                     }
-                    KeyCode::Char('x') => {
-                        if let Some(d) = &drill {
-                            d.interrupt.cancel();
-                            model.note(now, "drill aborted: restoring the stack…".into());
-                        }
-                    }
-                    KeyCode::Char('?') => model.help = !model.help,
-                    KeyCode::Char('l') => match load.take() {
-                        Some(l) => {
-                            l.stop.cancel();
-                            model.loading = false;
-                            model.note(now, "load stopped".into());
-                        }
-                        None => {
-                            load = Some(start_load(&runtime, layout, &gateway, model.rate)?);
-                            model.loading = true;
-                            model.note(now, format!("load started at {:.0} events/s", model.rate));
-                        }
-                    },
-                    KeyCode::Char(c @ ('+' | '-')) => {
-                        model.rate = if c == '+' {
-                            model.rate * 2.0
-                        } else {
-                            (model.rate / 2.0).max(1.0)
-                        };
-                        if let Some(l) = load.take() {
-                            l.stop.cancel();
-                            load = Some(start_load(&runtime, layout, &gateway, model.rate)?);
-                        }
-                        model.note(now, format!("load rate {:.0} events/s", model.rate));
-                    }
-                    KeyCode::Char(k) => {
-                        if let Some((_, c)) = FAULT_KEYS.iter().find(|(key, _)| *key == k) {
-                            let c = *c;
-                            let Some(driver) = stack.driver.clone() else {
-                                model.note(
-                                    now,
-                                    "no fault driver: give [faults] in the --config file".into(),
-                                );
-                                continue;
-                            };
-                            let running = if stack.local {
-                                stack::running_pid(c, layout).is_some()
-                            } else {
-                                model
-                                    .last()
-                                    .and_then(|s| s.components.get(&c.name()))
-                                    .is_some_and(|st| st == "up" || st == "paused")
-                            };
-                            let action = if running { Action::Stop } else { Action::Start };
-                            model.note(
-                                now,
-                                format!(
-                                    "{} {}…",
-                                    match action {
-                                        Action::Stop => "stopping",
-                                        _ => "starting",
-                                    },
-                                    c.name()
-                                ),
-                            );
-                            let (layout, config, tx) =
-                                (layout.clone(), config.clone(), notes_tx.clone());
-                            runtime.spawn(async move {
-                                let note = match fault::apply(&driver, action, c, &layout, &config)
-                                    .await
-                                {
-                                    Ok(o) => format!("{}: {}", o.component, o.detail),
-                                    Err(e) => format!("{}: {e}", c.name()),
-                                };
-                                let _ = tx.send(note);
-                            });
-                        }
-                    }
-                    _ => {}
                 }
                 continue;
             }
             next += refresh;
             if !model.paused {
-                let now = runtime.block_on(collector.snapshot());
+                let now = console.runtime.block_on(collector.snapshot());
                 model.push(
                     Signals::between(&previous, &now),
                     started.elapsed().as_secs_f64(),
@@ -318,19 +189,194 @@ pub fn run(
             }
         }
     })();
-    if let Some(l) = load {
-        l.stop.cancel();
-    }
     ratatui::restore();
-    // A drill cut short still puts the stack back before the console exits.
-    if let Some(d) = drill {
-        eprintln!("stopping the drill and restoring the stack...");
-        d.interrupt.cancel();
-        if let Ok(report) = runtime.block_on(d.handle) {
-            for r in &report.restored {
-                eprintln!("  {r}");
+    console.shut_down();
+    outcome
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// What the console acts with: the runtime its load, faults and drills run on, and what is
+/// running now. The model is what it shows; actions update both.
+struct Console<'a> {
+    runtime: tokio::runtime::Runtime,
+    layout: &'a Layout,
+    config: &'a StackConfig,
+    gateway: String,
+    stack: Stack,
+    drills: Drills,
+    /// Outcomes of faults, which finish in the background, for the event log.
+    notes: mpsc::Sender<String>,
+    load: Option<crate::load::Background>,
+    drill: Option<RunningDrill>,
+    next_drill: usize,
+}
+
+impl Console<'_> {
+    fn apply(&mut self, action: Action, model: &mut Model, now: f64) -> anyhow::Result<Flow> {
+        match action {
+            Action::Quit => return Ok(Flow::Quit),
+            Action::TogglePause => model.paused = !model.paused,
+            Action::ToggleHelp => model.help = !model.help,
+            Action::RunDrill => self.run_drill(model, now),
+            Action::AbortDrill => {
+                if let Some(d) = &self.drill {
+                    d.interrupt.cancel();
+                    model.note(now, "drill aborted: restoring the stack…".into());
+                }
+            }
+            Action::ToggleLoad => match self.load.take() {
+                Some(l) => {
+                    l.stop.cancel();
+                    model.loading = false;
+                    model.note(now, "load stopped".into());
+                }
+                None => {
+                    self.load = Some(self.start_load(model.rate)?);
+                    model.loading = true;
+                    model.note(now, format!("load started at {:.0} events/s", model.rate));
+                }
+            },
+            Action::Faster | Action::Slower => {
+                model.rate = if action == Action::Faster {
+                    model.rate * 2.0
+                } else {
+                    (model.rate / 2.0).max(1.0)
+                };
+                if let Some(l) = self.load.take() {
+                    l.stop.cancel();
+                    self.load = Some(self.start_load(model.rate)?);
+                }
+                model.note(now, format!("load rate {:.0} events/s", model.rate));
+            }
+            Action::ToggleComponent(c) => self.toggle(c, model, now),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn start_load(&self, rate: f64) -> anyhow::Result<crate::load::Background> {
+        start_load(&self.runtime, self.layout, &self.gateway, rate)
+    }
+
+    /// Starts the next `--scenario` drill unless one runs.
+    fn run_drill(&mut self, model: &mut Model, now: f64) {
+        if self.drill.is_some() {
+            return;
+        }
+        let files = &self.drills.files;
+        let Some((file, scenario)) = files.get(self.next_drill % files.len().max(1)) else {
+            model.note(
+                now,
+                "no drill to run: start the console with --scenario FILE".into(),
+            );
+            return;
+        };
+        self.next_drill += 1;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let interrupt = CancellationToken::new();
+        let (s, f, ctx, stop) = (
+            scenario.clone(),
+            file.clone(),
+            self.drills.context.clone(),
+            interrupt.clone(),
+        );
+        let handle = self
+            .runtime
+            .spawn(async move { drill_runner::run(&s, &f, &ctx, stop, tx).await });
+        model.drill = Some(model::Drill::new(
+            &scenario.name,
+            scenario.steps.iter().map(|s| s.describe()).collect(),
+        ));
+        model.note(now, format!("drill {} started", scenario.name));
+        self.drill = Some(RunningDrill {
+            interrupt,
+            events: rx,
+            handle,
+        });
+    }
+
+    /// Shows the running drill's progress, and its verdict once it ends.
+    fn follow_drill(&mut self, model: &mut Model, now: f64) -> anyhow::Result<()> {
+        let Some(d) = self.drill.as_mut() else {
+            return Ok(());
+        };
+        while let Ok(ev) = d.events.try_recv() {
+            model.drill_event(now, ev);
+        }
+        if d.handle.is_finished() {
+            if let Some(d) = self.drill.take() {
+                let report = self.runtime.block_on(d.handle)?;
+                let v = verdict(&report);
+                model.note(now, format!("drill {} {v}", report.name));
+                if let Some(shown) = model.drill.as_mut() {
+                    shown.verdict = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops `c` if it runs, starts it if not, through the stack's fault driver; the outcome
+    /// arrives as a note.
+    fn toggle(&self, c: Component, model: &mut Model, now: f64) {
+        let Some(driver) = self.stack.driver.clone() else {
+            model.note(
+                now,
+                "no fault driver: give [faults] in the --config file".into(),
+            );
+            return;
+        };
+        let running = if self.stack.local {
+            stack::running_pid(c, self.layout).is_some()
+        } else {
+            model
+                .last()
+                .and_then(|s| s.components.get(&c.name()))
+                .is_some_and(|st| st == "up" || st == "paused")
+        };
+        let action = if running {
+            fault::Action::Stop
+        } else {
+            fault::Action::Start
+        };
+        model.note(
+            now,
+            format!(
+                "{} {}…",
+                match action {
+                    fault::Action::Stop => "stopping",
+                    _ => "starting",
+                },
+                c.name()
+            ),
+        );
+        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
+        self.runtime.spawn(async move {
+            let note = match fault::apply(&driver, action, c, &layout, &config).await {
+                Ok(o) => format!("{}: {}", o.component, o.detail),
+                Err(e) => format!("{}: {e}", c.name()),
+            };
+            let _ = tx.send(note);
+        });
+    }
+
+    /// On quit: the load stopped, and a drill cut short still puts the stack back.
+    fn shut_down(self) {
+        if let Some(l) = self.load {
+            l.stop.cancel();
+        }
+        if let Some(d) = self.drill {
+            eprintln!("stopping the drill and restoring the stack...");
+            d.interrupt.cancel();
+            if let Ok(report) = self.runtime.block_on(d.handle) {
+                for r in &report.restored {
+                    eprintln!("  {r}");
+                }
             }
         }
     }
-    outcome
 }

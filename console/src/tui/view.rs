@@ -29,7 +29,7 @@ fn colored(text: String, state: &str) -> Span<'static> {
 
 pub const KEYS: &str = "q quit  p pause  l load  +/- rate  1-6 stop/start  r drill  ? help";
 
-const HELP: [&str; 9] = [
+pub const HELP: [&str; 9] = [
     "q, Esc, Ctrl-C   quit (the terminal is restored; a running drill restores the stack)",
     "p                pause the display",
     "l                start / stop background load (the logctl load engine)",

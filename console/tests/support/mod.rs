@@ -389,6 +389,29 @@ where
     }
 }
 
+/// Waits until at least `at_least` rows of events from `source` are stored, and returns how
+/// many there are then (a test asserts the exact number: more would be a duplicate).
+pub async fn stored_from(
+    pool: &sqlx::PgPool,
+    source: &str,
+    at_least: i64,
+    within: Duration,
+) -> i64 {
+    eventually(
+        &format!("{at_least} events from {source} stored"),
+        within,
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM log_events WHERE source = $1")
+                .bind(source)
+                .fetch_one(pool)
+                .await
+                .ok()?;
+            (n >= at_least).then_some(n)
+        },
+    )
+    .await
+}
+
 /// Sums every sample of `name` (all label sets) in a Prometheus text exposition; None when
 /// there is none. Read with the console's own parser, so tests and the console agree.
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {

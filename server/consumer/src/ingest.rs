@@ -118,6 +118,19 @@ pub fn is_orphaned(
     !paused && quiet >= stall_after && assigned == 0 && group_lag > 0
 }
 
+/// Is an orphaned consumer (see [`is_orphaned`]) to be recreated? When the group has fewer
+/// members than partitions, yes. When the group's size cannot be read at all, the client may
+/// be wedged (seen after a broker restart on a loaded machine: its coordinator requests sit in
+/// the out-queue for good), so past three stall periods, yes too: a new client joining is
+/// harmless, and an idle spare instance only rejoins.
+pub fn orphan_confirmed(
+    fewer_members: Option<bool>,
+    quiet: Duration,
+    stall_after: Duration,
+) -> bool {
+    fewer_members.unwrap_or(quiet >= stall_after * 3)
+}
+
 /// Lag as this instance sees it: on its own partitions, and over the whole group.
 struct LagView {
     own: i64,
@@ -264,15 +277,8 @@ impl Ingest {
                     return Next::Stalled;
                 }
                 if is_orphaned(self.paused, quiet, stall_after, lag.assigned, lag.group) {
-                    // A client whose coordinator connection is wedged (seen after a broker
-                    // restart on a loaded machine: its JoinGroup sits in the out-queue for
-                    // good) cannot even ask the group's size: past three stall periods,
-                    // recreate it anyway; a new client joining is harmless.
-                    let confirmed = match self.group_has_fewer_members_than(lag.partitions).await {
-                        Some(fewer) => fewer,
-                        None => quiet >= stall_after * 3,
-                    };
-                    if confirmed {
+                    let fewer = self.group_has_fewer_members_than(lag.partitions).await;
+                    if orphan_confirmed(fewer, quiet, stall_after) {
                         tracing::warn!(
                             group_lag = lag.group,
                             "no partitions assigned while the group has lag"
@@ -692,6 +698,22 @@ mod tests {
             !is_stalled(false, Duration::from_secs(19), after, 5),
             "not quiet long enough"
         );
+    }
+
+    #[test]
+    fn an_orphan_is_recreated_when_the_group_is_short_or_cannot_be_asked_for_long() {
+        let after = Duration::from_secs(20);
+        let quiet = Duration::from_secs(25);
+        assert!(orphan_confirmed(Some(true), quiet, after));
+        assert!(
+            !orphan_confirmed(Some(false), Duration::from_secs(600), after),
+            "a spare instance"
+        );
+        assert!(
+            !orphan_confirmed(None, quiet, after),
+            "not yet: the coordinator may be busy"
+        );
+        assert!(orphan_confirmed(None, Duration::from_secs(60), after));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub async fn run(
                 );
                 consumer.subscribe(&[&settings.kafka.topic])?;
                 let ended = Ingest::new(
-                    consumer,
+                    consumer.clone(),
                     storage.clone(),
                     &settings,
                     dead_letters.clone(),
@@ -101,9 +101,15 @@ pub async fn run(
                 }
                 metrics::counter!(metric::CONSUMER_CLIENT_RESTARTS).increment(1);
                 tracing::error!(
-                    "lag on this consumer's partitions but no record for {} s: recreating the Kafka consumer",
+                    "the group lags but this consumer read nothing for {} s: recreating the Kafka consumer",
                     settings.retry.stall_timeout_secs
                 );
+                // Closing a client leaves its group through the coordinator, and blocks until
+                // it has; a wedged client (its coordinator requests never sent, as seen after
+                // a broker restart on a loaded machine) would block this task for good. Close
+                // it on a thread of its own and go on with a new one.
+                let stalled = consumer;
+                std::thread::spawn(move || drop(stalled));
             }
         }
     });

@@ -33,6 +33,7 @@ pub struct Settings {
     /// Apply pending migrations at start (they take an advisory lock, so several instances may).
     pub migrate_on_start: bool,
     /// How long shutdown may take to finish and commit the current batch.
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub shutdown_timeout_secs: u64,
     /// The read API's cache (and where ingest invalidates it).
     pub redis: RedisSettings,
@@ -45,6 +46,7 @@ pub struct Settings {
 pub struct BatchSettings {
     pub max_rows: usize,
     /// Counted from the batch's first record, so a quiet topic still stores within this delay.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub max_wait_ms: u64,
 }
 
@@ -62,8 +64,10 @@ impl Default for BatchSettings {
 #[serde(default)]
 pub struct RetrySettings {
     /// First retry after about this long; each next one waits twice as long...
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub base_ms: u64,
     /// ...up to this.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub cap_ms: u64,
     /// Tries of a row PostgreSQL refuses before it goes to the dead-letter topic.
     pub dead_letter_attempts: u32,
@@ -71,10 +75,12 @@ pub struct RetrySettings {
     pub max_record_bytes: usize,
     /// With lag on its own partitions yet no record for this long (and not paused), the
     /// consumer recreates its Kafka client: a stalled client must not stall the pipeline.
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub stall_timeout_secs: u64,
     /// Deadline of one insert: a hung database (paused, partitioned) counts as a failure
     /// instead of stalling the consumer. The insert may still commit later; the retry is then
     /// a no-op thanks to the primary key.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub insert_timeout_ms: u64,
 }
 

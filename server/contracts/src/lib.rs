@@ -2,13 +2,14 @@
 //! tests and the dashboards cannot drift apart: the log event and its validation ([`event`]),
 //! the gateway → producer publish API ([`internal_api`]), Kafka topic and group names
 //! ([`topics`]), the dead-letter headers and reasons ([`dead_letter`]), metric names
-//! ([`metric`]) and, with the `schema` feature, the database schema and its one migrator
+//! ([`metric`]), how durations are written ([`duration`]) and, with the `schema` feature, the database schema and its one migrator
 //! ([`schema`]).
 //!
 //! Nothing here does I/O except the migrator: infrastructure (HTTP, Kafka and Redis clients,
 //! JWT) lives in `logctl-core` and the services.
 
 pub mod dead_letter;
+pub mod duration;
 pub mod event;
 pub mod internal_api;
 pub mod metric;

@@ -124,6 +124,7 @@ pub struct AuthSettings {
     /// PEM text of an RSA public key; tokens signed RS256 are checked against it.
     pub rs256_public_key: Option<String>,
     /// Clock skew tolerated on `exp`, in seconds.
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub leeway_secs: u64,
 }
 

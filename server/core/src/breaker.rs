@@ -27,6 +27,7 @@ pub struct BreakerSettings {
     pub window: usize,
     /// When above 0, outcomes older than this are forgotten too (a time-based window, capped
     /// at `window` outcomes).
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub window_ms: u64,
     /// Fewest outcomes in the window before its rates are judged.
     pub minimum_calls: usize,
@@ -35,10 +36,12 @@ pub struct BreakerSettings {
     /// Opens after this many failures in a row, whatever the window says.
     pub consecutive_failures: u32,
     /// A call slower than this counts as slow.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub slow_call_ms: u64,
     /// Opens when at least this share of the window was slow.
     pub slow_call_rate: f64,
     /// How long it stays open before trial calls.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub open_ms: u64,
     /// Trial calls in half-open; all must succeed to close.
     pub half_open_calls: u32,

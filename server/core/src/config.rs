@@ -82,6 +82,34 @@ mod tests {
         });
     }
 
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Timing {
+        #[serde(deserialize_with = "logctl_contracts::duration::millis")]
+        timeout_ms: u64,
+        #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
+        grace_secs: u64,
+    }
+
+    #[test]
+    fn durations_from_a_file_and_the_environment_take_units() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "timeout_ms = \"250ms\"\ngrace_secs = 15\n")?;
+            let t: Timing = load("LOGCTL_T_", Some(Path::new("t.toml"))).expect("loads");
+            assert_eq!((t.timeout_ms, t.grace_secs), (250, 15));
+            jail.set_env("LOGCTL_T_TIMEOUT_MS", "2s");
+            jail.set_env("LOGCTL_T_GRACE_SECS", "1m");
+            let t: Timing = load("LOGCTL_T_", Some(Path::new("t.toml"))).expect("loads");
+            assert_eq!((t.timeout_ms, t.grace_secs), (2000, 60));
+            jail.set_env("LOGCTL_T_TIMEOUT_MS", "1500");
+            let t: Timing = load("LOGCTL_T_", None).expect("a bare number keeps the unit");
+            assert_eq!(t.timeout_ms, 1500);
+            jail.set_env("LOGCTL_T_TIMEOUT_MS", "soon");
+            assert!(load::<Timing>("LOGCTL_T_", None).is_err());
+            Ok(())
+        });
+    }
+
     #[test]
     fn a_bad_value_is_an_error_not_a_default() {
         figment::Jail::expect_with(|jail| {

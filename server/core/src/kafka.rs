@@ -39,6 +39,7 @@ impl Default for KafkaSettings {
 #[serde(default)]
 pub struct ProducerTuning {
     /// How long librdkafka waits to fill a batch: the main throughput knob.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub linger_ms: u32,
     /// `lz4` or `zstd` pay off on log text.
     pub compression: String,
@@ -47,12 +48,14 @@ pub struct ProducerTuning {
     pub queue_max_kbytes: u32,
     /// How long a record may wait for an acknowledgement before it is reported failed; below
     /// the gateway's upstream timeout, so the producer's clear answer arrives first.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub message_timeout_ms: u32,
     /// How long a request waits for Kafka's acknowledgement before its events go to the spool
     /// instead. When Kafka goes away this, not `message_timeout_ms`, is what callers wait:
     /// answers stay well under the gateway's slow-call threshold, so its breaker does not
     /// turn a Kafka outage the spool absorbs into 503s. Kafka may still take the abandoned
     /// records later; the consumer's primary key stores such a copy once.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub ack_patience_ms: u32,
 }
 
@@ -74,9 +77,12 @@ impl Default for ProducerTuning {
 #[serde(default)]
 pub struct ConsumerTuning {
     pub group_id: String,
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub session_timeout_ms: u32,
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub max_poll_interval_ms: u32,
     /// How often stored offsets are committed; only offsets of rows already in PostgreSQL are stored.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub auto_commit_interval_ms: u32,
     /// Where a group with no committed offset starts: `earliest` so no event is skipped.
     pub auto_offset_reset: String,
@@ -93,6 +99,7 @@ pub struct ConsumerTuning {
     pub queued_min_messages: u32,
     /// How long librdkafka waits to fetch again once that queue is full. Its default, 1 s, caps
     /// a backlog's drain at one queue per second (about 40k rows/s measured here).
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub fetch_queue_backoff_ms: u32,
 }
 

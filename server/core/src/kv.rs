@@ -17,6 +17,7 @@ use crate::breaker::{Breaker, BreakerSettings};
 pub struct RedisSettings {
     pub url: String,
     /// Deadline of one command (or pipeline), connection included.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub timeout_ms: u64,
     pub breaker: BreakerSettings,
 }

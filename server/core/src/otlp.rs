@@ -229,9 +229,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn sends_sampled_spans_to_the_collector_and_skips_the_rest() {
-        use std::sync::{Arc, Mutex};
+    /// A collector on a random port: what it received, and an exporter pointed at it.
+    async fn collector() -> (Arc<Mutex<Vec<Value>>>, Exporter) {
         let received: Arc<Mutex<Vec<Value>>> = Arc::default();
         let app = axum::Router::new().route(
             "/v1/traces",
@@ -248,11 +247,30 @@ mod tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
-
         let settings = OtlpSettings {
             endpoint: Some(format!("http://{addr}")),
         };
         let exporter = Exporter::start(&settings, "test").expect("configured");
+        (received, exporter)
+    }
+
+    /// Spans in every request the collector received.
+    fn spans(received: &Mutex<Vec<Value>>) -> usize {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|b| {
+                b["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn sends_sampled_spans_to_the_collector_and_skips_the_rest() {
+        let (received, exporter) = collector().await;
         let span = |sampled: bool| Span {
             context: TraceContext::root(if sampled { 1.0 } else { 0.0 }),
             name: "work".into(),
@@ -267,16 +285,7 @@ mod tests {
         exporter.record(span(true));
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let got: usize = received
-                .lock()
-                .expect("lock")
-                .iter()
-                .map(|b| {
-                    b["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                        .as_array()
-                        .map_or(0, Vec::len)
-                })
-                .sum();
+            let got = spans(&received);
             if got >= 2 {
                 assert_eq!(got, 2, "only sampled spans are sent");
                 return;
@@ -287,29 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn finish_sends_what_is_queued_before_it_returns() {
-        let received: Arc<Mutex<usize>> = Arc::default();
-        let app = axum::Router::new().route(
-            "/v1/traces",
-            axum::routing::post({
-                let received = received.clone();
-                move |axum::Json(body): axum::Json<Value>| async move {
-                    *received.lock().expect("lock") += body["resourceSpans"][0]["scopeSpans"][0]
-                        ["spans"]
-                        .as_array()
-                        .map_or(0, Vec::len);
-                    "{}"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let settings = OtlpSettings {
-            endpoint: Some(format!("http://{addr}")),
-        };
-        let exporter = Exporter::start(&settings, "test").expect("configured");
+        let (received, exporter) = collector().await;
         for _ in 0..(BATCH + 3) {
             exporter.record(Span {
                 context: TraceContext::root(1.0),
@@ -323,7 +310,7 @@ mod tests {
         }
         // No waiting for the exporter's one-second gathering: shutdown sends at once.
         exporter.finish(Duration::from_secs(10)).await;
-        assert_eq!(*received.lock().expect("lock"), BATCH + 3);
+        assert_eq!(spans(&received), BATCH + 3);
     }
 
     #[test]

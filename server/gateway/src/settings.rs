@@ -36,6 +36,7 @@ pub struct Settings {
     /// events/s (a single request larger than the budget is admitted alone).
     pub max_in_flight_bytes: usize,
     /// Deadline for one call to the producer or the query service.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub upstream_timeout_ms: u64,
     /// How requests waiting for the producer share calls to it.
     pub publish_coalescing: CoalesceSettings,
@@ -46,6 +47,7 @@ pub struct Settings {
     /// Export sampled spans over OTLP (off unless an endpoint is set).
     pub otlp: OtlpSettings,
     /// How long a stopping gateway lets in-flight requests finish.
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub shutdown_timeout_secs: u64,
     /// Bearer-token checks; the HS256 secret must be set (`logctl up` generates one).
     pub auth: AuthSettings,

@@ -20,6 +20,7 @@ pub struct Settings {
     /// Largest request body from the gateway (a full batch of large events).
     pub max_body_bytes: usize,
     /// How long shutdown may take to flush what Kafka has not yet acknowledged.
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub shutdown_timeout_secs: u64,
     /// Share of traces started here (calls without `traceparent`) marked sampled.
     pub trace_sample_ratio: f64,

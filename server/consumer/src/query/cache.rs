@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub struct CacheSettings {
     pub enabled: bool,
     /// Upper bound on an entry's life, and so on staleness if a version bump was lost.
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub ttl_secs: u64,
 }
 

@@ -1,6 +1,15 @@
 //! Who may do what: the bearer token names the organization and scopes; the limiter decides
 //! whether that organization may spend `cost` more events now.
+//!
+//! A handler says what it needs by taking a [`Caller`]: `Caller<Write>` or `Caller<Read>`. The
+//! token is verified, and its scope checked, before the handler runs (and before the body is
+//! read), so no handler can forget to.
 
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use logctl_core::auth::{AuthError, Principal, Scope};
@@ -9,12 +18,51 @@ use logctl_core::{ApiError, OrganizationId, Quota};
 use super::AppState;
 use crate::rate_limit::Bucket;
 
+/// The scope a [`Caller`] must hold.
+pub trait Needs {
+    const SCOPE: Scope;
+}
+
+/// `logs:write`.
+pub struct Write;
+/// `logs:read`.
+pub struct Read;
+
+impl Needs for Write {
+    const SCOPE: Scope = Scope::Write;
+}
+
+impl Needs for Read {
+    const SCOPE: Scope = Scope::Read;
+}
+
+/// The verified caller of a request, holding scope `S`; refused with 401/403 otherwise.
+pub struct Caller<S> {
+    pub principal: Principal,
+    scope: PhantomData<S>,
+}
+
+impl<S> Deref for Caller<S> {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl<S: Needs + Send + Sync> FromRequestParts<AppState> for Caller<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Caller {
+            principal: authorize(state, &parts.headers, S::SCOPE)?,
+            scope: PhantomData,
+        })
+    }
+}
+
 /// Verifies the token and its scope.
-pub fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    scope: Scope,
-) -> Result<Principal, ApiError> {
+fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<Principal, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .map(|v| {

@@ -12,13 +12,12 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use chrono::Utc;
 use logctl_contracts::metric;
-use logctl_core::auth::Scope;
 use logctl_core::internal_api::PublishOutcome;
 use logctl_core::{ApiError, FieldError, LogEvent, TraceContext};
 use serde::Serialize;
@@ -26,7 +25,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::access::{authorize, same_org, spend, with_quota};
+use super::access::{same_org, spend, with_quota, Caller, Write};
 use super::AppState;
 use crate::rate_limit::Bucket;
 use crate::upstream::unavailable;
@@ -34,10 +33,9 @@ use crate::upstream::unavailable;
 pub async fn post_one(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
-    headers: HeaderMap,
+    caller: Caller<Write>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, &headers, Scope::Write)?;
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
     let value = ApiError::parse_json(&body)?;
     let event = LogEvent::from_json(&value, &state.settings.limits, Utc::now())?;
@@ -63,12 +61,39 @@ pub async fn post_one(
 pub async fn post_batch(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
-    headers: HeaderMap,
+    caller: Caller<Write>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, &headers, Scope::Write)?;
     let body = body.map_err(|r| ApiError::from_body_rejection(r, state.settings.max_body_bytes))?;
-    let items = batch_items(&body)?;
+    let batch = parse_batch(&state, &body)?;
+    for event in &batch.valid {
+        same_org(&caller, &event.organization_id)?;
+    }
+    let (total, invalid) = (batch.total, batch.invalid);
+    let (outcomes, quota) = if batch.valid.is_empty() {
+        (None, None)
+    } else {
+        let cost = batch.valid.len() as u64;
+        let quota = spend(&state, &caller.org, Bucket::Write, cost).await?;
+        (
+            Some(state.upstream.publish(batch.valid, &trace).await?),
+            quota,
+        )
+    };
+    let (status, answer) = answer(total, invalid, outcomes);
+    metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED).increment(answer.accepted as u64);
+    Ok(with_quota((status, Json(answer)).into_response(), quota))
+}
+
+/// A batch read and validated item by item: the valid events in order, and the others with why.
+struct Batch {
+    total: usize,
+    valid: Vec<LogEvent>,
+    invalid: Vec<(usize, FieldError)>,
+}
+
+fn parse_batch(state: &AppState, body: &Bytes) -> Result<Batch, ApiError> {
+    let items = batch_items(body)?;
     if items.is_empty() {
         return Err(FieldError::new("body", "the batch is empty").into());
     }
@@ -83,7 +108,6 @@ pub async fn post_batch(
         )
         .into());
     }
-
     // Each item is parsed and validated on its own, so only one item's JSON tree exists at a
     // time: the whole batch as one tree took several times the body's size, for every batch
     // in flight (most of the gateway's memory under batched load).
@@ -99,20 +123,23 @@ pub async fn post_batch(
             Err(e) => invalid.push((index, e)),
         }
     }
-    let total = items.len();
-    drop(items);
-    for event in &valid {
-        same_org(&caller, &event.organization_id)?;
-    }
-    let none_valid = valid.is_empty();
-    let (outcomes, quota) = if none_valid {
-        (Vec::new(), None)
-    } else {
-        let quota = spend(&state, &caller.org, Bucket::Write, valid.len() as u64).await?;
-        (state.upstream.publish(valid, &trace).await?, quota)
-    };
+    Ok(Batch {
+        total: items.len(),
+        valid,
+        invalid,
+    })
+}
 
-    let mut outcomes = outcomes.into_iter();
+/// One result per item, in order (the producer's outcomes fill the valid items' places), and
+/// the batch's status: 202 all accepted, 400 none valid, 503 none published, 207 mixed.
+/// `outcomes` is None when no item was valid (nothing was published).
+fn answer(
+    total: usize,
+    invalid: Vec<(usize, FieldError)>,
+    outcomes: Option<Vec<PublishOutcome>>,
+) -> (StatusCode, BatchAnswer) {
+    let none_valid = outcomes.is_none();
+    let mut outcomes = outcomes.unwrap_or_default().into_iter();
     let mut invalid = invalid.into_iter().peekable();
     let mut accepted = 0usize;
     let mut results = Vec::with_capacity(total);
@@ -146,8 +173,6 @@ pub async fn post_batch(
         };
         results.push(result);
     }
-    metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED).increment(accepted as u64);
-
     let rejected = results.len() - accepted;
     let status = match (accepted, rejected) {
         (_, 0) => StatusCode::ACCEPTED,
@@ -155,12 +180,14 @@ pub async fn post_batch(
         (0, _) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::MULTI_STATUS,
     };
-    let body = BatchAnswer {
-        accepted,
-        rejected,
-        results,
-    };
-    Ok(with_quota((status, Json(body)).into_response(), quota))
+    (
+        status,
+        BatchAnswer {
+            accepted,
+            rejected,
+            results,
+        },
+    )
 }
 
 /// The batch's items, each still unparsed. On failure, says what is wrong as the whole-body
@@ -204,5 +231,43 @@ impl ItemResult {
             id,
             error: Some(error.to_json()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(error: Option<&str>) -> PublishOutcome {
+        PublishOutcome {
+            id: Uuid::now_v7(),
+            partition: error.is_none().then_some(0),
+            offset: error.is_none().then_some(7),
+            error: error.map(str::to_owned),
+            spooled: false,
+        }
+    }
+
+    #[test]
+    fn results_keep_the_items_order_and_the_status_says_how_it_went() {
+        let bad = || FieldError::new("level", "unknown level");
+        // Items 0 and 2 invalid; 1 and 3 published, 3 refused by Kafka.
+        let (status, a) = answer(
+            4,
+            vec![(0, bad()), (2, bad())],
+            Some(vec![outcome(None), outcome(Some("Kafka is down"))]),
+        );
+        assert_eq!(status, StatusCode::MULTI_STATUS);
+        assert_eq!((a.accepted, a.rejected), (1, 3));
+        let statuses: Vec<u16> = a.results.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [400, 202, 400, 503]);
+        assert!(a.results.iter().enumerate().all(|(i, r)| r.index == i));
+
+        let (status, _) = answer(2, vec![], Some(vec![outcome(None), outcome(None)]));
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let (status, a) = answer(1, vec![(0, bad())], None);
+        assert_eq!((status, a.accepted), (StatusCode::BAD_REQUEST, 0));
+        let (status, _) = answer(1, vec![], Some(vec![outcome(Some("down"))]));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

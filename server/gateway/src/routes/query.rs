@@ -4,14 +4,13 @@
 //! only ever read its own organization's events, whatever it asks.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use logctl_core::auth::{Principal, Scope};
+use logctl_core::auth::Principal;
 use logctl_core::query::{internal_query, LogQuery, StatsQuery, LOGS_PATH, STATS_PATH};
 use logctl_core::{parse_id, ApiError, TraceContext};
 
-use super::access::{authorize, spend, with_quota};
+use super::access::{spend, with_quota, Caller, Read};
 use super::AppState;
 use crate::rate_limit::Bucket;
 
@@ -33,10 +32,9 @@ async fn relay(
 pub async fn list_events(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
-    headers: HeaderMap,
+    caller: Caller<Read>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, &headers, Scope::Read)?;
     let query = LogQuery::parse(raw.as_deref())?;
     relay(&state, &trace, &caller, LOGS_PATH, &query.canonical()).await
 }
@@ -44,10 +42,9 @@ pub async fn list_events(
 pub async fn get_event(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
-    headers: HeaderMap,
+    caller: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, &headers, Scope::Read)?;
     let id = parse_id(&id)?;
     relay(&state, &trace, &caller, &format!("{LOGS_PATH}/{id}"), "").await
 }
@@ -55,10 +52,9 @@ pub async fn get_event(
 pub async fn stats(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
-    headers: HeaderMap,
+    caller: Caller<Read>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, &headers, Scope::Read)?;
     let query = StatsQuery::parse(raw.as_deref())?;
     relay(&state, &trace, &caller, STATS_PATH, &query.canonical()).await
 }
