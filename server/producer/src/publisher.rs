@@ -225,8 +225,15 @@ impl Publisher {
                 }
             }
             let delivered = self.send_guarded(&outgoing).await;
-            let dead = self.dead_letter_unreadable(&segment, &unreadable).await;
-            if delivered.iter().all(Result::is_ok) && dead.is_ok() {
+            // Dead letters only once the readable events are in: a segment sent again after a
+            // failure would otherwise put its unreadable records in the topic once per try.
+            let sent = delivered.iter().all(Result::is_ok)
+                && self
+                    .dead_letter_unreadable(&segment, &unreadable)
+                    .await
+                    .inspect_err(|e| tracing::warn!(error = %e, "cannot dead-letter unreadable spool records"))
+                    .is_ok();
+            if sent {
                 tracing::info!(
                     events = outgoing.len(),
                     dead_lettered = unreadable.len(),
