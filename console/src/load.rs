@@ -10,7 +10,9 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use logctl_core::auth::Scope;
 use logctl_loadgen::engine::{self, Intervals, Outcome, Progress};
-use logctl_loadgen::report::{micros, new_histogram, Percentiles, Report, Verification};
+use logctl_loadgen::report::{
+    micros, new_histogram, Percentiles, Report, Verification, LATE_AFTER,
+};
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
@@ -285,11 +287,12 @@ pub fn render(report: &Report, describe: &str) -> String {
         "generator",
         if report.fell_behind {
             format!(
-                "FELL BEHIND: {:.0} of {:.0} planned events/s offered ({:.0}%), {} requests sent over 10 ms late (max {:.0} ms), {} waited for a free connection slot: this machine's limit, not the system's (latencies still count from the planned send times)",
+                "FELL BEHIND: {:.0} of {:.0} planned events/s offered ({:.0}%), {} requests sent over {} ms late (max {:.0} ms), {} waited for a free connection slot: this machine's limit, not the system's (latencies still count from the planned send times)",
                 report.achieved_rate,
                 report.planned_rate,
                 100.0 * report.achieved_rate / report.planned_rate.max(1e-9),
                 l.late_requests,
+                LATE_AFTER.as_millis(),
                 l.max_ms,
                 l.waited_for_slot
             )

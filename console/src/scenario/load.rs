@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use logctl_loadgen::engine::{self, Outcome, Progress};
-use logctl_loadgen::report::Report;
+use logctl_loadgen::report::{Report, LATE_AFTER};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +54,10 @@ impl LoadSummary {
                     r.achieved_rate,
                     if r.fell_behind {
                         format!(
-                            " (fell behind: {} requests over 10 ms late, max {:.0} ms)",
-                            r.lateness.late_requests, r.lateness.max_ms
+                            " (fell behind: {} requests over {} ms late, max {:.0} ms)",
+                            r.lateness.late_requests,
+                            LATE_AFTER.as_millis(),
+                            r.lateness.max_ms
                         )
                     } else {
                         String::new()
