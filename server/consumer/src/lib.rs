@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use logctl_contracts::metric;
+use logctl_core::breaker::Breaker;
 use logctl_core::kv::Kv;
 use logctl_core::lag::{self, LagBoard, LagReader};
 use logctl_core::ops::{self, Check, ReadinessProbe};
@@ -26,7 +27,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letter::DeadLetters;
-use crate::ingest::{Ended, EventConsumer, GroupContext, Ingest};
+use crate::ingest::decode::Decoder;
+use crate::ingest::retry::RetryPolicy;
+use crate::ingest::sink::StorageSink;
+use crate::ingest::source::{BatchSource, KafkaFeed};
+use crate::ingest::{Ended, EventConsumer, GroupContext};
 use crate::query::cache::Cache;
 use crate::query::QueryState;
 pub use settings::Settings;
@@ -69,11 +74,22 @@ pub async fn run(
         let cache = cache.clone();
         async move {
             if settings.migrate_on_start
-                && !migrate_until_done(&storage, &settings.retry, &shutdown).await
+                && !migrate_until_done(&storage, &RetryPolicy::from(&settings.retry), &shutdown)
+                    .await
             {
                 return Ok(());
             }
             let exporter = logctl_core::otlp::Exporter::start(&settings.otlp, "consumer");
+            // One sink for the life of the service: its breaker remembers an outage across a
+            // recreated Kafka client.
+            let sink = StorageSink {
+                rows: storage.clone(),
+                letters: dead_letters,
+                invalidate: cache.clone(),
+                breaker: Breaker::new("postgres", settings.breaker.clone()),
+                retry: RetryPolicy::from(&settings.retry),
+                spans: exporter.clone().map(|e| (e, settings.kafka.topic.clone())),
+            };
             loop {
                 let consumer: Arc<EventConsumer> = Arc::new(
                     settings
@@ -82,17 +98,21 @@ pub async fn run(
                         .create_with_context(GroupContext)?,
                 );
                 consumer.subscribe(&[&settings.kafka.topic])?;
-                let ended = Ingest::new(
-                    consumer.clone(),
-                    storage.clone(),
-                    &settings,
-                    dead_letters.clone(),
-                    exporter.clone(),
+                let source = BatchSource::new(
+                    KafkaFeed {
+                        consumer: consumer.clone(),
+                        topic: settings.kafka.topic.clone(),
+                        group_id: settings.tuning.group_id.clone(),
+                        decoder: Decoder {
+                            limits: settings.limits,
+                            max_record_bytes: settings.retry.max_record_bytes,
+                        },
+                    },
+                    settings.batch.clone(),
+                    Duration::from_secs(settings.retry.stall_timeout_secs),
                     lag_board.clone(),
-                    cache.clone(),
-                )
-                .run(shutdown.clone())
-                .await;
+                );
+                let ended = ingest::run(source, &sink, shutdown.clone()).await;
                 if ended == Ended::Shutdown {
                     if let Some(exporter) = &exporter {
                         exporter.finish(settings.shutdown_timeout()).await;
@@ -164,7 +184,7 @@ pub async fn run(
 /// Retries migrations while the database is unreachable; `false` if shutdown came first.
 async fn migrate_until_done(
     storage: &Storage,
-    retry: &settings::RetrySettings,
+    retry: &RetryPolicy,
     shutdown: &CancellationToken,
 ) -> bool {
     let mut attempt = 0;

@@ -97,19 +97,6 @@ impl Default for RetrySettings {
     }
 }
 
-impl RetrySettings {
-    /// Exponential backoff with jitter: attempt n waits a random time in [c/2, c] with
-    /// c = min(cap, base * 2^(n-1)), so instances that failed together do not retry together.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .base_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
-            .min(self.cap_ms)
-            .max(1);
-        Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
-    }
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -142,31 +129,5 @@ impl Settings {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_up_to_the_cap() {
-        let r = RetrySettings::default();
-        for (attempt, ceiling) in [
-            (1, 1_000),
-            (2, 2_000),
-            (3, 4_000),
-            (4, 8_000),
-            (6, 30_000),
-            (40, 30_000),
-        ] {
-            for _ in 0..50 {
-                let d = r.backoff(attempt).as_millis() as u64;
-                assert!(
-                    d >= ceiling / 2 && d <= ceiling,
-                    "attempt {attempt}: {d} ms"
-                );
-            }
-        }
     }
 }

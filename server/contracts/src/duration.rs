@@ -105,7 +105,9 @@ mod tests {
         assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse("30"), Ok(Duration::from_secs(30)));
         assert!(parse("-1s").is_err());
-        assert!(parse("soon").unwrap_err().contains("not a duration"));
+        assert!(parse("soon")
+            .expect_err("not a duration")
+            .contains("not a duration"));
         assert!(parse("1.5w").is_err());
     }
 

@@ -17,6 +17,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Read from tokio's clock, which is the system's in service and the paused one in tests
+/// that pause time: a breaker inside code under such a test opens and closes on that clock.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 use logctl_contracts::metric;
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +179,7 @@ impl Breaker {
                 inner: Mutex::new(Inner {
                     state: State::Closed,
                     generation: 0,
-                    open_until: Instant::now(),
+                    open_until: now(),
                     window: Window::default(),
                     consecutive_failures: 0,
                     trials_in_flight: 0,
@@ -201,14 +207,13 @@ impl Breaker {
 
     /// Asks to make a call now.
     pub fn acquire(&self) -> Result<Permit, Rejected> {
-        self.acquire_at(Instant::now())
+        self.acquire_at(now())
     }
 
     /// How long until a call may be tried, if the breaker refuses calls now.
     pub fn retry_after(&self) -> Option<Duration> {
         let inner = self.lock();
-        (inner.state == State::Open)
-            .then(|| inner.open_until.saturating_duration_since(Instant::now()))
+        (inner.state == State::Open).then(|| inner.open_until.saturating_duration_since(now()))
     }
 
     pub fn acquire_at(&self, now: Instant) -> Result<Permit, Rejected> {
@@ -340,11 +345,11 @@ pub struct Permit {
 
 impl Permit {
     pub fn success(mut self) {
-        self.finish(Some(true), Instant::now());
+        self.finish(Some(true), now());
     }
 
     pub fn failure(mut self) {
-        self.finish(Some(false), Instant::now());
+        self.finish(Some(false), now());
     }
 
     /// Reports the outcome at a given time (tests drive the clock with this).
@@ -363,7 +368,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.finish(None, Instant::now());
+        self.finish(None, now());
     }
 }
 

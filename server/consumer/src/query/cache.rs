@@ -209,3 +209,10 @@ fn count(kind: Kind, result: &'static str) {
     metrics::counter!(metric::CACHE_REQUESTS, "cache" => kind.as_str(), "result" => result)
         .increment(1);
 }
+/// The write path tells the cache which organizations got rows through this narrow interface;
+/// it never sees the cache itself.
+impl crate::ingest::sink::Invalidate for Cache {
+    async fn invalidate(&self, orgs: &BTreeSet<OrganizationId>) {
+        Cache::invalidate(self, orgs).await;
+    }
+}
