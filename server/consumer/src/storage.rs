@@ -12,7 +12,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 use uuid::Uuid;
 
-use logctl_core::query::{Cursor, LogQuery, Page, Stats};
+use logctl_contracts::read_api::{Cursor, LogQuery, Page, Stats};
 use logctl_core::{LogEvent, OrganizationId};
 
 #[derive(Debug, thiserror::Error)]

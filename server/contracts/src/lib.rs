@@ -1,6 +1,7 @@
 //! The contracts between logctl's processes, each named once, so a service, the console, the
 //! tests and the dashboards cannot drift apart: the log event and its validation ([`event`]),
-//! the gateway → producer publish API ([`internal_api`]), Kafka topic and group names
+//! the gateway → producer publish API ([`internal_api`]), the read API's parameters and pages
+//! ([`read_api`]), Kafka topic and group names
 //! ([`topics`]), the dead-letter headers and reasons ([`dead_letter`]), metric names
 //! ([`metric`]), how durations are written ([`duration`]) and, with the `schema` feature, the database schema and its one migrator
 //! ([`schema`]).
@@ -13,6 +14,7 @@ pub mod duration;
 pub mod event;
 pub mod internal_api;
 pub mod metric;
+pub mod read_api;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod topics;

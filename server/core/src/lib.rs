@@ -2,20 +2,24 @@
 //! ([`event`]), the circuit breaker ([`breaker`]), layered configuration ([`config`]), logs and metrics ([`telemetry`]), trace
 //! context propagation ([`trace`]), the health/metrics endpoints ([`ops`]), Kafka client
 //! settings ([`kafka`]) and consumer lag ([`lag`]), the JSON error shape ([`api_error`]) and the
-//! one shutdown signal ([`shutdown`]). What crosses process boundaries (the event, the
+//! one shutdown signal ([`shutdown`]). Clients each service may not need are features: `kafka`
+//! (Kafka settings and lag, rdkafka), `redis` (the [`kv`] client), `jwt` (signing and verifying
+//! the [`auth`] tokens); each service turns on what it talks to. What crosses process boundaries (the event, the
 //! gateway/producer API, topics, metric names, the schema) is in `logctl-contracts`.
 
 pub mod api_error;
 pub mod auth;
 pub mod breaker;
 pub mod config;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "redis")]
 pub mod kv;
+#[cfg(feature = "kafka")]
 pub mod lag;
 pub mod ops;
 pub mod otlp;
 pub mod procfs;
-pub mod query;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -11,7 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use logctl_contracts::metric;
-use logctl_core::query::{
+use logctl_contracts::read_api::{
     split_internal, LogQuery, Page, Stats, StatsQuery, LOGS_PATH, STATS_PATH,
 };
 use logctl_core::{parse_id, ApiError};

@@ -6,8 +6,8 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use logctl_contracts::read_api::{internal_query, LogQuery, StatsQuery, LOGS_PATH, STATS_PATH};
 use logctl_core::auth::Principal;
-use logctl_core::query::{internal_query, LogQuery, StatsQuery, LOGS_PATH, STATS_PATH};
 use logctl_core::{parse_id, ApiError, TraceContext};
 
 use super::access::{spend, with_quota, Caller, Read};
