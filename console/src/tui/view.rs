@@ -87,6 +87,8 @@ fn drill_pane(frame: &mut Frame, area: Rect, drill: &Drill) {
     );
 }
 
+/// The whole screen: a title line, three rows of two panes, the event log (beside a running
+/// drill, or under the help), and the keys.
 pub fn render(frame: &mut Frame, model: &Model) {
     let area = frame.area();
     let empty = Signals::default();
@@ -102,6 +104,47 @@ pub fn render(frame: &mut Frame, model: &Model) {
         Constraint::Length(1),
     ])
     .areas(area);
+    title_line(frame, title, model, s);
+    let [row1, row2, row3] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Length(5),
+        Constraint::Length(5),
+    ])
+    .areas(body);
+    let [through, latency] = halves(row1);
+    throughput_pane(frame, through, model, s);
+    latency_pane(frame, latency, model, s);
+    let [lag, breakers] = halves(row2);
+    lag_pane(frame, lag, model, s);
+    breakers_pane(frame, breakers, model, s);
+    let [components, errors] = halves(row3);
+    components_pane(frame, components, s);
+    errors_pane(frame, errors, s);
+    if model.help {
+        help_pane(frame, events);
+    } else {
+        let events = match &model.drill {
+            Some(drill) => {
+                let [left, right] = halves(events);
+                drill_pane(frame, left, drill);
+                right
+            }
+            None => events,
+        };
+        events_pane(frame, events, model);
+    }
+    frame.render_widget(Paragraph::new(KEYS), footer);
+}
+
+fn halves(r: Rect) -> [Rect; 2] {
+    Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(r)
+}
+
+fn lag_text(s: &Signals) -> String {
+    s.lag_total.map_or("?".into(), |l| rate(l as f64))
+}
+
+fn title_line(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
     let status = model.lag_status();
     frame.render_widget(
         Paragraph::new(Line::from(vec![
@@ -109,7 +152,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
             Span::raw(format!(
                 "  stored {}/s  lag {} ",
                 rate(s.stored_per_sec),
-                s.lag_total.map_or("?".into(), |l| rate(l as f64))
+                lag_text(s)
             )),
             colored(status.to_owned(), status),
             Span::raw(if model.loading {
@@ -119,33 +162,20 @@ pub fn render(frame: &mut Frame, model: &Model) {
             }),
             Span::raw(if model.paused { "  [paused]" } else { "" }),
         ])),
-        title,
+        area,
     );
-    let [row1, row2, row3] = Layout::vertical([
-        Constraint::Length(7),
-        Constraint::Length(5),
-        Constraint::Length(5),
-    ])
-    .areas(body);
-    let halves = |r: Rect| {
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas::<2>(r)
-    };
+}
 
-    // Throughput and latency, with the last minutes as sparklines.
-    let [through, latency] = halves(row1);
+/// What each stage passed on, over the stored rate's last minutes.
+fn throughput_pane(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
     let stored: Vec<u64> = model
         .history
         .iter()
         .map(|h| h.stored_per_sec.round() as u64)
         .collect();
-    let p99: Vec<u64> = model
-        .history
-        .iter()
-        .map(|h| h.gateway_p99_ms.unwrap_or(0.0).round() as u64)
-        .collect();
     numbers_over_chart(
         frame,
-        through,
+        area,
         " Throughput (events/s) ",
         vec![
             Line::raw(format!("accepted  {}", rate(s.accepted_per_sec))),
@@ -154,9 +184,18 @@ pub fn render(frame: &mut Frame, model: &Model) {
         ],
         &stored,
     );
+}
+
+/// The gateway's answer times and the end-to-end time, over the gateway p99's last minutes.
+fn latency_pane(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
+    let p99: Vec<u64> = model
+        .history
+        .iter()
+        .map(|h| h.gateway_p99_ms.unwrap_or(0.0).round() as u64)
+        .collect();
     numbers_over_chart(
         frame,
-        latency,
+        area,
         " Latency ",
         vec![
             Line::raw(format!("gateway p50 {}", ms(s.gateway_p50_ms))),
@@ -165,9 +204,11 @@ pub fn render(frame: &mut Frame, model: &Model) {
         ],
         &p99,
     );
+}
 
-    // Lag from Kafka, and the breakers.
-    let [lag, breakers] = halves(row2);
+/// Lag as Kafka reports it (not the consumer's own view), its trend and each partition's.
+fn lag_pane(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
+    let status = model.lag_status();
     let parts: Vec<String> = s
         .lag_by_partition
         .iter()
@@ -176,18 +217,18 @@ pub fn render(frame: &mut Frame, model: &Model) {
     frame.render_widget(
         Paragraph::new(vec![
             Line::from(vec![
-                Span::raw(format!(
-                    "total {} {} ",
-                    s.lag_total.map_or("?".into(), |l| rate(l as f64)),
-                    model.lag_trend()
-                )),
+                Span::raw(format!("total {} {} ", lag_text(s), model.lag_trend())),
                 colored(status.to_owned(), status),
             ]),
             Line::raw(parts.join("  ")),
         ])
         .block(Block::bordered().title(" Consumer lag (from Kafka) ")),
-        lag,
+        area,
     );
+}
+
+/// Each breaker's state and how long it has been in it.
+fn breakers_pane(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
     let lines: Vec<Line> = s
         .breakers
         .iter()
@@ -201,13 +242,13 @@ pub fn render(frame: &mut Frame, model: &Model) {
         .collect();
     frame.render_widget(
         Paragraph::new(breakers_or_none(lines)).block(Block::bordered().title(" Breakers ")),
-        breakers,
+        area,
     );
+}
 
-    // Components and errors.
-    let [components, errors] = halves(row3);
-    // Two to a line with RSS; pids too when the pane is wide enough.
-    let wide = components.width >= 70;
+/// Two components to a line with their RSS; pids too when the pane is wide enough.
+fn components_pane(frame: &mut Frame, area: Rect, s: &Signals) {
+    let wide = area.width >= 70;
     let cells: Vec<Vec<Span>> = s
         .components
         .iter()
@@ -237,8 +278,11 @@ pub fn render(frame: &mut Frame, model: &Model) {
         .collect();
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Components ")),
-        components,
+        area,
     );
+}
+
+fn errors_pane(frame: &mut Frame, area: Rect, s: &Signals) {
     frame.render_widget(
         Paragraph::new(vec![
             Line::raw(format!(
@@ -254,38 +298,31 @@ pub fn render(frame: &mut Frame, model: &Model) {
             )),
         ])
         .block(Block::bordered().title(" Errors ")),
-        errors,
+        area,
     );
+}
 
-    if model.help {
-        let help: Vec<Line> = HELP.iter().map(|l| Line::raw(*l)).collect();
-        frame.render_widget(
-            Paragraph::new(help).block(Block::bordered().title(" Keys ")),
-            events,
-        );
-        frame.render_widget(Paragraph::new(KEYS), footer);
-        return;
-    }
-    let events = match &model.drill {
-        Some(drill) => {
-            let [left, right] = halves(events);
-            drill_pane(frame, left, drill);
-            right
-        }
-        None => events,
-    };
+fn help_pane(frame: &mut Frame, area: Rect) {
+    let help: Vec<Line> = HELP.iter().map(|l| Line::raw(*l)).collect();
+    frame.render_widget(
+        Paragraph::new(help).block(Block::bordered().title(" Keys ")),
+        area,
+    );
+}
+
+/// The state-change log, newest first, as much as fits.
+fn events_pane(frame: &mut Frame, area: Rect, model: &Model) {
     let log: Vec<Line> = model
         .events
         .iter()
         .rev()
-        .take(events.height.saturating_sub(2) as usize)
+        .take(area.height.saturating_sub(2) as usize)
         .map(|(t, e)| Line::raw(format!("{t:>6.0}s  {e}")))
         .collect();
     frame.render_widget(
         Paragraph::new(log).block(Block::bordered().title(" Events ")),
-        events,
+        area,
     );
-    frame.render_widget(Paragraph::new(KEYS), footer);
 }
 
 /// A bordered pane: a few lines of figures, and under them the latest history that fits.
@@ -331,10 +368,7 @@ fn compact(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
         Line::raw(format!("stored {}/s", rate(s.stored_per_sec))),
         Line::raw(format!("p99 {}", ms(s.gateway_p99_ms))),
         Line::from(vec![
-            Span::raw(format!(
-                "lag {} ",
-                s.lag_total.map_or("?".into(), |l| rate(l as f64))
-            )),
+            Span::raw(format!("lag {} ", lag_text(s))),
             colored(model.lag_status().to_owned(), model.lag_status()),
         ]),
         Line::raw(format!(
