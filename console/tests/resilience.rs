@@ -1,13 +1,18 @@
 //! Faults under steady load against the real stack, with PostgreSQL as the judge: every event
 //! answered 2xx is stored exactly once, nothing else is stored, and no answer is a 500.
 //! The tests share one stack and run one at a time (each breaks part of it).
+//!
+//! The outages a drill already proves in every CI run (PostgreSQL, Kafka and Redis stopped,
+//! the consumer and the producer killed: `scenarios/*.yaml`, run by `scripts/test`) are not
+//! repeated here; these are the faults no drill covers: a rebalance, poison records, rolling
+//! SIGTERM restarts, and an old producer's spool.
 
 // The lock serializes whole tests, each on its own runtime, across their awaits on purpose.
 #![allow(clippy::await_holding_lock)]
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use logctl_contracts::metric;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -91,22 +96,6 @@ async fn judge(stack: &TestStack, tag: &str, load: Load, allowed: &[u16]) -> Loa
     report
 }
 
-async fn breaker_state(port: u16, name: &str) -> f64 {
-    metric_with(
-        &scrape(port).await,
-        metric::BREAKER_STATE,
-        &[("name", name)],
-    )
-}
-
-async fn transitions(port: u16, name: &str, from: &str, to: &str) -> f64 {
-    metric_with(
-        &scrape(port).await,
-        metric::BREAKER_TRANSITIONS,
-        &[("name", name), ("from", from), ("to", to)],
-    )
-}
-
 async fn lag_is_zero(stack: &TestStack) {
     eventually(
         "consumer lag back to 0 (Kafka's own tool)",
@@ -114,164 +103,6 @@ async fn lag_is_zero(stack: &TestStack) {
         || async { stack.kafka_reported_lag().filter(|l| *l == 0) },
     )
     .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stopped_30s_under_load_loses_and_duplicates_nothing() {
-    let _serial = serial();
-    let stack = TestStack::shared();
-    let consumer = stack.port("consumer-port");
-    let tag = tag("pg-outage");
-    let load = Load::start(stack, 150, tag.clone());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    let _restore_postgres = break_component(stack, "stop", "postgres");
-    let stopped = Instant::now();
-    eventually(
-        "the PostgreSQL breaker to open",
-        Duration::from_secs(30),
-        || async { (breaker_state(consumer, "postgres").await == 2.0).then_some(()) },
-    )
-    .await;
-    eventually(
-        "partitions paused with the breaker open",
-        Duration::from_secs(5),
-        || async {
-            (metric_with(&scrape(consumer).await, metric::CONSUMER_PAUSED, &[]) == 1.0)
-                .then_some(())
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
-    assert!(
-        stack.kafka_reported_lag().is_some_and(|l| l > 0),
-        "lag grows during the outage"
-    );
-
-    fault(stack, "start", "postgres");
-    eventually(
-        "the PostgreSQL breaker to close",
-        Duration::from_secs(60),
-        || async { (breaker_state(consumer, "postgres").await == 0.0).then_some(()) },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // Kafka stayed up, so every event was accepted: the outage is invisible to clients.
-    judge(stack, &tag, load, &[202]).await;
-    for (from, to) in [
-        ("closed", "open"),
-        ("open", "half_open"),
-        ("half_open", "closed"),
-    ] {
-        assert!(
-            transitions(consumer, "postgres", from, to).await >= 1.0,
-            "no {from} -> {to} transition"
-        );
-    }
-}
-
-async fn spool_records(port: u16) -> f64 {
-    metric_with(&scrape(port).await, metric::PRODUCER_SPOOL_RECORDS, &[])
-}
-
-async fn wait_breaker_closed(stack: &TestStack, port: u16, name: &str) {
-    let within = support::scaled(Duration::from_secs(90));
-    let deadline = Instant::now() + within;
-    while breaker_state(port, name).await != 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the {name} breaker did not close within {within:?}; producer log:\n{}\nkafka log:\n{}",
-            stack.log_tail("producer", 30),
-            stack.log_tail("kafka", 30)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_stopped_30s_under_load_spools_everything_and_loses_nothing() {
-    let _serial = serial();
-    let stack = TestStack::shared();
-    let producer = stack.port("producer-port");
-    let tag = tag("kafka-outage");
-    let load = Load::start(stack, 100, tag.clone());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let _restore_kafka = break_component(stack, "stop", "kafka");
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(
-        spool_records(producer).await > 0.0,
-        "events wait in the spool while Kafka is down"
-    );
-    let ready: Value = reqwest::get(format!("http://127.0.0.1:{producer}/health/ready"))
-        .await
-        .expect("ready")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(ready["checks"]["kafka"]["status"], "DEGRADED", "{ready}");
-    fault(stack, "start", "kafka");
-    wait_breaker_closed(stack, producer, "kafka").await;
-    eventually("the spool drained", Duration::from_secs(90), || async {
-        (spool_records(producer).await == 0.0).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Every event was accepted: into Kafka, or fsynced in the spool while Kafka was away.
-    let report = judge(stack, &tag, load, &[202]).await;
-    assert!(
-        report.slowest < Duration::from_secs(15),
-        "an answer took {:?}",
-        report.slowest
-    );
-    let spooled = metric_with(&scrape(producer).await, metric::PRODUCER_SPOOLED, &[]);
-    assert!(spooled > 0.0);
-    assert!(transitions(producer, "kafka", "closed", "open").await >= 1.0);
-    assert!(transitions(producer, "kafka", "half_open", "closed").await >= 1.0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn producer_killed_while_spooling_loses_nothing_it_accepted() {
-    let _serial = serial();
-    let stack = TestStack::shared();
-    let producer = stack.port("producer-port");
-    let tag = tag("producer-kill");
-    let load = Load::start(stack, 100, tag.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let _restore_kafka = break_component(stack, "stop", "kafka");
-    eventually("events being spooled", Duration::from_secs(60), || async {
-        (spool_records(producer).await >= 300.0).then_some(())
-    })
-    .await;
-    let _restore_producer = break_component(stack, "kill", "producer");
-    fault(stack, "start", "producer");
-    assert!(
-        spool_records(producer).await >= 300.0,
-        "the restarted producer found the spool"
-    );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    fault(stack, "start", "kafka");
-    wait_breaker_closed(stack, producer, "kafka").await;
-    eventually("the spool drained", Duration::from_secs(90), || async {
-        (spool_records(producer).await == 0.0).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // While the producer was dead the gateway answered 503 with Retry-After; all else 202.
-    judge(stack, &tag, load, &[202, 503]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_killed_mid_batch_loses_and_duplicates_nothing() {
-    let _serial = serial();
-    let stack = TestStack::shared();
-    let tag = tag("consumer-kill");
-    let load = Load::start(stack, 300, tag.clone());
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let _restore_consumer = break_component(stack, "kill", "consumer");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    fault(stack, "start", "consumer");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    judge(stack, &tag, load, &[202]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,23 +133,13 @@ async fn a_second_consumer_joining_then_leaving_under_load_loses_and_duplicates_
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = load.stop().await;
+    judge(stack, &tag, load, &[202]).await;
     let out = stack.logctl(&["up", "--consumers", "1"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_clean(&report, &[202]);
-    verify_exactly_once(
-        stack,
-        &db(stack).await,
-        &tag,
-        &report,
-        Duration::from_secs(120),
-    )
-    .await;
-    lag_is_zero(stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ const BREAKER_STATES: [&str; 3] = ["closed", "half_open", "open"];
 const COMPONENT_STATES: [&str; 4] = ["up", "starting", "paused", "down"];
 
 /// Numeric signals: name and what it means (shown by `logctl scenario signals`).
-pub const NUMBERS: [(&str, &str); 32] = [
+pub const NUMBERS: [(&str, &str); 33] = [
     (
         "accepted_rate",
         "events/s accepted at the gateway (last ~2 s)",
@@ -59,6 +59,10 @@ pub const NUMBERS: [(&str, &str); 32] = [
     (
         "spool_records",
         "records waiting in the producer's disk spool",
+    ),
+    (
+        "consumers_paused",
+        "consumer instances with their partitions paused (the database not taking rows)",
     ),
     (
         "rate_limit_local",

@@ -161,6 +161,7 @@ fn build(s: &Signals, t: &Totals) -> Reading {
     num("rate_limited_rate", s.rate_limited_per_sec);
     num("shed_rate", s.shed_per_sec);
     num("spool_records", s.spool_records);
+    num("consumers_paused", s.consumers_paused);
     num("accepted", t.accepted.round());
     num("published", t.published.round());
     num("stored", t.stored.round());

@@ -274,6 +274,8 @@ pub struct Signals {
     pub rate_limit_local: Option<f64>,
     pub dead_lettered_total: f64,
     pub spool_records: f64,
+    /// Consumer instances whose partitions are paused (their database is not taking rows).
+    pub consumers_paused: f64,
     /// Component name → up / starting / paused / down.
     pub components: BTreeMap<String, String>,
     /// Component name → (pid, RSS in MiB) where running.
@@ -395,6 +397,10 @@ impl Signals {
             spool_records: after
                 .producer
                 .sum(metric::PRODUCER_SPOOL_RECORDS, &[])
+                .unwrap_or(0.0),
+            consumers_paused: after
+                .consumers
+                .sum(metric::CONSUMER_PAUSED, &[])
                 .unwrap_or(0.0),
             components: after
                 .components
