@@ -183,11 +183,17 @@ pub struct KafkaArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// Kafka nodes (each broker and controller): 1, or 3 for a replicated cluster (every
+    /// partition on three brokers, acks=all writes on two). Fixed when the stack is made.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::stack::layout::MAX_BROKERS)))]
+    pub brokers: Option<u16>,
     /// Consumer instances in the one group (they share the topic's 6 partitions).
     #[arg(long)]
     pub consumers: Option<u16>,
+    /// The first broker's client port; broker i listens on this port + 2i.
     #[arg(long)]
     pub kafka_port: Option<u16>,
+    /// The first broker's controller port; broker i's is this port + 2i.
     #[arg(long)]
     pub kafka_controller_port: Option<u16>,
     #[arg(long)]

@@ -128,13 +128,20 @@ pub fn compose_command(
     action: Action,
     c: Component,
 ) -> Result<Command, StackError> {
-    if let Component::Consumer(i) = c {
-        if i > 0 {
+    match c {
+        Component::Consumer(i) if i > 0 => {
             return Err(StackError::Other(format!(
                 "{}: the compose stack runs one consumer; scale it with `docker compose up --scale consumer=N`",
                 c.name()
             )));
         }
+        Component::Kafka(i) if i > 0 => {
+            return Err(StackError::Other(format!(
+                "{}: the compose stack runs one Kafka broker",
+                c.name()
+            )));
+        }
+        _ => {}
     }
     let mut cmd = Command::new("docker");
     cmd.arg("compose").arg("-f").arg(file);
@@ -177,7 +184,7 @@ mod tests {
         );
         let kill = compose_command(f, Action::Kill, Component::Consumer(0)).expect("ok");
         assert_eq!(args(&kill)[4..], ["kill", "-s", "SIGKILL", "consumer"]);
-        let pause = compose_command(f, Action::Pause, Component::Kafka).expect("ok");
+        let pause = compose_command(f, Action::Pause, Component::Kafka(0)).expect("ok");
         assert_eq!(args(&pause)[4..], ["pause", "kafka"]);
         assert!(compose_command(f, Action::Stop, Component::Consumer(1)).is_err());
     }

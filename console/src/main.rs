@@ -441,14 +441,27 @@ fn free_run(n: u16) -> anyhow::Result<u16> {
 }
 
 fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Result<StackConfig> {
+    if let Some(n) = a.brokers {
+        if !fresh && n != config.brokers {
+            anyhow::bail!(
+                "this stack was made with {} Kafka broker(s) and their storage is formatted for that \
+                 quorum; run `logctl up` without --brokers to keep it, or `logctl down --purge` \
+                 (deletes its data) and then `logctl up --brokers {n}`",
+                config.brokers
+            );
+        }
+        config.brokers = n;
+    }
     if let Some(n) = a.consumers {
         config.consumers = n.max(1);
     }
     if a.free_ports && fresh {
+        // Each broker's client and controller ports side by side (BROKER_PORT_STRIDE).
+        let brokers = free_run(config.brokers.max(1) * stack::layout::BROKER_PORT_STRIDE)?;
+        config.ports.kafka = brokers;
+        config.ports.kafka_controller = brokers + 1;
         let p = &mut config.ports;
         for slot in [
-            &mut p.kafka,
-            &mut p.kafka_controller,
             &mut p.postgres,
             &mut p.redis,
             &mut p.gateway,
@@ -534,7 +547,7 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 fn kafka_tool(layout: &Layout, args: KafkaArgs) -> anyhow::Result<ExitCode> {
     let config = layout.load_config()?;
-    let status = stack::kafka::tool(&args.tool, &args.args, layout, &config.ports)?
+    let status = stack::kafka::tool(&args.tool, &args.args, layout, &config)?
         .status()
         .context("cannot run java")?;
     Ok(ExitCode::from(
@@ -580,7 +593,7 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
 fn dead_letters(layout: &Layout, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
     let config = layout.load_config()?;
     let kafka = logctl_core::kafka::KafkaSettings {
-        bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+        bootstrap_servers: config.bootstrap_servers(),
         ..Default::default()
     };
     let letters = dlq::list(&kafka, Duration::from_secs(15))?;

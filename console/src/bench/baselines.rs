@@ -10,7 +10,7 @@ use logctl_contracts::schema;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::PgPool;
 
-use crate::stack::layout::{Layout, Ports};
+use crate::stack::layout::{Layout, StackConfig};
 
 /// Requests/s `wrk` gets from `url` (2 threads, 64 connections); None when wrk is missing.
 pub fn wrk(url: &str, secs: u64) -> anyhow::Result<Option<f64>> {
@@ -35,14 +35,14 @@ pub fn wrk(url: &str, secs: u64) -> anyhow::Result<Option<f64>> {
 /// lz4, linger 5 ms, idempotent) and our mean record size, into a topic of its own.
 pub fn kafka_perf(
     layout: &Layout,
-    ports: &Ports,
+    config: &StackConfig,
     records: u64,
     record_bytes: usize,
 ) -> anyhow::Result<f64> {
     let topic = "logctl-bench-perf";
     let run = |tool: &str, args: &[&str]| -> anyhow::Result<String> {
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        let out = crate::stack::kafka::tool(tool, &args, layout, ports)?
+        let out = crate::stack::kafka::tool(tool, &args, layout, config)?
             .output()
             .with_context(|| format!("cannot run kafka {tool}"))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned()
@@ -58,7 +58,7 @@ pub fn kafka_perf(
             "--partitions",
             "6",
             "--replication-factor",
-            "1",
+            &config.replication_factor().to_string(),
         ],
     )?;
     let text = run(
@@ -73,7 +73,7 @@ pub fn kafka_perf(
             "--throughput",
             "-1",
             "--producer-props",
-            &format!("bootstrap.servers=127.0.0.1:{}", ports.kafka),
+            &format!("bootstrap.servers={}", config.bootstrap_servers()),
             "acks=all",
             "compression.type=lz4",
             "linger.ms=5",

@@ -128,7 +128,7 @@ async fn run_step(
 /// the next.
 async fn settle(config: &StackConfig) {
     let settings = KafkaSettings {
-        bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+        bootstrap_servers: config.bootstrap_servers(),
         ..KafkaSettings::default()
     };
     let Ok(reader) = LagReader::new(&settings, CONSUMER_GROUP) else {
@@ -327,13 +327,7 @@ pub async fn run(
         let consumer = Component::Consumer(0);
         stack::stop_one(layout, consumer);
         let prefix = format!("drain-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let filled = drain::fill(
-            &format!("127.0.0.1:{}", config.ports.kafka),
-            &prefix,
-            20,
-            drain_events,
-        )
-        .await;
+        let filled = drain::fill(&config.bootstrap_servers(), &prefix, 20, drain_events).await;
         // Whatever happened, the consumer comes back.
         stack::start_one(layout, config, consumer).await?;
         let filled = filled?;
@@ -347,7 +341,7 @@ pub async fn run(
     eprintln!("bench: Kafka's own producer (ProducerPerformance)");
     let kafka_perf = Some(baselines::kafka_perf(
         layout,
-        &config.ports,
+        config,
         drain_events,
         record_bytes,
     )?);

@@ -476,10 +476,7 @@ impl Run<'_> {
 
     async fn publish(&self, p: &PublishStep) -> Result<String, String> {
         let producer: FutureProducer = ClientConfig::new()
-            .set(
-                "bootstrap.servers",
-                format!("127.0.0.1:{}", self.ctx.config.ports.kafka),
-            )
+            .set("bootstrap.servers", self.ctx.config.bootstrap_servers())
             .set("message.timeout.ms", "10000")
             .create()
             .map_err(|e| e.to_string())?;

@@ -79,7 +79,7 @@ impl Collector {
                 layout: layout.clone(),
                 config: config.clone(),
             },
-            format!("127.0.0.1:{}", config.ports.kafka),
+            config.bootstrap_servers(),
         )
     }
 

@@ -1,14 +1,17 @@
-//! Apache Kafka in KRaft combined mode (one node is broker and controller), run from the jars
-//! that `scripts/bootstrap` fetched from Maven Central, with the machine's Java 17.
+//! Apache Kafka in KRaft combined mode (every node is broker and controller), run from the
+//! jars that `scripts/bootstrap` fetched from Maven Central, with the machine's Java 17.
 //!
-//! The storage dir is formatted once (when `meta.properties` is missing), so a later `up`
-//! keeps the topics and committed offsets. The heap is kept small: the machine has 2 cores
-//! and the broker shares them with everything else.
+//! One node by default; `up --brokers 3` makes a cluster of three sharing one cluster id and a
+//! static quorum of all of them, with every partition replicated three times and acks=all
+//! writes needing two copies (see [`StackConfig::replication_factor`]). Each node's storage dir
+//! is formatted once (when `meta.properties` is missing), so a later `up` keeps the topics and
+//! committed offsets. Heaps are kept small: the machine has 2 cores and the brokers share them
+//! with everything else.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::layout::{Layout, Ports};
+use super::layout::{Layout, StackConfig};
 use super::process::{self, run_checked};
 use super::StackError;
 
@@ -28,21 +31,32 @@ pub fn version() -> &'static str {
 pub struct Kafka {
     java: PathBuf,
     libs: PathBuf,
+    /// Which node: 0 is `kafka` (node.id 1), 1 is `kafka-2`, ...
+    index: u16,
     dir: PathBuf,
 }
 
+/// The state-dir name of broker `index`, as `Component::name` has it.
+pub fn name(index: u16) -> String {
+    match index {
+        0 => "kafka".into(),
+        i => format!("kafka-{}", i + 1),
+    }
+}
+
 impl Kafka {
-    pub fn new(layout: &Layout) -> Result<Self, StackError> {
+    pub fn new(layout: &Layout, index: u16) -> Result<Self, StackError> {
         Ok(Self {
             java: find_java()?,
             libs: find_libs()?,
-            dir: layout.component_dir("kafka"),
+            index,
+            dir: layout.component_dir(&name(index)),
         })
     }
 
     /// Our broker's command line names its own properties file.
-    pub fn marker(layout: &Layout) -> String {
-        properties_path(&layout.component_dir("kafka"))
+    pub fn marker(layout: &Layout, index: u16) -> String {
+        properties_path(&layout.component_dir(&name(index)))
             .display()
             .to_string()
     }
@@ -54,11 +68,11 @@ impl Kafka {
     }
 
     /// Writes the config, formats storage on first use and starts the broker (not yet ready).
-    pub fn start(&self, layout: &Layout, ports: &Ports) -> Result<u32, StackError> {
+    pub fn start(&self, layout: &Layout, config: &StackConfig) -> Result<u32, StackError> {
         let data = self.dir.join("data");
         std::fs::create_dir_all(&data).map_err(|e| StackError::io(&data, e))?;
         let props = properties_path(&self.dir);
-        std::fs::write(&props, server_properties(ports, &data))
+        std::fs::write(&props, server_properties(config, self.index, &data))
             .map_err(|e| StackError::io(&props, e))?;
         let log4j = self.dir.join("log4j2.xml");
         std::fs::write(&log4j, LOG4J2).map_err(|e| StackError::io(&log4j, e))?;
@@ -67,7 +81,7 @@ impl Kafka {
             let mut format = self.java();
             format
                 .arg("kafka.tools.StorageTool")
-                .args(["format", "-t", &cluster_id(), "-c"])
+                .args(["format", "-t", &shared_cluster_id(layout)?, "-c"])
                 .arg(&props);
             run_checked(format, "kafka storage format")?;
         }
@@ -86,8 +100,23 @@ impl Kafka {
             .arg(self.libs.join("*"))
             .arg(MAIN_CLASS)
             .arg(&props);
-        process::spawn(broker, &layout.log_file("kafka"), &layout.pid_file("kafka"))
+        let name = name(self.index);
+        process::spawn(broker, &layout.log_file(&name), &layout.pid_file(&name))
     }
+}
+
+/// The cluster id every node of this stack is formatted with: made once, then kept in the
+/// state dir, so a node formatted later (a wiped data dir) joins the same cluster.
+fn shared_cluster_id(layout: &Layout) -> Result<String, StackError> {
+    let path = layout.root.join("kafka-cluster-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return Ok(id.trim().to_owned());
+        }
+    }
+    let id = cluster_id();
+    std::fs::write(&path, &id).map_err(|e| StackError::io(&path, e))?;
+    Ok(id)
 }
 
 /// Kafka's command-line tools by the names their shell scripts have (`kafka-<name>.sh`).
@@ -119,12 +148,12 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// A command running Kafka tool `name` against the stack's broker.
+/// A command running Kafka tool `name` against the stack's brokers.
 pub fn tool(
     name: &str,
     args: &[String],
     layout: &Layout,
-    ports: &Ports,
+    config: &StackConfig,
 ) -> Result<Command, StackError> {
     let Some((_, class, bootstrap_flag)) = TOOLS.iter().find(|(n, _, _)| *n == name) else {
         let names: Vec<&str> = TOOLS.iter().map(|(n, _, _)| *n).collect();
@@ -143,8 +172,7 @@ pub fn tool(
         .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
         .arg(class);
     if !bootstrap_flag.is_empty() && !args.iter().any(|a| a == bootstrap_flag) {
-        cmd.arg(bootstrap_flag)
-            .arg(format!("127.0.0.1:{}", ports.kafka));
+        cmd.arg(bootstrap_flag).arg(config.bootstrap_servers());
     }
     cmd.args(args);
     Ok(cmd)
@@ -154,12 +182,17 @@ fn properties_path(dir: &Path) -> PathBuf {
     dir.join("server.properties")
 }
 
-fn server_properties(ports: &Ports, data: &Path) -> String {
+fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
+    let voters: Vec<String> = (0..config.brokers.max(1))
+        .map(|i| format!("{}@127.0.0.1:{}", i + 1, config.controller_port(i)))
+        .collect();
+    let rf = config.replication_factor();
+    let min_isr = config.min_insync_replicas();
     format!(
         "# Written by `logctl up` on every start; edit the stack's ports with its flags instead.\n\
          process.roles=broker,controller\n\
-         node.id=1\n\
-         controller.quorum.voters=1@127.0.0.1:{controller}\n\
+         node.id={node}\n\
+         controller.quorum.voters={voters}\n\
          listeners=PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}\n\
          advertised.listeners=PLAINTEXT://127.0.0.1:{broker}\n\
          controller.listener.names=CONTROLLER\n\
@@ -168,17 +201,24 @@ fn server_properties(ports: &Ports, data: &Path) -> String {
          log.dirs={data}\n\
          num.partitions=6\n\
          auto.create.topics.enable=false\n\
-         offsets.topic.replication.factor=1\n\
+         default.replication.factor={rf}\n\
+         min.insync.replicas={min_isr}\n\
+         # Never elect a replica that missed acknowledged writes: losing them is the one thing\n\
+         # replication is for.\n\
+         unclean.leader.election.enable=false\n\
+         offsets.topic.replication.factor={rf}\n\
          offsets.topic.num.partitions=10\n\
-         transaction.state.log.replication.factor=1\n\
-         transaction.state.log.min.isr=1\n\
-         share.coordinator.state.topic.replication.factor=1\n\
-         share.coordinator.state.topic.min.isr=1\n\
+         transaction.state.log.replication.factor={rf}\n\
+         transaction.state.log.min.isr={min_isr}\n\
+         share.coordinator.state.topic.replication.factor={rf}\n\
+         share.coordinator.state.topic.min.isr={min_isr}\n\
          group.initial.rebalance.delay.ms=0\n\
          num.network.threads=2\n\
          num.io.threads=4\n",
-        broker = ports.kafka,
-        controller = ports.kafka_controller,
+        node = index + 1,
+        voters = voters.join(","),
+        broker = config.broker_port(index),
+        controller = config.controller_port(index),
         data = data.display(),
     )
 }
@@ -257,6 +297,7 @@ fn cache_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::layout::Ports;
 
     #[test]
     fn cluster_id_has_kafkas_shape() {
@@ -282,13 +323,46 @@ mod tests {
 
     #[test]
     fn properties_use_the_given_ports() {
-        let ports = Ports {
-            kafka: 19092,
-            kafka_controller: 19093,
-            ..Ports::default()
+        let config = StackConfig {
+            ports: Ports {
+                kafka: 19092,
+                kafka_controller: 19093,
+                ..Ports::default()
+            },
+            ..StackConfig::default()
         };
-        let p = server_properties(&ports, Path::new("/tmp/x"));
+        let p = server_properties(&config, 0, Path::new("/tmp/x"));
         assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"));
-        assert!(p.contains("controller.quorum.voters=1@127.0.0.1:19093"));
+        assert!(p.contains("controller.quorum.voters=1@127.0.0.1:19093\n"));
+        assert!(p.contains("default.replication.factor=1\n"));
+        assert!(p.contains("min.insync.replicas=1\n"));
+    }
+
+    #[test]
+    fn a_three_node_cluster_shares_one_quorum_and_replicates_three_times() {
+        let config = StackConfig {
+            brokers: 3,
+            ..StackConfig::default()
+        };
+        let third = server_properties(&config, 2, Path::new("/tmp/k3"));
+        assert!(third.contains("node.id=3\n"));
+        assert!(third.contains(
+            "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097\n"
+        ));
+        assert!(third.contains("listeners=PLAINTEXT://127.0.0.1:9096,CONTROLLER://127.0.0.1:9097"));
+        for line in [
+            "default.replication.factor=3",
+            "min.insync.replicas=2",
+            "unclean.leader.election.enable=false",
+            "offsets.topic.replication.factor=3",
+            "transaction.state.log.replication.factor=3",
+            "transaction.state.log.min.isr=2",
+        ] {
+            assert!(third.lines().any(|l| l == line), "{line} missing:\n{third}");
+        }
+        assert_eq!(
+            config.bootstrap_servers(),
+            "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub const JWT_SECRET: &str = "jwt-secret";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Ports {
+    /// The first broker's client port; broker `i` listens on `kafka + BROKER_PORT_STRIDE * i`.
     pub kafka: u16,
+    /// The first broker's controller port, with the same stride.
     pub kafka_controller: u16,
     pub postgres: u16,
     pub redis: u16,
@@ -44,10 +46,21 @@ impl Default for Ports {
     }
 }
 
+/// Broker `i`'s ports are the first broker's plus `i` strides: with the defaults, 9092/9093,
+/// 9094/9095, 9096/9097 (client/controller), so a cluster needs no more flags than one broker.
+pub const BROKER_PORT_STRIDE: u16 = 2;
+
+/// Most brokers `up --brokers` makes: a quorum of up to five controllers (Kafka's advice for
+/// KRaft), and more JVMs than that do not fit beside everything else on a small machine.
+pub const MAX_BROKERS: u16 = 5;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StackConfig {
     pub ports: Ports,
+    /// Kafka nodes, each broker and controller. Fixed when the stack is made: their storage is
+    /// formatted for this quorum.
+    pub brokers: u16,
     /// Consumer instances in the one group (they share the topic's partitions).
     pub consumers: u16,
     /// Also run Prometheus, scraping the services with the alert rules.
@@ -58,8 +71,44 @@ impl Default for StackConfig {
     fn default() -> Self {
         Self {
             ports: Ports::default(),
+            brokers: 1,
             consumers: 1,
             prometheus: false,
+        }
+    }
+}
+
+impl StackConfig {
+    /// Broker `i`'s client port.
+    pub fn broker_port(&self, i: u16) -> u16 {
+        self.ports.kafka + BROKER_PORT_STRIDE * i
+    }
+
+    /// Broker `i`'s controller port.
+    pub fn controller_port(&self, i: u16) -> u16 {
+        self.ports.kafka_controller + BROKER_PORT_STRIDE * i
+    }
+
+    /// Every broker's address, for clients: one down broker then costs a client nothing.
+    pub fn bootstrap_servers(&self) -> String {
+        (0..self.brokers.max(1))
+            .map(|i| format!("127.0.0.1:{}", self.broker_port(i)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Copies of each partition: three (or every broker, when fewer), as Kafka's own advice has it.
+    pub fn replication_factor(&self) -> u16 {
+        self.brokers.clamp(1, 3)
+    }
+
+    /// Copies an acks=all write must reach: two of three, so one broker may be lost without
+    /// refusing writes, and an acknowledged write survives losing any one broker.
+    pub fn min_insync_replicas(&self) -> u16 {
+        if self.replication_factor() >= 3 {
+            2
+        } else {
+            1
         }
     }
 }

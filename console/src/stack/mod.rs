@@ -71,7 +71,8 @@ impl StackError {
 pub enum Component {
     Postgres,
     Redis,
-    Kafka,
+    /// Broker `i` of the Kafka cluster (one by default).
+    Kafka(u16),
     Producer,
     /// Instance `i` of the consumer group.
     Consumer(u16),
@@ -82,12 +83,9 @@ pub enum Component {
 impl Component {
     /// Every component of a stack, in start order (dependencies first).
     pub fn all(config: &StackConfig) -> Vec<Component> {
-        let mut all = vec![
-            Component::Postgres,
-            Component::Redis,
-            Component::Kafka,
-            Component::Producer,
-        ];
+        let mut all = vec![Component::Postgres, Component::Redis];
+        all.extend((0..config.brokers.max(1)).map(Component::Kafka));
+        all.push(Component::Producer);
         all.extend((0..config.consumers.max(1)).map(Component::Consumer));
         all.push(Component::Gateway);
         if config.prometheus {
@@ -96,7 +94,8 @@ impl Component {
         all
     }
 
-    /// The names `parse` takes, besides `consumer-N` (and `postgresql`), for messages and hints.
+    /// The names `parse` takes, besides `kafka-N`, `consumer-N` (and `postgresql`), for
+    /// messages and hints.
     pub const NAMES: [&'static str; 7] = [
         "kafka",
         "postgres",
@@ -107,19 +106,27 @@ impl Component {
         "prometheus",
     ];
 
-    /// The component a user names (`postgres`, `consumer`, `consumer-2`, ...).
+    /// The component a user names (`postgres`, `kafka`, `kafka-2`, `consumer-2`, ...). The first
+    /// instance is named without a number (`kafka`, `consumer`), and `-1` names it too.
     pub fn parse(name: &str) -> Option<Component> {
         Some(match name {
             "postgres" | "postgresql" => Component::Postgres,
             "redis" => Component::Redis,
-            "kafka" => Component::Kafka,
+            "kafka" => Component::Kafka(0),
             "producer" => Component::Producer,
             "consumer" => Component::Consumer(0),
             "gateway" => Component::Gateway,
             "prometheus" => Component::Prometheus,
             other => {
-                let n: u16 = other.strip_prefix("consumer-")?.parse().ok()?;
-                Component::Consumer(n.checked_sub(1).filter(|i| *i > 0)?)
+                let instance = |prefix: &str| -> Option<u16> {
+                    let n: u16 = other.strip_prefix(prefix)?.parse().ok()?;
+                    n.checked_sub(1)
+                };
+                if let Some(i) = instance("kafka-") {
+                    Component::Kafka(i)
+                } else {
+                    Component::Consumer(instance("consumer-")?)
+                }
             }
         })
     }
@@ -128,7 +135,7 @@ impl Component {
         match self {
             Component::Postgres => "postgres".into(),
             Component::Redis => "redis".into(),
-            Component::Kafka => "kafka".into(),
+            Component::Kafka(i) => kafka::name(i),
             Component::Producer => "producer".into(),
             Component::Consumer(0) => "consumer".into(),
             Component::Consumer(i) => format!("consumer-{}", i + 1),
@@ -141,7 +148,7 @@ impl Component {
         match self {
             Component::Postgres => p.postgres,
             Component::Redis => p.redis,
-            Component::Kafka => p.kafka,
+            Component::Kafka(i) => p.kafka + layout::BROKER_PORT_STRIDE * i,
             Component::Producer => p.producer,
             Component::Consumer(i) => p.consumer + i,
             Component::Gateway => p.gateway,
@@ -154,7 +161,7 @@ impl Component {
         match self {
             Component::Postgres => "postgres-port",
             Component::Redis => "redis-port",
-            Component::Kafka => "kafka-port",
+            Component::Kafka(_) => "kafka-port",
             Component::Producer => "producer-port",
             Component::Consumer(_) => "consumer-port",
             Component::Gateway => "gateway-port",
@@ -167,7 +174,7 @@ impl Component {
         match self {
             Component::Postgres => postgres::Postgres::marker(layout),
             Component::Redis => redis::MARKER.into(),
-            Component::Kafka => kafka::Kafka::marker(layout),
+            Component::Kafka(i) => kafka::Kafka::marker(layout, i),
             Component::Prometheus => prometheus::MARKER.into(),
             service => services::marker(service, layout),
         }
@@ -272,13 +279,18 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
     let starting = |c: &Component| to_start.contains(c);
     let mut pids = BTreeMap::new();
 
-    // Kafka's JVM is the slowest to come up: launch it first, start the rest meanwhile.
-    for c in [Component::Kafka, Component::Postgres, Component::Redis] {
+    // Kafka's JVMs are the slowest to come up: launch them first, start the rest meanwhile.
+    let brokers: Vec<Component> = (0..config.brokers.max(1)).map(Component::Kafka).collect();
+    for c in brokers
+        .iter()
+        .copied()
+        .chain([Component::Postgres, Component::Redis])
+    {
         if starting(&c) {
             pids.insert(c.name(), launch(c, layout, config, &db_password)?);
         }
     }
-    for c in [Component::Redis, Component::Kafka] {
+    for c in std::iter::once(Component::Redis).chain(brokers.iter().copied()) {
         if starting(&c) {
             wait_ready(c, layout, config, ready_deadline(c)).await?;
         }
@@ -360,7 +372,7 @@ pub async fn wait_exited(
 
 fn ready_deadline(c: Component) -> Duration {
     match c {
-        Component::Kafka => Duration::from_secs(90),
+        Component::Kafka(_) => Duration::from_secs(90),
         Component::Redis => Duration::from_secs(20),
         _ => Duration::from_secs(60),
     }
@@ -374,7 +386,7 @@ fn launch(
     db_password: &str,
 ) -> Result<u32, StackError> {
     match c {
-        Component::Kafka => kafka::Kafka::new(layout)?.start(layout, &config.ports),
+        Component::Kafka(i) => kafka::Kafka::new(layout, i)?.start(layout, config),
         Component::Postgres => {
             postgres::Postgres::new(layout)?.start(layout, &config.ports, db_password)
         }
@@ -396,18 +408,21 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
                 flag: c.port_flag(),
             });
         }
-        if *c == Component::Kafka && !process::port_is_free(config.ports.kafka_controller) {
-            return Err(StackError::PortTaken {
-                component: "kafka controller".into(),
-                port: config.ports.kafka_controller,
-                flag: "kafka-controller-port",
-            });
+        if let Component::Kafka(i) = c {
+            let port = config.controller_port(*i);
+            if !process::port_is_free(port) {
+                return Err(StackError::PortTaken {
+                    component: format!("{} controller", c.name()),
+                    port,
+                    flag: "kafka-controller-port",
+                });
+            }
         }
         if c.is_service() {
             services::binary(services::binary_name(*c))?;
         }
     }
-    if to_start.contains(&Component::Kafka) {
+    if to_start.iter().any(|c| matches!(c, Component::Kafka(_))) {
         kafka::find_libs()?;
     }
     Ok(())
@@ -423,24 +438,64 @@ fn stop_extra_consumers(layout: &Layout, keep: u16) {
 /// Beyond any sensible instance count (the topic has 6 partitions).
 const MAX_CONSUMERS: u16 = 64;
 
-/// Creates the topics (events with 6 partitions, dead letters) and applies the migrations.
+/// Creates the topics (events with 6 partitions, dead letters), waits until every partition
+/// has all its copies in sync, and applies the migrations.
 async fn prepare_kafka_and_database(
     config: &StackConfig,
     db_password: &str,
 ) -> Result<(), StackError> {
     let kafka = logctl_core::kafka::KafkaSettings {
-        bootstrap_servers: format!("127.0.0.1:{}", config.ports.kafka),
+        bootstrap_servers: config.bootstrap_servers(),
         ..Default::default()
     };
+    let rf = config.replication_factor();
     retry("creating Kafka topics", Duration::from_secs(60), || {
         let kafka = kafka.clone();
         async move {
             kafka
-                .ensure_topics(Duration::from_secs(10))
+                .ensure_topics(Duration::from_secs(10), i32::from(rf))
                 .await
                 .map_err(|e| e.to_string())
         }
     })
+    .await?;
+    // Ready means the whole quorum answers and no partition waits for a copy: a drill that
+    // kills a broker right after `up` must find every write already replicated.
+    retry(
+        "waiting for every broker and every partition's replicas",
+        Duration::from_secs(90),
+        || {
+            let kafka = kafka.clone();
+            let brokers = usize::from(config.brokers.max(1));
+            async move {
+                let view =
+                    tokio::task::spawn_blocking(move || kafka.partitions(Duration::from_secs(5)))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                let short = view
+                    .partitions
+                    .iter()
+                    .filter(|p| p.replicas.len() < usize::from(rf))
+                    .count();
+                if view.brokers.len() < brokers {
+                    Err(format!(
+                        "{} of {brokers} brokers listed",
+                        view.brokers.len()
+                    ))
+                } else if view.partitions.is_empty() || short > 0 {
+                    Err(format!("{short} partitions with fewer than {rf} replicas"))
+                } else if view.under_replicated() > 0 {
+                    Err(format!(
+                        "{} partitions not fully in sync",
+                        view.under_replicated()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+    )
     .await?;
     let url = postgres::database_url(config.ports.postgres, db_password);
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -564,7 +619,7 @@ pub fn stop_one(layout: &Layout, c: Component) -> bool {
             .and_then(|pg| pg.stop())
             .is_ok();
     if !stopped_cleanly {
-        let grace = if c == Component::Kafka {
+        let grace = if matches!(c, Component::Kafka(_)) {
             Duration::from_secs(30)
         } else {
             Duration::from_secs(20)

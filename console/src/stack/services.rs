@@ -82,7 +82,7 @@ pub fn env(
             ("LOGCTL_PRODUCER_LISTEN", loopback(p.producer)),
             (
                 "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
-                loopback(p.kafka),
+                config.bootstrap_servers(),
             ),
             (
                 "LOGCTL_PRODUCER_SPOOL__DIR",
@@ -97,7 +97,7 @@ pub fn env(
             ("LOGCTL_CONSUMER_LISTEN", loopback(component.port(p))),
             (
                 "LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS",
-                loopback(p.kafka),
+                config.bootstrap_servers(),
             ),
             (
                 "LOGCTL_CONSUMER_DATABASE_URL",

@@ -8,7 +8,7 @@ use crate::stack::Component;
 
 /// Keys 1..6 stop or start these.
 pub const FAULT_KEYS: [(char, Component); 6] = [
-    ('1', Component::Kafka),
+    ('1', Component::Kafka(0)),
     ('2', Component::Postgres),
     ('3', Component::Redis),
     ('4', Component::Producer),

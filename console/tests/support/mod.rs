@@ -21,6 +21,7 @@ use serde_json::Value;
 pub struct TestStack {
     pub dir: PathBuf,
     pub ports: Vec<(&'static str, u16)>,
+    pub brokers: u16,
     pub consumers: u16,
     pub with_prometheus: bool,
 }
@@ -66,6 +67,10 @@ pub fn logctl_bin() -> PathBuf {
 /// Consumer instances a test may run; each needs its own port after the first.
 const MAX_TEST_CONSUMERS: u16 = 4;
 
+/// Kafka nodes a test may run; each needs a client and a controller port, side by side
+/// (`logctl up` puts broker i at the first ports + 2i).
+const MAX_TEST_BROKERS: u16 = 3;
+
 /// Free loopback ports below the kernel's ephemeral range (so no client socket can take one
 /// while a component is stopped), held open together so they are distinct, then released.
 /// The consumer gets a run of free ports for extra instances.
@@ -83,10 +88,12 @@ fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
     let mut held = Vec::new();
     let mut out = Vec::new();
     for flag in PORT_FLAGS {
-        let run = if flag == "consumer-port" {
-            MAX_TEST_CONSUMERS
-        } else {
-            1
+        let run = match flag {
+            "consumer-port" => MAX_TEST_CONSUMERS,
+            "kafka-port" => 2 * MAX_TEST_BROKERS,
+            // The controller ports interleave with the client ports' run.
+            "kafka-controller-port" => continue,
+            _ => 1,
         };
         loop {
             let start: u16 = rand::random_range(range.clone());
@@ -100,6 +107,9 @@ fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
                 held.append(&mut ls);
                 handed_out.extend(start..start + run);
                 out.push((flag, start));
+                if flag == "kafka-port" {
+                    out.push(("kafka-controller-port", start + 1));
+                }
                 break;
             }
         }
@@ -125,12 +135,22 @@ impl TestStack {
         );
     }
 
+    /// Starts a fresh stack of `brokers` Kafka nodes and `consumers` consumer instances.
+    pub fn start_cluster(name: &str, brokers: u16, consumers: u16) -> TestStack {
+        assert!(brokers <= MAX_TEST_BROKERS);
+        let mut stack = TestStack::new(name, consumers);
+        stack.brokers = brokers;
+        stack.up_or_panic(&[]);
+        stack
+    }
+
     /// A fresh state dir and free ports, nothing started yet (the reaper already watches).
     pub fn new(name: &str, consumers: u16) -> TestStack {
         let dir = scratch_dir(&format!("test-{name}"));
         let stack = TestStack {
             dir,
             ports: free_ports(consumers),
+            brokers: 1,
             consumers,
             with_prometheus: false,
         };
@@ -146,6 +166,8 @@ impl TestStack {
     pub fn up_with_env(&self, env: &[(&str, &str)]) -> Output {
         let mut args = vec![
             "up".to_owned(),
+            "--brokers".to_owned(),
+            self.brokers.to_string(),
             "--consumers".to_owned(),
             self.consumers.to_string(),
         ];

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -178,16 +179,25 @@ impl KafkaSettings {
         c
     }
 
-    /// Creates the events topic and its dead-letter topic if they are missing.
-    pub async fn ensure_topics(&self, timeout: Duration) -> Result<(), KafkaError> {
+    /// Creates the events topic and its dead-letter topic if they are missing, each partition
+    /// with `replication` copies (never more than the cluster has brokers).
+    pub async fn ensure_topics(
+        &self,
+        timeout: Duration,
+        replication: i32,
+    ) -> Result<(), KafkaError> {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
         let topics = [
             NewTopic::new(
                 &self.topic,
                 topics::EVENTS_PARTITIONS,
-                TopicReplication::Fixed(1),
+                TopicReplication::Fixed(replication),
             ),
-            NewTopic::new(&self.dead_letter_topic, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(
+                &self.dead_letter_topic,
+                1,
+                TopicReplication::Fixed(replication),
+            ),
         ];
         let options = AdminOptions::new().operation_timeout(Some(timeout));
         for result in admin.create_topics(&topics, &options).await? {
@@ -202,4 +212,66 @@ impl KafkaSettings {
         }
         Ok(())
     }
+
+    /// Each partition of the events and dead-letter topics as the cluster's metadata has it,
+    /// with the brokers it lists. Blocking: call it off the async threads.
+    pub fn partitions(&self, timeout: Duration) -> Result<ClusterView, KafkaError> {
+        let client: BaseConsumer = self.client_config().create()?;
+        let metadata = client.fetch_metadata(None, timeout)?;
+        let mut partitions = Vec::new();
+        for t in metadata.topics() {
+            if t.name() != self.topic && t.name() != self.dead_letter_topic {
+                continue;
+            }
+            for p in t.partitions() {
+                partitions.push(PartitionState {
+                    topic: t.name().to_owned(),
+                    partition: p.id(),
+                    leader: (p.leader() >= 0).then_some(p.leader()),
+                    replicas: p.replicas().to_vec(),
+                    isr: p.isr().to_vec(),
+                });
+            }
+        }
+        Ok(ClusterView {
+            brokers: metadata.brokers().iter().map(|b| b.id()).collect(),
+            partitions,
+        })
+    }
+}
+
+/// What the cluster's metadata says of its brokers and of our topics' partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Ids of the brokers the cluster lists as alive.
+    pub brokers: Vec<i32>,
+    pub partitions: Vec<PartitionState>,
+}
+
+impl ClusterView {
+    /// Partitions with fewer in-sync copies than replicas: a broker is down or catching up.
+    pub fn under_replicated(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count()
+    }
+
+    /// Partitions with fewer in-sync copies than `min_isr`: acks=all writes to them fail.
+    pub fn under_min_isr(&self, min_isr: usize) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.isr.len() < min_isr)
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub topic: String,
+    pub partition: i32,
+    /// The broker leading it; `None` while it has no leader (offline).
+    pub leader: Option<i32>,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
