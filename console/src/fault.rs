@@ -38,6 +38,72 @@ pub enum Driver {
     },
 }
 
+/// What a fault acts on: a component by name, or a broker chosen when the fault happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Component(Component),
+    /// The broker leading the most `log-events` partitions at that moment, so a drill can
+    /// kill the leader without knowing its number; to `start` or `resume` it, the first
+    /// broker that is down or paused (the leader that was).
+    KafkaLeader,
+}
+
+impl Target {
+    pub const KAFKA_LEADER: &'static str = "kafka-leader";
+
+    pub fn parse(name: &str) -> Option<Target> {
+        if name == Self::KAFKA_LEADER {
+            return Some(Target::KafkaLeader);
+        }
+        Component::parse(name).map(Target::Component)
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Target::Component(c) => c.name(),
+            Target::KafkaLeader => Self::KAFKA_LEADER.into(),
+        }
+    }
+
+    /// The component this target means now, for `action`.
+    pub async fn resolve(
+        self,
+        action: Action,
+        layout: &Layout,
+        config: &StackConfig,
+    ) -> Result<Component, StackError> {
+        match self {
+            Target::Component(c) => Ok(c),
+            Target::KafkaLeader if matches!(action, Action::Start | Action::Resume) => {
+                let wanted = if action == Action::Start {
+                    "down"
+                } else {
+                    "paused"
+                };
+                stack::status(layout, config)
+                    .into_iter()
+                    .find(|s| s.name.starts_with("kafka") && s.status == wanted)
+                    .and_then(|s| Component::parse(&s.name))
+                    .ok_or_else(|| StackError::Other(format!("no Kafka broker is {wanted}")))
+            }
+            Target::KafkaLeader => {
+                let settings = stack::cluster::settings(config);
+                let view = tokio::task::spawn_blocking(move || {
+                    settings.partitions(std::time::Duration::from_secs(5))
+                })
+                .await
+                .map_err(|e| StackError::Other(e.to_string()))?
+                .map_err(|e| StackError::Other(format!("cannot ask Kafka who leads: {e}")))?;
+                stack::cluster::busiest_leader(&view, logctl_contracts::topics::EVENTS)
+                    .and_then(stack::cluster::broker_of)
+                    .ok_or_else(|| {
+                        StackError::Other("no broker leads a log-events partition".into())
+                    })
+            }
+        }
+    }
+}
+
 /// What a fault did, for the operator.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {

@@ -515,11 +515,17 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = layout.load_config()?;
     let components = stack::status(layout, &config);
     let all_up = components.iter().all(stack::ComponentStatus::is_up);
+    let kafka_running = components
+        .iter()
+        .any(|c| c.name.starts_with("kafka") && c.is_up());
+    // Asking the cluster needs a broker to answer; with none up there is nothing to ask.
+    let cluster = kafka_running.then(|| stack::cluster::status(layout, &config, &components));
     if args.json {
         let doc = serde_json::json!({
             "stateDir": layout.root,
             "allUp": all_up,
             "components": components,
+            "kafka": cluster,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -537,12 +543,44 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
                 c.name, c.status, pid, rss, c.port
             );
         }
+        if let Some(k) = &cluster {
+            print_cluster(k);
+        }
     }
     Ok(if all_up {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+fn print_cluster(k: &stack::cluster::ClusterStatus) {
+    println!(
+        "\n{:<12} {:<9} {:<5} {:<11} LEADS",
+        "BROKER", "STATUS", "NODE", "IN CLUSTER"
+    );
+    for b in &k.brokers {
+        println!(
+            "{:<12} {:<9} {:<5} {:<11} {} partitions{}",
+            b.name,
+            b.status,
+            b.node_id,
+            if b.in_cluster { "yes" } else { "no" },
+            b.partitions_led,
+            if b.controller {
+                "  (active controller)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "partitions: {} under-replicated, {} under min ISR ({} of {} copies), {} offline",
+        k.under_replicated, k.under_min_isr, k.min_insync_replicas, k.replication_factor, k.offline
+    );
+    if let Some(e) = &k.error {
+        println!("(the cluster did not answer: {e})");
+    }
 }
 
 fn kafka_tool(layout: &Layout, args: KafkaArgs) -> anyhow::Result<ExitCode> {
@@ -564,21 +602,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
     let config = layout.load_config()?;
-    let component = stack::Component::parse(&args.component).with_context(|| {
+    let target = fault::Target::parse(&args.component).with_context(|| {
         format!(
-            "unknown component {:?}: choose {}, or consumer-N",
+            "unknown component {:?}: choose {}, kafka-N, consumer-N or {}",
             args.component,
-            stack::Component::NAMES.join(", ")
+            stack::Component::NAMES.join(", "),
+            fault::Target::KAFKA_LEADER
         )
     })?;
     let driver = args.faults.driver();
-    let outcome = runtime()?.block_on(fault::apply(
-        &driver,
-        args.action,
-        component,
-        layout,
-        &config,
-    ))?;
+    let outcome = runtime()?.block_on(async {
+        let component = target.resolve(args.action, layout, &config).await?;
+        fault::apply(&driver, args.action, component, layout, &config).await
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome)?);
     } else {

@@ -20,7 +20,7 @@ const BREAKER_STATES: [&str; 3] = ["closed", "half_open", "open"];
 const COMPONENT_STATES: [&str; 4] = ["up", "starting", "paused", "down"];
 
 /// Numeric signals: name and what it means (shown by `logctl scenario signals`).
-pub const NUMBERS: [(&str, &str); 33] = [
+pub const NUMBERS: [(&str, &str); 36] = [
     (
         "accepted_rate",
         "events/s accepted at the gateway (last ~2 s)",
@@ -56,6 +56,15 @@ pub const NUMBERS: [(&str, &str); 33] = [
         "accepted → stored p99 over the last ~2 s",
     ),
     ("lag", "consumer group lag from Kafka, all partitions"),
+    ("brokers_up", "Kafka brokers the cluster lists as alive"),
+    (
+        "under_replicated",
+        "partitions of log-events and its dead-letter topic with fewer in-sync copies than replicas",
+    ),
+    (
+        "under_min_isr",
+        "partitions with fewer in-sync copies than acks=all writes need (writes to them spool)",
+    ),
     (
         "spool_records",
         "records waiting in the producer's disk spool",

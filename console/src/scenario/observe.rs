@@ -174,6 +174,9 @@ fn build(s: &Signals, t: &Totals) -> Reading {
         ("gateway_p99_ms", s.gateway_p99_ms),
         ("end_to_end_p99_ms", s.end_to_end_p99_ms),
         ("rate_limit_local", s.rate_limit_local),
+        ("brokers_up", s.brokers_up),
+        ("under_replicated", s.under_replicated),
+        ("under_min_isr", s.under_min_isr),
         ("lag", s.lag_total.map(|l| l as f64)),
     ] {
         if let Some(v) = v {

@@ -263,6 +263,15 @@ impl Run<'_> {
         if !matches!(self.ctx.driver, Driver::Local) {
             return Ok(());
         }
+        if let Some(brokers) = scenario.stack.brokers {
+            if self.ctx.config.brokers < brokers {
+                return Err(format!(
+                    "this drill needs a cluster of {brokers} Kafka brokers and the stack has {}: \
+                     run it against a stack made with `logctl up --brokers {brokers}`",
+                    self.ctx.config.brokers
+                ));
+            }
+        }
         let status = stack::status(&self.ctx.layout, &self.ctx.config);
         let needed: Vec<String> = if scenario.stack.up.is_empty() {
             Component::all(&self.ctx.config)
@@ -416,7 +425,12 @@ impl Run<'_> {
     }
 
     async fn fault(&mut self, f: &FaultStep) -> Result<String, String> {
-        let c = f.component.0;
+        let c = f
+            .component
+            .0
+            .resolve(f.action, &self.ctx.layout, &self.ctx.config)
+            .await
+            .map_err(|e| e.to_string())?;
         // Recorded before acting: an interrupted stop must still be undone.
         self.touched.insert(c.name(), (c, f.action));
         fault::apply(
@@ -427,7 +441,11 @@ impl Run<'_> {
             &self.ctx.config,
         )
         .await
-        .map(|o| o.detail)
+        .map(|o| match f.component.0 {
+            // Say which broker the leader was, for the report.
+            crate::fault::Target::KafkaLeader => format!("{}: {}", o.component, o.detail),
+            crate::fault::Target::Component(_) => o.detail,
+        })
         .map_err(|e| e.to_string())
     }
 

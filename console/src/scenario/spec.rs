@@ -11,7 +11,7 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Seq
 use serde::Deserialize;
 
 use super::condition::{nearest, Condition};
-use crate::fault::Action;
+use crate::fault::{Action, Target};
 use crate::stack::Component;
 
 /// A drill that could not be read.
@@ -46,6 +46,9 @@ pub struct StackNeeds {
     /// Components that must be up; every one of the stack when not given.
     #[serde(default)]
     pub up: Vec<Named>,
+    /// Kafka brokers the stack must have (`logctl up --brokers N`), for drills that lose some.
+    #[serde(default)]
+    pub brokers: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,15 +228,25 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// A component by the name `logctl fault` takes.
+/// A fault's target by the name `logctl fault` takes (a component, or `kafka-leader`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Named(pub Component);
+pub struct Named(pub Target);
 
-fn component(s: &str) -> Result<Component, String> {
-    Component::parse(s).ok_or_else(|| {
-        let hint = nearest(s, Component::NAMES)
+fn component(s: &str) -> Result<Target, String> {
+    Target::parse(s).ok_or_else(|| {
+        let names = Component::NAMES
+            .iter()
+            .copied()
+            .chain([Target::KAFKA_LEADER]);
+        let hint = nearest(s, names)
             .map(|n| format!(": did you mean `{n}`?"))
-            .unwrap_or_else(|| format!(": choose {}, or consumer-N", Component::NAMES.join(", ")));
+            .unwrap_or_else(|| {
+                format!(
+                    ": choose {}, kafka-N, consumer-N or {}",
+                    Component::NAMES.join(", "),
+                    Target::KAFKA_LEADER
+                )
+            });
         format!("unknown component `{s}`{hint}")
     })
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use logctl_contracts::metric;
 use logctl_contracts::topics::CONSUMER_GROUP;
-use logctl_core::kafka::KafkaSettings;
+use logctl_core::kafka::{ClusterView, KafkaSettings, MetadataReader};
 use logctl_core::lag::LagReader;
 use serde::Serialize;
 
@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub consumers: Scrape,
     /// Per partition (partition, lag), from Kafka; None when Kafka did not answer.
     pub lag: Option<BTreeMap<i32, i64>>,
+    /// Brokers and partition copies as the cluster's metadata has them; None when no broker
+    /// answered.
+    pub cluster: Option<ClusterView>,
 }
 
 impl Snapshot {
@@ -69,6 +72,7 @@ pub struct Collector {
     source: Source,
     http: reqwest::Client,
     lag: Option<Arc<LagReader>>,
+    metadata: Option<Arc<MetadataReader>>,
 }
 
 impl Collector {
@@ -100,6 +104,7 @@ impl Collector {
                 .build()
                 .unwrap_or_default(),
             lag: LagReader::new(&kafka, CONSUMER_GROUP).ok().map(Arc::new),
+            metadata: MetadataReader::new(&kafka).ok().map(Arc::new),
         }
     }
 
@@ -227,6 +232,16 @@ impl Collector {
             }
             None => None,
         };
+        let cluster = match &self.metadata {
+            Some(reader) => {
+                let reader = reader.clone();
+                tokio::task::spawn_blocking(move || reader.read(Duration::from_secs(2)))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            None => None,
+        };
         Snapshot {
             at: Instant::now(),
             components,
@@ -234,6 +249,7 @@ impl Collector {
             producer,
             consumers,
             lag,
+            cluster,
         }
     }
 }
@@ -262,6 +278,12 @@ pub struct Signals {
     /// Gateway receive → row committed, over the interval (ms).
     pub end_to_end_p99_ms: Option<f64>,
     pub lag_total: Option<i64>,
+    /// Brokers the cluster lists as alive; None when no broker answered.
+    pub brokers_up: Option<f64>,
+    /// Partitions of our topics with fewer in-sync copies than replicas.
+    pub under_replicated: Option<f64>,
+    /// Partitions with fewer in-sync copies than acks=all writes need.
+    pub under_min_isr: Option<f64>,
     pub lag_by_partition: BTreeMap<i32, i64>,
     /// Breaker name → closed / half_open / open.
     pub breakers: BTreeMap<String, String>,
@@ -371,6 +393,9 @@ impl Signals {
                 0.99,
             )),
             lag_total: after.lag.as_ref().map(|l| l.values().sum()),
+            brokers_up: after.cluster.as_ref().map(|c| c.brokers.len() as f64),
+            under_replicated: after.cluster.as_ref().map(|c| c.under_replicated() as f64),
+            under_min_isr: after.cluster.as_ref().map(|c| c.under_min_isr() as f64),
             lag_by_partition,
             breakers: breakers
                 .into_iter()
@@ -433,6 +458,7 @@ mod tests {
             producer: Scrape::default(),
             consumers: Scrape::parse(consumers),
             lag,
+            cluster: None,
         }
     }
 

@@ -142,6 +142,11 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "--bootstrap-server",
     ),
     (
+        "metadata-quorum",
+        "org.apache.kafka.tools.MetadataQuorumCommand",
+        "--bootstrap-server",
+    ),
+    (
         "producer-perf-test",
         "org.apache.kafka.tools.ProducerPerformance",
         "",

@@ -105,11 +105,7 @@ impl StackConfig {
     /// Copies an acks=all write must reach: two of three, so one broker may be lost without
     /// refusing writes, and an acknowledged write survives losing any one broker.
     pub fn min_insync_replicas(&self) -> u16 {
-        if self.replication_factor() >= 3 {
-            2
-        } else {
-            1
-        }
+        logctl_core::kafka::min_insync_for(usize::from(self.replication_factor())) as u16
     }
 }
 

@@ -5,6 +5,7 @@
 //! every port and binary before starting anything, and returns once each component answers
 //! its readiness check. `down` stops everything in reverse order, each with SIGTERM first.
 
+pub mod cluster;
 pub mod kafka;
 pub mod layout;
 pub mod postgres;

@@ -216,11 +216,41 @@ impl KafkaSettings {
     /// Each partition of the events and dead-letter topics as the cluster's metadata has it,
     /// with the brokers it lists. Blocking: call it off the async threads.
     pub fn partitions(&self, timeout: Duration) -> Result<ClusterView, KafkaError> {
-        let client: BaseConsumer = self.client_config().create()?;
-        let metadata = client.fetch_metadata(None, timeout)?;
+        MetadataReader::new(self)?.read(timeout)
+    }
+}
+
+/// Copies an acks=all write must reach with `replicas` copies: two of three (or more), so one
+/// broker may be lost without refusing writes and an acknowledged write survives losing any
+/// one; every copy when there are fewer.
+pub fn min_insync_for(replicas: usize) -> usize {
+    if replicas >= 3 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Reads [`ClusterView`]s through one client, for callers that ask every second.
+pub struct MetadataReader {
+    client: BaseConsumer,
+    topics: [String; 2],
+}
+
+impl MetadataReader {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Ok(Self {
+            client: settings.client_config().create()?,
+            topics: [settings.topic.clone(), settings.dead_letter_topic.clone()],
+        })
+    }
+
+    /// Blocking: call it off the async threads.
+    pub fn read(&self, timeout: Duration) -> Result<ClusterView, KafkaError> {
+        let metadata = self.client.fetch_metadata(None, timeout)?;
         let mut partitions = Vec::new();
         for t in metadata.topics() {
-            if t.name() != self.topic && t.name() != self.dead_letter_topic {
+            if !self.topics.iter().any(|n| n == t.name()) {
                 continue;
             }
             for p in t.partitions() {
@@ -257,11 +287,12 @@ impl ClusterView {
             .count()
     }
 
-    /// Partitions with fewer in-sync copies than `min_isr`: acks=all writes to them fail.
-    pub fn under_min_isr(&self, min_isr: usize) -> usize {
+    /// Partitions with fewer in-sync copies than [`min_insync_for`] their replicas: acks=all
+    /// writes to them fail.
+    pub fn under_min_isr(&self) -> usize {
         self.partitions
             .iter()
-            .filter(|p| p.isr.len() < min_isr)
+            .filter(|p| p.isr.len() < min_insync_for(p.replicas.len()))
             .count()
     }
 }
