@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod coalesce;
+pub mod producers;
 pub mod rate_limit;
 pub mod routes;
 pub mod settings;

@@ -18,7 +18,8 @@ use crate::rate_limit::RateLimitSettings;
 #[serde(default)]
 pub struct Settings {
     pub listen: SocketAddr,
-    /// The producer service, which publishes to Kafka.
+    /// The producer service, which publishes to Kafka: one base URL, or several instances'
+    /// separated by commas (calls go round them and fail over).
     pub producer_url: String,
     /// The consumer service, which serves stored events.
     pub query_url: String,

@@ -4,16 +4,20 @@
 //! "unavailable", never a 500.
 //!
 //! Publishing goes through a [`Coalescer`]: requests waiting for the producer share calls, so
-//! the gateway holds a handful of connections to it however many clients wait.
+//! the gateway holds a handful of connections to it however many clients wait; the calls go
+//! round the producer instances ([`Producers`]).
 
-use logctl_core::breaker::{Breaker, Permit, Rejected};
-use logctl_core::internal_api::{PublishOutcome, PublishRequest, PublishResponse, PUBLISH_PATH};
+use std::time::Duration;
+
+use logctl_core::breaker::{Breaker, Permit};
+use logctl_core::internal_api::PublishOutcome;
 use logctl_core::trace::{self, TraceContext};
 use logctl_core::{ApiError, FieldError, LogEvent};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::coalesce::{Answer, Coalescer};
+use crate::coalesce::Coalescer;
+use crate::producers::{parse_urls, Producers};
 use crate::settings::Settings;
 
 #[derive(Clone)]
@@ -22,7 +26,7 @@ pub struct Upstream {
     publisher: Coalescer,
     query: Breaker,
     query_url: String,
-    producer_ready_url: String,
+    producers: Producers,
     query_ready_url: String,
 }
 
@@ -33,23 +37,25 @@ impl Upstream {
             .timeout(settings.upstream_timeout())
             .connect_timeout(std::time::Duration::from_secs(2))
             .build()?;
-        let producer = settings.producer_url.trim_end_matches('/');
         let query = settings.query_url.trim_end_matches('/');
-        let call = PublishCall {
-            http: http.clone(),
-            breaker: Breaker::new("producer", settings.breaker.clone()),
-            url: format!("{producer}{PUBLISH_PATH}"),
-        };
-        let publisher = Coalescer::start(settings.publish_coalescing.clone(), move |request| {
-            let call = call.clone();
-            async move { call.send(request).await }
+        let producers = Producers::new(
+            http.clone(),
+            &parse_urls(&settings.producer_url),
+            &settings.breaker,
+        );
+        let publisher = Coalescer::start(settings.publish_coalescing.clone(), {
+            let producers = producers.clone();
+            move |request| {
+                let producers = producers.clone();
+                async move { producers.send(request).await }
+            }
         });
         Ok(Self {
             http,
             publisher,
             query: Breaker::new("query", settings.breaker.clone()),
             query_url: query.to_owned(),
-            producer_ready_url: format!("{producer}/health/ready"),
+            producers,
             query_ready_url: format!("{query}/health/ready"),
         })
     }
@@ -73,7 +79,7 @@ impl Upstream {
         let permit = self
             .query
             .acquire()
-            .map_err(|r| breaker_open("query service", r))?;
+            .map_err(|r| breaker_open("query service", r.retry_after))?;
         let sent = self
             .http
             .get(format!("{}{path_and_query}", self.query_url))
@@ -97,7 +103,7 @@ impl Upstream {
     }
 
     pub async fn producer_ready(&self) -> Result<(), String> {
-        self.ready(&self.producer_ready_url).await
+        self.producers.ready().await
     }
 
     pub async fn query_ready(&self) -> Result<(), String> {
@@ -113,40 +119,9 @@ impl Upstream {
     }
 }
 
-/// One call to the producer carrying one or more requests' events.
-#[derive(Clone)]
-struct PublishCall {
-    http: reqwest::Client,
-    breaker: Breaker,
-    url: String,
-}
-
-impl PublishCall {
-    async fn send(&self, request: PublishRequest) -> Answer {
-        let permit = self
-            .breaker
-            .acquire()
-            .map_err(|r| breaker_open("producer", r))?;
-        let sent = self.http.post(&self.url).json(&request).send().await;
-        let response = judge(permit, sent).map_err(|e| unavailable("producer", e))?;
-        if !response.status().is_success() {
-            return Err(unavailable(
-                "producer",
-                format!("answered {}", response.status()),
-            ));
-        }
-        let body: PublishResponse = response
-            .json()
-            .await
-            .map_err(|e| unavailable("producer", e))?;
-        // The coalescer checks the outcomes against the events, request by request.
-        Ok(body.results)
-    }
-}
-
 /// Reports a call's outcome to its breaker: no answer or a 5xx is the dependency's failure;
 /// any other answer, even a 4xx, shows it alive.
-fn judge(
+pub(crate) fn judge(
     permit: Permit,
     sent: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<reqwest::Response, String> {
@@ -166,11 +141,11 @@ fn judge(
     }
 }
 
-fn breaker_open(what: &str, r: Rejected) -> ApiError {
+pub(crate) fn breaker_open(what: &str, retry_after: Duration) -> ApiError {
     ApiError::Unavailable {
         what: what.into(),
         reason: "circuit breaker open after repeated failures".into(),
-        retry_after_secs: r.retry_after.as_secs_f64().ceil() as u64,
+        retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
     }
 }
 
