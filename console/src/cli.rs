@@ -187,6 +187,9 @@ pub struct UpArgs {
     /// partition on three brokers, acks=all writes on two). Fixed when the stack is made.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::stack::layout::MAX_BROKERS)))]
     pub brokers: Option<u16>,
+    /// Producer instances; the gateway spreads its publish calls over them and fails over.
+    #[arg(long)]
+    pub producers: Option<u16>,
     /// Consumer instances in the one group (they share the topic's 6 partitions).
     #[arg(long)]
     pub consumers: Option<u16>,
@@ -202,6 +205,7 @@ pub struct UpArgs {
     pub redis_port: Option<u16>,
     #[arg(long)]
     pub gateway_port: Option<u16>,
+    /// The first producer's port; instance i listens on this port + i.
     #[arg(long)]
     pub producer_port: Option<u16>,
     /// The first consumer's port; instance i listens on this port + i.

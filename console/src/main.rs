@@ -455,6 +455,9 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
     if let Some(n) = a.consumers {
         config.consumers = n.max(1);
     }
+    if let Some(n) = a.producers {
+        config.producers = n.max(1);
+    }
     if a.free_ports && fresh {
         // Each broker's client and controller ports side by side (BROKER_PORT_STRIDE).
         let brokers = free_run(config.brokers.max(1) * stack::layout::BROKER_PORT_STRIDE)?;
@@ -465,12 +468,12 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
             &mut p.postgres,
             &mut p.redis,
             &mut p.gateway,
-            &mut p.producer,
             &mut p.prometheus,
         ] {
             *slot = free_port()?;
         }
         p.consumer = free_run(config.consumers.max(1))?;
+        p.producer = free_run(config.producers.max(1))?;
     }
     let p = &mut config.ports;
     let set = |slot: &mut u16, flag: Option<u16>| {

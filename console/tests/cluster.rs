@@ -1,8 +1,9 @@
 //! A three-broker cluster made by `logctl up --brokers 3`: Kafka's own tool sees every partition
 //! on three brokers, `logctl status` names each broker with its role, the broker count cannot
-//! be changed under a made stack, and the library's `broker-kill` drill passes on it (the
-//! leading broker SIGKILLed under load: no error, PostgreSQL holds every event once). The other
-//! cluster drills are longer and run with `logctl scenario run` (scenarios/README.md).
+//! be changed under a made stack, and the library's `broker-kill` and `producer-kill` drills
+//! pass on it (the leading broker, then one of two producers, SIGKILLed under load: no error,
+//! PostgreSQL holds every event once). The other cluster drills are longer and run with
+//! `logctl scenario run` (scenarios/README.md).
 
 mod support;
 
@@ -32,8 +33,8 @@ fn isr_size(line: &str) -> usize {
 }
 
 #[test]
-fn three_brokers_replicate_every_partition_and_survive_losing_the_leader() {
-    let stack = TestStack::start_cluster("cluster", 3, 1);
+fn three_brokers_and_two_producers_survive_losing_the_leader_and_a_producer() {
+    let stack = TestStack::start_cluster("cluster", 3, 2, 1);
 
     let describe = kafka_tool(&stack, &["topics", "--describe", "--topic", "log-events"]);
     assert!(describe.contains("ReplicationFactor: 3"), "{describe}");
@@ -47,6 +48,9 @@ fn three_brokers_replicate_every_partition_and_survive_losing_the_leader() {
     );
 
     let status = stack.status_json();
+    for instance in ["producer", "producer-2"] {
+        assert_eq!(stack.component_status(instance), "up", "{status}");
+    }
     let brokers = status["kafka"]["brokers"].as_array().expect("brokers");
     let names: Vec<&str> = brokers.iter().filter_map(|b| b["name"].as_str()).collect();
     assert_eq!(names, ["kafka", "kafka-2", "kafka-3"], "{status}");
@@ -74,19 +78,21 @@ fn three_brokers_replicate_every_partition_and_survive_losing_the_leader() {
         "{told}"
     );
 
-    let drill =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/broker-kill.yaml");
+    let drills = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let out = Command::new(logctl_bin())
         .arg("--state-dir")
         .arg(&stack.dir)
         .args(["scenario", "run", "--headless"])
-        .arg(&drill)
+        .arg(drills.join("broker-kill.yaml"))
+        .arg(drills.join("producer-kill.yaml"))
         .stdin(Stdio::null())
         .output()
         .expect("logctl scenario run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && text.contains("PASSED broker-kill"),
+        out.status.success()
+            && text.contains("PASSED broker-kill")
+            && text.contains("PASSED producer-kill"),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

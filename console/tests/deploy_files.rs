@@ -96,7 +96,7 @@ fn compose_gives_each_service_the_settings_logctl_up_gives_it() {
             serde_json::to_value(logctl_gateway::Settings::default()),
         ),
         (
-            Component::Producer,
+            Component::Producer(0),
             "LOGCTL_PRODUCER_",
             serde_json::to_value(logctl_producer::Settings::default()),
         ),

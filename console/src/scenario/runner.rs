@@ -263,12 +263,25 @@ impl Run<'_> {
         if !matches!(self.ctx.driver, Driver::Local) {
             return Ok(());
         }
-        if let Some(brokers) = scenario.stack.brokers {
-            if self.ctx.config.brokers < brokers {
+        let needs = [
+            (
+                "Kafka brokers",
+                "brokers",
+                scenario.stack.brokers,
+                self.ctx.config.brokers,
+            ),
+            (
+                "producers",
+                "producers",
+                scenario.stack.producers,
+                self.ctx.config.producers,
+            ),
+        ];
+        for (what, flag, needed, has) in needs {
+            if let Some(n) = needed.filter(|n| has < *n) {
                 return Err(format!(
-                    "this drill needs a cluster of {brokers} Kafka brokers and the stack has {}: \
-                     run it against a stack made with `logctl up --brokers {brokers}`",
-                    self.ctx.config.brokers
+                    "this drill needs {n} {what} and the stack has {has}: run it against a \
+                     stack started with `logctl up --{flag} {n}`"
                 ));
             }
         }

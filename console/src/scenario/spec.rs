@@ -49,6 +49,9 @@ pub struct StackNeeds {
     /// Kafka brokers the stack must have (`logctl up --brokers N`), for drills that lose some.
     #[serde(default)]
     pub brokers: Option<u16>,
+    /// Producer instances the stack must have (`logctl up --producers N`).
+    #[serde(default)]
+    pub producers: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -147,7 +147,7 @@ impl Collector {
         };
         let mut services = vec![
             (Component::Gateway, e.gateway.as_str()),
-            (Component::Producer, e.producer.as_str()),
+            (Component::Producer(0), e.producer.as_str()),
         ];
         services.extend(
             (0u16..)
@@ -163,7 +163,7 @@ impl Collector {
             };
             let target = match c {
                 Component::Gateway => &mut *gateway,
-                Component::Producer => &mut *producer,
+                Component::Producer(_) => &mut *producer,
                 _ => &mut *consumers,
             };
             target.samples.extend(scrape.samples);
@@ -202,7 +202,7 @@ impl Collector {
                 for c in Component::all(config) {
                     let target = match c {
                         Component::Gateway => &mut gateway,
-                        Component::Producer => &mut producer,
+                        Component::Producer(_) => &mut producer,
                         Component::Consumer(_) => &mut consumers,
                         _ => continue,
                     };

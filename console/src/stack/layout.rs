@@ -25,6 +25,7 @@ pub struct Ports {
     pub postgres: u16,
     pub redis: u16,
     pub gateway: u16,
+    /// The first producer; instance `i` listens on `producer + i`.
     pub producer: u16,
     /// The first consumer; instance `i` listens on `consumer + i`.
     pub consumer: u16,
@@ -61,6 +62,9 @@ pub struct StackConfig {
     /// Kafka nodes, each broker and controller. Fixed when the stack is made: their storage is
     /// formatted for this quorum.
     pub brokers: u16,
+    /// Producer instances; the gateway spreads its calls over them. Instance `i` listens on
+    /// the producer port + `i`.
+    pub producers: u16,
     /// Consumer instances in the one group (they share the topic's partitions).
     pub consumers: u16,
     /// Also run Prometheus, scraping the services with the alert rules.
@@ -72,6 +76,7 @@ impl Default for StackConfig {
         Self {
             ports: Ports::default(),
             brokers: 1,
+            producers: 1,
             consumers: 1,
             prometheus: false,
         }

@@ -74,7 +74,8 @@ pub enum Component {
     Redis,
     /// Broker `i` of the Kafka cluster (one by default).
     Kafka(u16),
-    Producer,
+    /// Instance `i` of the producers the gateway publishes through.
+    Producer(u16),
     /// Instance `i` of the consumer group.
     Consumer(u16),
     Gateway,
@@ -86,7 +87,7 @@ impl Component {
     pub fn all(config: &StackConfig) -> Vec<Component> {
         let mut all = vec![Component::Postgres, Component::Redis];
         all.extend((0..config.brokers.max(1)).map(Component::Kafka));
-        all.push(Component::Producer);
+        all.extend((0..config.producers.max(1)).map(Component::Producer));
         all.extend((0..config.consumers.max(1)).map(Component::Consumer));
         all.push(Component::Gateway);
         if config.prometheus {
@@ -114,7 +115,7 @@ impl Component {
             "postgres" | "postgresql" => Component::Postgres,
             "redis" => Component::Redis,
             "kafka" => Component::Kafka(0),
-            "producer" => Component::Producer,
+            "producer" => Component::Producer(0),
             "consumer" => Component::Consumer(0),
             "gateway" => Component::Gateway,
             "prometheus" => Component::Prometheus,
@@ -125,6 +126,8 @@ impl Component {
                 };
                 if let Some(i) = instance("kafka-") {
                     Component::Kafka(i)
+                } else if let Some(i) = instance("producer-") {
+                    Component::Producer(i)
                 } else {
                     Component::Consumer(instance("consumer-")?)
                 }
@@ -137,7 +140,8 @@ impl Component {
             Component::Postgres => "postgres".into(),
             Component::Redis => "redis".into(),
             Component::Kafka(i) => kafka::name(i),
-            Component::Producer => "producer".into(),
+            Component::Producer(0) => "producer".into(),
+            Component::Producer(i) => format!("producer-{}", i + 1),
             Component::Consumer(0) => "consumer".into(),
             Component::Consumer(i) => format!("consumer-{}", i + 1),
             Component::Gateway => "gateway".into(),
@@ -150,7 +154,7 @@ impl Component {
             Component::Postgres => p.postgres,
             Component::Redis => p.redis,
             Component::Kafka(i) => p.kafka + layout::BROKER_PORT_STRIDE * i,
-            Component::Producer => p.producer,
+            Component::Producer(i) => p.producer + i,
             Component::Consumer(i) => p.consumer + i,
             Component::Gateway => p.gateway,
             Component::Prometheus => p.prometheus,
@@ -163,7 +167,7 @@ impl Component {
             Component::Postgres => "postgres-port",
             Component::Redis => "redis-port",
             Component::Kafka(_) => "kafka-port",
-            Component::Producer => "producer-port",
+            Component::Producer(_) => "producer-port",
             Component::Consumer(_) => "consumer-port",
             Component::Gateway => "gateway-port",
             Component::Prometheus => "prometheus-port",
@@ -184,7 +188,7 @@ impl Component {
     pub fn is_service(self) -> bool {
         matches!(
             self,
-            Component::Producer | Component::Consumer(_) | Component::Gateway
+            Component::Producer(_) | Component::Consumer(_) | Component::Gateway
         )
     }
 
@@ -275,7 +279,7 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
         .filter(|c| running_pid(*c, layout).is_none())
         .collect();
     preflight(&to_start, config)?;
-    stop_extra_consumers(layout, config.consumers);
+    stop_extra_instances(layout, config)?;
     let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
     let starting = |c: &Component| to_start.contains(c);
     let mut pids = BTreeMap::new();
@@ -429,15 +433,41 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
     Ok(())
 }
 
-/// Consumers left over from an earlier `up --consumers N` with a larger N.
-fn stop_extra_consumers(layout: &Layout, keep: u16) {
-    for i in keep.max(1)..MAX_CONSUMERS {
+/// Consumers and producers left over from an earlier `up` with more of them. A producer whose
+/// spool still holds events is not stopped: what it acknowledged reaches Kafka only through it.
+fn stop_extra_instances(layout: &Layout, config: &StackConfig) -> Result<(), StackError> {
+    for i in config.producers.max(1)..MAX_INSTANCES {
+        let c = Component::Producer(i);
+        let spooled = spooled_segments(&services::spool_dir(c, &layout.root));
+        if spooled > 0 {
+            return Err(StackError::Other(format!(
+                "{} still holds {spooled} spool segment(s) of acknowledged events: keep it \
+                 (`logctl up --producers {}`) until Kafka has taken them",
+                c.name(),
+                i + 1
+            )));
+        }
+        stop_one(layout, c);
+    }
+    for i in config.consumers.max(1)..MAX_INSTANCES {
         stop_one(layout, Component::Consumer(i));
     }
+    Ok(())
+}
+
+fn spooled_segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Beyond any sensible instance count (the topic has 6 partitions).
-const MAX_CONSUMERS: u16 = 64;
+const MAX_INSTANCES: u16 = 64;
 
 /// Creates the topics (events with 6 partitions, dead letters), waits until every partition
 /// has all its copies in sync, and applies the migrations.
@@ -641,7 +671,8 @@ pub struct DownOutcome {
 /// Stops every component, services first, each with SIGTERM and a grace period.
 pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
     let everything = StackConfig {
-        consumers: MAX_CONSUMERS,
+        consumers: MAX_INSTANCES,
+        producers: MAX_INSTANCES,
         prometheus: true,
         ..config.clone()
     };

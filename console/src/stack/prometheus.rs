@@ -18,6 +18,9 @@ pub fn config(config: &StackConfig, rules: &std::path::Path) -> String {
     let consumers: Vec<String> = (0..config.consumers.max(1))
         .map(|i| target(Component::Consumer(i)))
         .collect();
+    let producers: Vec<String> = (0..config.producers.max(1))
+        .map(|i| target(Component::Producer(i)))
+        .collect();
     format!(
         "# Written by `logctl up --with-prometheus` on every start.\n\
          global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\n\
@@ -28,7 +31,7 @@ pub fn config(config: &StackConfig, rules: &std::path::Path) -> String {
          \x20 - job_name: consumer\n    static_configs:\n      - targets: [{consumers}]\n",
         rules = rules.display(),
         gateway = target(Component::Gateway),
-        producer = target(Component::Producer),
+        producer = producers.join(", "),
         consumers = consumers.join(", "),
     )
 }

@@ -32,10 +32,16 @@ pub fn binary(name: &str) -> Result<PathBuf, StackError> {
     }
 }
 
+/// Where producer instance `component` keeps its spool: its own folder under the state dir
+/// (`producer/spool`, `producer-2/spool`, ...), so each instance replays only its own.
+pub fn spool_dir(component: Component, state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join(component.name()).join("spool")
+}
+
 pub fn binary_name(component: Component) -> &'static str {
     match component {
         Component::Gateway => "logctl-gateway",
-        Component::Producer => "logctl-producer",
+        Component::Producer(_) => "logctl-producer",
         _ => "logctl-consumer",
     }
 }
@@ -69,7 +75,10 @@ pub fn env(
             ("LOGCTL_GATEWAY_LISTEN", loopback(p.gateway)),
             (
                 "LOGCTL_GATEWAY_PRODUCER_URL",
-                format!("http://{}", loopback(p.producer)),
+                (0..config.producers.max(1))
+                    .map(|i| format!("http://{}", loopback(Component::Producer(i).port(p))))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             (
                 "LOGCTL_GATEWAY_QUERY_URL",
@@ -78,19 +87,15 @@ pub fn env(
             ("LOGCTL_GATEWAY_AUTH__HS256_SECRET", jwt_secret.to_owned()),
             ("LOGCTL_GATEWAY_REDIS__URL", redis),
         ],
-        Component::Producer => vec![
-            ("LOGCTL_PRODUCER_LISTEN", loopback(p.producer)),
+        Component::Producer(_) => vec![
+            ("LOGCTL_PRODUCER_LISTEN", loopback(component.port(p))),
             (
                 "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),
             ),
             (
                 "LOGCTL_PRODUCER_SPOOL__DIR",
-                state_dir
-                    .join("producer")
-                    .join("spool")
-                    .display()
-                    .to_string(),
+                spool_dir(component, state_dir).display().to_string(),
             ),
         ],
         Component::Consumer(_) => vec![

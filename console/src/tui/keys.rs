@@ -11,7 +11,7 @@ pub const FAULT_KEYS: [(char, Component); 6] = [
     ('1', Component::Kafka(0)),
     ('2', Component::Postgres),
     ('3', Component::Redis),
-    ('4', Component::Producer),
+    ('4', Component::Producer(0)),
     ('5', Component::Consumer(0)),
     ('6', Component::Gateway),
 ];

@@ -22,6 +22,7 @@ pub struct TestStack {
     pub dir: PathBuf,
     pub ports: Vec<(&'static str, u16)>,
     pub brokers: u16,
+    pub producers: u16,
     pub consumers: u16,
     pub with_prometheus: bool,
 }
@@ -67,6 +68,9 @@ pub fn logctl_bin() -> PathBuf {
 /// Consumer instances a test may run; each needs its own port after the first.
 const MAX_TEST_CONSUMERS: u16 = 4;
 
+/// Producer instances a test may run; each needs its own port after the first.
+const MAX_TEST_PRODUCERS: u16 = 2;
+
 /// Kafka nodes a test may run; each needs a client and a controller port, side by side
 /// (`logctl up` puts broker i at the first ports + 2i).
 const MAX_TEST_BROKERS: u16 = 3;
@@ -90,6 +94,7 @@ fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
     for flag in PORT_FLAGS {
         let run = match flag {
             "consumer-port" => MAX_TEST_CONSUMERS,
+            "producer-port" => MAX_TEST_PRODUCERS,
             "kafka-port" => 2 * MAX_TEST_BROKERS,
             // The controller ports interleave with the client ports' run.
             "kafka-controller-port" => continue,
@@ -135,11 +140,13 @@ impl TestStack {
         );
     }
 
-    /// Starts a fresh stack of `brokers` Kafka nodes and `consumers` consumer instances.
-    pub fn start_cluster(name: &str, brokers: u16, consumers: u16) -> TestStack {
-        assert!(brokers <= MAX_TEST_BROKERS);
+    /// Starts a fresh stack of `brokers` Kafka nodes, `producers` producer instances and
+    /// `consumers` consumer instances.
+    pub fn start_cluster(name: &str, brokers: u16, producers: u16, consumers: u16) -> TestStack {
+        assert!(brokers <= MAX_TEST_BROKERS && producers <= MAX_TEST_PRODUCERS);
         let mut stack = TestStack::new(name, consumers);
         stack.brokers = brokers;
+        stack.producers = producers;
         stack.up_or_panic(&[]);
         stack
     }
@@ -151,6 +158,7 @@ impl TestStack {
             dir,
             ports: free_ports(consumers),
             brokers: 1,
+            producers: 1,
             consumers,
             with_prometheus: false,
         };
@@ -168,6 +176,8 @@ impl TestStack {
             "up".to_owned(),
             "--brokers".to_owned(),
             self.brokers.to_string(),
+            "--producers".to_owned(),
+            self.producers.to_string(),
             "--consumers".to_owned(),
             self.consumers.to_string(),
         ];
