@@ -221,27 +221,12 @@ impl Collector {
                     .await
             }
         };
-        let lag = match &self.lag {
-            Some(reader) => {
-                let reader = reader.clone();
-                tokio::task::spawn_blocking(move || reader.read(Duration::from_secs(2)))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|parts| parts.iter().map(|p| (p.partition, p.lag)).collect())
-            }
-            None => None,
-        };
-        let cluster = match &self.metadata {
-            Some(reader) => {
-                let reader = reader.clone();
-                tokio::task::spawn_blocking(move || reader.read(Duration::from_secs(2)))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            }
-            None => None,
-        };
+        // Both ask Kafka (blocking client calls, up to 2 s each when it is away): side by side.
+        let (lag, cluster) = tokio::join!(
+            off_thread(self.lag.clone(), |r| r.read(Duration::from_secs(2))),
+            off_thread(self.metadata.clone(), |r| r.read(Duration::from_secs(2))),
+        );
+        let lag = lag.map(|parts| parts.iter().map(|p| (p.partition, p.lag)).collect());
         Snapshot {
             at: Instant::now(),
             components,
@@ -252,6 +237,23 @@ impl Collector {
             cluster,
         }
     }
+}
+
+/// A blocking read of a Kafka client, on a blocking thread; `None` without a client or an answer.
+async fn off_thread<R, T, E>(
+    reader: Option<Arc<R>>,
+    read: impl FnOnce(&R) -> Result<T, E> + Send + 'static,
+) -> Option<T>
+where
+    R: Send + Sync + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let reader = reader?;
+    tokio::task::spawn_blocking(move || read(&reader))
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 /// A breaker's state, by its gauge (0 closed, 1 half-open, 2 open).

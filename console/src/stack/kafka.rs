@@ -38,10 +38,7 @@ pub struct Kafka {
 
 /// The state-dir name of broker `index`, as `Component::name` has it.
 pub fn name(index: u16) -> String {
-    match index {
-        0 => "kafka".into(),
-        i => format!("kafka-{}", i + 1),
-    }
+    logctl_contracts::instance::name("kafka", index)
 }
 
 impl Kafka {
@@ -189,7 +186,7 @@ fn properties_path(dir: &Path) -> PathBuf {
 
 fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
     let voters: Vec<String> = (0..config.brokers.max(1))
-        .map(|i| format!("{}@127.0.0.1:{}", i + 1, config.controller_port(i)))
+        .map(|i| format!("{}@127.0.0.1:{}", i + 1, config.ports.controller(i)))
         .collect();
     let rf = config.replication_factor();
     let min_isr = config.min_insync_replicas();
@@ -222,8 +219,8 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
          num.io.threads=4\n",
         node = index + 1,
         voters = voters.join(","),
-        broker = config.broker_port(index),
-        controller = config.controller_port(index),
+        broker = config.ports.broker(index),
+        controller = config.ports.controller(index),
         data = data.display(),
     )
 }

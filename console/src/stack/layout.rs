@@ -83,21 +83,23 @@ impl Default for StackConfig {
     }
 }
 
-impl StackConfig {
+impl Ports {
     /// Broker `i`'s client port.
-    pub fn broker_port(&self, i: u16) -> u16 {
-        self.ports.kafka + BROKER_PORT_STRIDE * i
+    pub fn broker(&self, i: u16) -> u16 {
+        self.kafka + BROKER_PORT_STRIDE * i
     }
 
     /// Broker `i`'s controller port.
-    pub fn controller_port(&self, i: u16) -> u16 {
-        self.ports.kafka_controller + BROKER_PORT_STRIDE * i
+    pub fn controller(&self, i: u16) -> u16 {
+        self.kafka_controller + BROKER_PORT_STRIDE * i
     }
+}
 
+impl StackConfig {
     /// Every broker's address, for clients: one down broker then costs a client nothing.
     pub fn bootstrap_servers(&self) -> String {
         (0..self.brokers.max(1))
-            .map(|i| format!("127.0.0.1:{}", self.broker_port(i)))
+            .map(|i| format!("127.0.0.1:{}", self.ports.broker(i)))
             .collect::<Vec<_>>()
             .join(",")
     }

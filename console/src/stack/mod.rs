@@ -140,10 +140,8 @@ impl Component {
             Component::Postgres => "postgres".into(),
             Component::Redis => "redis".into(),
             Component::Kafka(i) => kafka::name(i),
-            Component::Producer(0) => "producer".into(),
-            Component::Producer(i) => format!("producer-{}", i + 1),
-            Component::Consumer(0) => "consumer".into(),
-            Component::Consumer(i) => format!("consumer-{}", i + 1),
+            Component::Producer(i) => logctl_contracts::instance::name("producer", i),
+            Component::Consumer(i) => logctl_contracts::instance::name("consumer", i),
             Component::Gateway => "gateway".into(),
             Component::Prometheus => "prometheus".into(),
         }
@@ -153,7 +151,7 @@ impl Component {
         match self {
             Component::Postgres => p.postgres,
             Component::Redis => p.redis,
-            Component::Kafka(i) => p.kafka + layout::BROKER_PORT_STRIDE * i,
+            Component::Kafka(i) => p.broker(i),
             Component::Producer(i) => p.producer + i,
             Component::Consumer(i) => p.consumer + i,
             Component::Gateway => p.gateway,
@@ -414,7 +412,7 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
             });
         }
         if let Component::Kafka(i) = c {
-            let port = config.controller_port(*i);
+            let port = config.ports.controller(*i);
             if !process::port_is_free(port) {
                 return Err(StackError::PortTaken {
                     component: format!("{} controller", c.name()),

@@ -2,7 +2,7 @@
 //! tests and the dashboards cannot drift apart: the log event and its validation ([`event`]),
 //! the gateway → producer publish API ([`internal_api`]), the read API's parameters and pages
 //! ([`read_api`]), Kafka topic and group names
-//! ([`topics`]), the dead-letter headers and reasons ([`dead_letter`]), metric names
+//! ([`topics`]), how instances are named ([`instance`]), the dead-letter headers and reasons ([`dead_letter`]), metric names
 //! ([`metric`]), how durations are written ([`duration`]) and, with the `schema` feature, the database schema and its one migrator
 //! ([`schema`]).
 //!
@@ -12,6 +12,7 @@
 pub mod dead_letter;
 pub mod duration;
 pub mod event;
+pub mod instance;
 pub mod internal_api;
 pub mod metric;
 pub mod read_api;

@@ -19,10 +19,7 @@ use crate::upstream::{breaker_open, judge, unavailable};
 
 /// The breaker name of instance `i`, as its component is named (`producer`, `producer-2`...).
 pub fn instance_name(i: usize) -> String {
-    match i {
-        0 => "producer".into(),
-        i => format!("producer-{}", i + 1),
-    }
+    logctl_contracts::instance::name("producer", u16::try_from(i).unwrap_or(u16::MAX))
 }
 
 /// The instances' base URLs, from one URL or several separated by commas.

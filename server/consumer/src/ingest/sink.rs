@@ -472,6 +472,15 @@ mod tests {
             .collect()
     }
 
+    /// Stores `batch` with no shutdown in sight.
+    async fn store(
+        sink: &StorageSink<Table, Topic, Told>,
+        batch: &[Decoded],
+        waits: &mut Waits,
+    ) -> Result<(), Interrupted> {
+        sink.store(batch, waits, &CancellationToken::new()).await
+    }
+
     fn id(d: &Decoded) -> Uuid {
         match d {
             Decoded::Row(r) => r.event.id,
@@ -493,10 +502,7 @@ mod tests {
         *sink.rows.outage.lock().expect("lock") = 2;
         let batch = rows(10);
         let mut waits = Waits::default();
-        let done = sink
-            .store(&batch, &mut waits, &CancellationToken::new())
-            .await;
-        assert!(done.is_ok());
+        assert!(store(&sink, &batch, &mut waits).await.is_ok());
         assert!(stored_once(&sink, &batch));
         assert_eq!(waits.held.len(), 2, "{:?}", waits.held);
         let (first, second) = (waits.held[0], waits.held[1]);
@@ -516,10 +522,7 @@ mod tests {
         let batch = rows(4);
         let mut waits = Waits::default();
         let t0 = Instant::now();
-        assert!(sink
-            .store(&batch, &mut waits, &CancellationToken::new())
-            .await
-            .is_ok());
+        assert!(store(&sink, &batch, &mut waits).await.is_ok());
         assert!(stored_once(&sink, &batch));
         assert!(waits.pauses >= 1, "the open breaker pauses fetching");
         assert_eq!(waits.resumes, 1, "and the first success resumes it");
@@ -539,10 +542,7 @@ mod tests {
         let batch = rows(3);
         let mut waits = Waits::default();
         let t0 = Instant::now();
-        assert!(sink
-            .store(&batch, &mut waits, &CancellationToken::new())
-            .await
-            .is_ok());
+        assert!(store(&sink, &batch, &mut waits).await.is_ok());
         assert!(stored_once(&sink, &batch));
         assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
         assert_eq!(waits.held.len(), 1);
@@ -559,10 +559,7 @@ mod tests {
             .expect("lock")
             .insert(poison, usize::MAX);
         let mut waits = Waits::default();
-        assert!(sink
-            .store(&batch, &mut waits, &CancellationToken::new())
-            .await
-            .is_ok());
+        assert!(store(&sink, &batch, &mut waits).await.is_ok());
         let stored = sink.rows.stored.lock().expect("lock");
         assert_eq!(stored.len(), 7);
         assert!(!stored.contains_key(&poison));
@@ -594,10 +591,7 @@ mod tests {
             .expect("lock")
             .insert(id(&batch[0]), 2);
         let mut waits = Waits::default();
-        assert!(sink
-            .store(&batch, &mut waits, &CancellationToken::new())
-            .await
-            .is_ok());
+        assert!(store(&sink, &batch, &mut waits).await.is_ok());
         assert!(stored_once(&sink, &batch));
         assert!(sink.letters.sent.lock().expect("lock").is_empty());
     }
@@ -618,10 +612,7 @@ mod tests {
             attempts: 1,
         }));
         let mut waits = Waits::default();
-        assert!(sink
-            .store(&batch, &mut waits, &CancellationToken::new())
-            .await
-            .is_ok());
+        assert!(store(&sink, &batch, &mut waits).await.is_ok());
         assert_eq!(sink.letters.sent.lock().expect("lock").len(), 1);
         assert_eq!(waits.held.len(), 2);
         assert!(stored_once(&sink, &batch));
