@@ -193,6 +193,10 @@ pub struct UpArgs {
     /// Consumer instances in the one group (they share the topic's 6 partitions).
     #[arg(long)]
     pub consumers: Option<u16>,
+    /// Gateway instances; with more than one, HAProxy (Debian's package) takes the public
+    /// port, health-checks them and spreads requests over them.
+    #[arg(long)]
+    pub gateways: Option<u16>,
     /// The first broker's client port; broker i listens on this port + 2i.
     #[arg(long)]
     pub kafka_port: Option<u16>,
@@ -203,12 +207,17 @@ pub struct UpArgs {
     pub postgres_port: Option<u16>,
     #[arg(long)]
     pub redis_port: Option<u16>,
+    /// The public port: the gateway's, or with several gateways the balancer's.
     #[arg(long)]
     pub gateway_port: Option<u16>,
-    /// The first producer's port; instance i listens on this port + i.
+    /// With several gateways, the first one's internal port; instance i listens on this
+    /// port + 10i.
+    #[arg(long)]
+    pub gateway_backend_port: Option<u16>,
+    /// The first producer's port; instance i listens on this port + 10i.
     #[arg(long)]
     pub producer_port: Option<u16>,
-    /// The first consumer's port; instance i listens on this port + i.
+    /// The first consumer's port; instance i listens on this port + 10i.
     #[arg(long)]
     pub consumer_port: Option<u16>,
     /// Also run Prometheus (Debian's package) scraping every service, with the alert rules.

@@ -426,18 +426,22 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// `n` consecutive free loopback ports (consumer instance i listens on the first + i).
-fn free_run(n: u16) -> anyhow::Result<u16> {
+/// A first port such that it and the `n - 1` ports each `stride` further are free (instance
+/// i of a service listens on the first + stride * i).
+fn free_run(n: u16, stride: u16) -> anyhow::Result<u16> {
     for _ in 0..100 {
         let start = free_port()?;
         let held: Option<Vec<_>> = (0..n)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", start.checked_add(i)?)).ok())
+            .map(|i| {
+                let port = start.checked_add(i.checked_mul(stride)?)?;
+                std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+            })
             .collect();
         if held.is_some() {
             return Ok(start);
         }
     }
-    anyhow::bail!("no run of {n} free ports found")
+    anyhow::bail!("no run of {n} free ports {stride} apart found")
 }
 
 fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Result<StackConfig> {
@@ -458,9 +462,12 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
     if let Some(n) = a.producers {
         config.producers = n.max(1);
     }
+    if let Some(n) = a.gateways {
+        config.gateways = n.max(1);
+    }
     if a.free_ports && fresh {
         // Each broker's client and controller ports side by side (BROKER_PORT_STRIDE).
-        let brokers = free_run(config.brokers.max(1) * stack::layout::BROKER_PORT_STRIDE)?;
+        let brokers = free_run(config.brokers.max(1) * stack::layout::BROKER_PORT_STRIDE, 1)?;
         config.ports.kafka = brokers;
         config.ports.kafka_controller = brokers + 1;
         let p = &mut config.ports;
@@ -472,8 +479,10 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
         ] {
             *slot = free_port()?;
         }
-        p.consumer = free_run(config.consumers.max(1))?;
-        p.producer = free_run(config.producers.max(1))?;
+        let stride = stack::layout::INSTANCE_PORT_STRIDE;
+        p.consumer = free_run(config.consumers.max(1), stride)?;
+        p.producer = free_run(config.producers.max(1), stride)?;
+        p.gateway_backend = free_run(config.gateways.max(1), stride)?;
     }
     let p = &mut config.ports;
     let set = |slot: &mut u16, flag: Option<u16>| {
@@ -486,6 +495,7 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
     set(&mut p.postgres, a.postgres_port);
     set(&mut p.redis, a.redis_port);
     set(&mut p.gateway, a.gateway_port);
+    set(&mut p.gateway_backend, a.gateway_backend_port);
     set(&mut p.producer, a.producer_port);
     set(&mut p.consumer, a.consumer_port);
     set(&mut p.prometheus, a.prometheus_port);

@@ -1,8 +1,9 @@
-//! A three-broker cluster made by `logctl up --brokers 3`: Kafka's own tool sees every partition
-//! on three brokers, `logctl status` names each broker with its role, the broker count cannot
-//! be changed under a made stack, and the library's `broker-kill` and `producer-kill` drills
-//! pass on it (the leading broker, then one of two producers, SIGKILLed under load: no error,
-//! PostgreSQL holds every event once). The other cluster drills are longer and run with
+//! A three-broker cluster made by `logctl up --brokers 3 --producers 2 --gateways 2`: Kafka's own
+//! tool sees every partition on three brokers, `logctl status` names each broker with its role
+//! and every instance, the broker count cannot be changed under a made stack, and the library's
+//! `broker-kill`, `producer-kill` and `gateway-kill` drills pass on it (the leading broker, one
+//! of two producers, then one of two gateways behind HAProxy SIGKILLed under load: no error
+//! beyond the killed gateway's requests in flight, PostgreSQL holds every event once). The other cluster drills are longer and run with
 //! `logctl scenario run` (scenarios/README.md).
 
 mod support;
@@ -33,8 +34,8 @@ fn isr_size(line: &str) -> usize {
 }
 
 #[test]
-fn three_brokers_and_two_producers_survive_losing_the_leader_and_a_producer() {
-    let stack = TestStack::start_cluster("cluster", 3, 2, 1);
+fn a_cluster_survives_losing_the_leading_broker_a_producer_and_a_gateway() {
+    let stack = TestStack::start_cluster("cluster", 3, 2, 2, 1);
 
     let describe = kafka_tool(&stack, &["topics", "--describe", "--topic", "log-events"]);
     assert!(describe.contains("ReplicationFactor: 3"), "{describe}");
@@ -48,7 +49,7 @@ fn three_brokers_and_two_producers_survive_losing_the_leader_and_a_producer() {
     );
 
     let status = stack.status_json();
-    for instance in ["producer", "producer-2"] {
+    for instance in ["producer", "producer-2", "gateway", "gateway-2", "haproxy"] {
         assert_eq!(stack.component_status(instance), "up", "{status}");
     }
     let brokers = status["kafka"]["brokers"].as_array().expect("brokers");
@@ -85,6 +86,7 @@ fn three_brokers_and_two_producers_survive_losing_the_leader_and_a_producer() {
         .args(["scenario", "run", "--headless"])
         .arg(drills.join("broker-kill.yaml"))
         .arg(drills.join("producer-kill.yaml"))
+        .arg(drills.join("gateway-kill.yaml"))
         .stdin(Stdio::null())
         .output()
         .expect("logctl scenario run");
@@ -92,7 +94,8 @@ fn three_brokers_and_two_producers_survive_losing_the_leader_and_a_producer() {
     assert!(
         out.status.success()
             && text.contains("PASSED broker-kill")
-            && text.contains("PASSED producer-kill"),
+            && text.contains("PASSED producer-kill")
+            && text.contains("PASSED gateway-kill"),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -3,7 +3,7 @@
 //! Prometheus configs and rules pass `promtool`; the Grafana dashboard is well formed.
 //! No Docker engine runs here, so these checks read the files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,8 +20,54 @@ fn yaml(path: &str) -> Value {
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
 }
 
+/// docker-compose.yml as compose reads it with these variables set: `${NAME:-default}`,
+/// `${NAME:?error}` and `${NAME}` replaced by the value, else the default (or nothing).
+fn compose_with(vars: &BTreeMap<String, String>) -> Value {
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).expect("compose file");
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closed ${") + start;
+        let inner = &rest[start + 2..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, d),
+            None => (inner.split(":?").next().unwrap_or(inner), ""),
+        };
+        out.push_str(vars.get(name).map_or(default, String::as_str));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("docker-compose.yml: {e}"))
+}
+
 fn compose_service(name: &str) -> Value {
-    yaml("docker-compose.yml")["services"][name].clone()
+    compose_with(&BTreeMap::new())["services"][name].clone()
+}
+
+/// The variables of `docker compose --env-file deploy/compose-cluster.env`.
+fn cluster_env() -> BTreeMap<String, String> {
+    std::fs::read_to_string(repo().join("deploy/compose-cluster.env"))
+        .expect("cluster env file")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// The services compose starts with these profiles active (those without profiles always).
+fn active_services(compose: &Value, profiles: &[&str]) -> BTreeSet<String> {
+    compose["services"]
+        .as_object()
+        .expect("services")
+        .iter()
+        .filter(|(_, s)| {
+            let own = strings(&s["profiles"]);
+            own.is_empty() || own.iter().any(|p| profiles.contains(&p.as_str()))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -91,7 +137,7 @@ fn names_a_setting(settings: &serde_json::Value, key: &str) -> bool {
 fn compose_gives_each_service_the_settings_logctl_up_gives_it() {
     let defaults = [
         (
-            Component::Gateway,
+            Component::Gateway(0),
             "LOGCTL_GATEWAY_",
             serde_json::to_value(logctl_gateway::Settings::default()),
         ),
@@ -322,4 +368,180 @@ fn the_grafana_dashboard_is_provisioned_and_queries_logctl_metrics() {
             "no {wanted} panel in {titles:?}"
         );
     }
+}
+
+/// The cluster profile, with its env file, is `logctl up --brokers 3 --producers 2 --gateways 2
+/// --consumers 3`: the same instances under the same names on the same host ports, the same
+/// quorum and replication settings, every service given every broker and the gateways every
+/// producer, and HAProxy with the settings the local balancer takes from the same file.
+#[test]
+fn compose_cluster_profile_is_the_shape_of_a_local_cluster() {
+    let local = StackConfig {
+        brokers: 3,
+        producers: 2,
+        gateways: 2,
+        consumers: 3,
+        ..StackConfig::default()
+    };
+    let env = cluster_env();
+    let profiles: Vec<&str> = env["COMPOSE_PROFILES"].split(',').collect();
+    let compose = compose_with(&env);
+    let service = |name: &str| compose["services"][name].clone();
+
+    let active = active_services(&compose, &profiles);
+    let mut expected: BTreeSet<String> = Component::all(&local)
+        .into_iter()
+        .map(Component::name)
+        .collect();
+    expected.extend(["kafka-init", "prometheus", "grafana"].map(String::from));
+    assert_eq!(active, expected, "services of the cluster profile");
+    let single = active_services(&compose, &[]);
+    let mut expected_single: BTreeSet<String> = Component::all(&StackConfig::default())
+        .into_iter()
+        .map(Component::name)
+        .collect();
+    expected_single.extend(["kafka-init", "prometheus", "grafana"].map(String::from));
+    assert_eq!(single, expected_single, "services without a profile");
+
+    for c in Component::all(&local) {
+        let host_port = c.port(&local);
+        let published = strings(&service(&c.name())["ports"]);
+        assert!(
+            published
+                .iter()
+                .any(|p| p.starts_with(&format!("127.0.0.1:{host_port}:"))),
+            "{} should publish host port {host_port}, has {published:?}",
+            c.name()
+        );
+    }
+
+    let brokers: Vec<String> = (0..local.brokers)
+        .map(|i| Component::Kafka(i).name())
+        .collect();
+    for (i, name) in brokers.iter().enumerate() {
+        let e = &service(name)["environment"];
+        assert_eq!(e["KAFKA_NODE_ID"].as_u64(), Some(i as u64 + 1), "{name}");
+        let voters = e["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(voters.split(',').count(), brokers.len(), "{name}: {voters}");
+        for (key, want) in [
+            (
+                "KAFKA_DEFAULT_REPLICATION_FACTOR",
+                local.replication_factor(),
+            ),
+            (
+                "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                local.replication_factor(),
+            ),
+            (
+                "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                local.replication_factor(),
+            ),
+            ("KAFKA_MIN_INSYNC_REPLICAS", local.min_insync_replicas()),
+            (
+                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+                local.min_insync_replicas(),
+            ),
+        ] {
+            assert_eq!(
+                e[key]
+                    .as_u64()
+                    .or_else(|| e[key].as_str()?.parse().ok())
+                    .map(|v| v as u16),
+                Some(want),
+                "{name} {key}"
+            );
+        }
+        assert_eq!(e["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"], "false", "{name}");
+        assert_eq!(
+            e["CLUSTER_ID"],
+            service("kafka")["environment"]["CLUSTER_ID"]
+        );
+    }
+    let init = strings(&service("kafka-init")["command"]).join(" ");
+    assert!(
+        init.contains(&format!(
+            "--replication-factor {}",
+            local.replication_factor()
+        )),
+        "{init}"
+    );
+
+    let count = |list: &Value| list.as_str().unwrap_or_default().split(',').count();
+    for c in Component::all(&local)
+        .into_iter()
+        .filter(|c| c.is_service())
+    {
+        let e = &service(&c.name())["environment"];
+        let prefix = services::binary_name(c)
+            .trim_start_matches("logctl-")
+            .to_uppercase();
+        if let Some(bootstrap) = e.get(format!("LOGCTL_{prefix}_KAFKA__BOOTSTRAP_SERVERS")) {
+            assert_eq!(count(bootstrap), brokers.len(), "{} bootstrap", c.name());
+        }
+        if let Some(producers) = e.get("LOGCTL_GATEWAY_PRODUCER_URL") {
+            assert_eq!(
+                count(producers),
+                usize::from(local.producers),
+                "{}",
+                c.name()
+            );
+        }
+        // Inside its container an instance listens where the first does.
+        let listen = e[format!("LOGCTL_{prefix}_LISTEN").as_str()]
+            .as_str()
+            .unwrap_or_default();
+        let first = match c {
+            Component::Producer(_) => Component::Producer(0),
+            Component::Consumer(_) => Component::Consumer(0),
+            _ => Component::Gateway(0),
+        };
+        assert_eq!(
+            listen.rsplit(':').next(),
+            Some(first.port(&local).to_string().as_str()),
+            "{} listens on {listen}",
+            c.name()
+        );
+    }
+
+    let haproxy = service("haproxy");
+    let mounts = strings(&haproxy["volumes"]).join(" ");
+    assert!(mounts.contains("./deploy/haproxy/haproxy.cfg:"), "{mounts}");
+    let cfg = std::fs::read_to_string(repo().join("deploy/haproxy/haproxy.cfg")).expect("cfg");
+    let servers: Vec<String> = cfg
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("server "))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let wanted: Vec<String> = (0..local.gateways)
+        .map(|i| {
+            let g = Component::Gateway(i).name();
+            format!("{g} {g}:{}", Component::Gateway(0).port(&local))
+        })
+        .collect();
+    assert_eq!(
+        servers, wanted,
+        "HAProxy's servers are the gateway services"
+    );
+    // The file, and the copy `logctl up` writes from it, are valid for HAProxy itself.
+    let dir = std::env::temp_dir().join(format!("logctl-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let local_cfg = dir.join("haproxy.cfg");
+    std::fs::write(&local_cfg, logctl::stack::balancer::config(&local)).expect("write");
+    for path in [repo().join("deploy/haproxy/haproxy.cfg"), local_cfg] {
+        let out = Command::new("haproxy")
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("haproxy (installed by scripts/bootstrap)");
+        assert!(
+            out.status.success(),
+            "haproxy -c {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

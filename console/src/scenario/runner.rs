@@ -18,7 +18,7 @@ use super::condition::{Checked, Condition, Reading};
 use super::load::{DrillLoad, LoadSummary};
 use super::observe::{Observer, Point};
 use super::spec::{
-    FaultStep, HttpStep, LoadStep, PublishStep, Scenario, Step, VerifyStep, WaitStep,
+    FaultStep, HttpStep, LoadStep, PublishStep, ScaleStep, Scenario, Step, VerifyStep, WaitStep,
 };
 use crate::fault::{self, Action, Driver};
 use crate::signals::Collector;
@@ -121,6 +121,8 @@ pub struct ScenarioReport {
 
 struct Run<'a> {
     ctx: &'a Context,
+    /// The stack's shape now: a scale step changes it.
+    config: StackConfig,
     started: Instant,
     observer: Observer,
     load: DrillLoad,
@@ -150,6 +152,14 @@ pub async fn run(
     let collector = ctx.signals.clone();
     let mut run = Run {
         ctx,
+        // As saved: an earlier drill of this run may have scaled the stack.
+        config: match ctx.driver {
+            Driver::Local => ctx
+                .layout
+                .load_config()
+                .unwrap_or_else(|_| ctx.config.clone()),
+            _ => ctx.config.clone(),
+        },
         started,
         observer: Observer::start(collector, ctx.sample_every, started),
         load: DrillLoad::new(ctx.gateway.clone(), ctx.layout.clone()),
@@ -268,13 +278,19 @@ impl Run<'_> {
                 "Kafka brokers",
                 "brokers",
                 scenario.stack.brokers,
-                self.ctx.config.brokers,
+                self.config.brokers,
             ),
             (
                 "producers",
                 "producers",
                 scenario.stack.producers,
-                self.ctx.config.producers,
+                self.config.producers,
+            ),
+            (
+                "gateways",
+                "gateways",
+                scenario.stack.gateways,
+                self.config.gateways,
             ),
         ];
         for (what, flag, needed, has) in needs {
@@ -285,9 +301,9 @@ impl Run<'_> {
                 ));
             }
         }
-        let status = stack::status(&self.ctx.layout, &self.ctx.config);
+        let status = stack::status(&self.ctx.layout, &self.config);
         let needed: Vec<String> = if scenario.stack.up.is_empty() {
-            Component::all(&self.ctx.config)
+            Component::all(&self.config)
                 .into_iter()
                 .filter(|c| *c != Component::Prometheus)
                 .map(Component::name)
@@ -425,6 +441,7 @@ impl Run<'_> {
             Step::Http(h) => self.http(h).await,
             Step::Publish(p) => self.publish(p).await,
             Step::Exec(cmd) => exec(cmd).await,
+            Step::Scale(s) => self.scale(s).await,
         };
         r.duration_secs = self.secs() - at;
         match result {
@@ -437,11 +454,53 @@ impl Run<'_> {
         r
     }
 
+    /// What `logctl up --consumers N` does, mid-drill: the new shape is saved (so `status`, the
+    /// signals and a later `up` see it), missing instances start, extra ones stop.
+    async fn scale(&mut self, s: &ScaleStep) -> Result<String, String> {
+        if !matches!(self.ctx.driver, Driver::Local) {
+            return Err(
+                "scale acts on the local stack only (`logctl up` runs its instances)".into(),
+            );
+        }
+        let mut config = self.config.clone();
+        config.consumers = s.consumers.unwrap_or(config.consumers);
+        config.producers = s.producers.unwrap_or(config.producers);
+        self.ctx
+            .layout
+            .save_config(&config)
+            .map_err(|e| e.to_string())?;
+        let before = Component::all(&self.config);
+        self.config = config.clone();
+        let outcomes = stack::up(&self.ctx.layout, &config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let after = Component::all(&config);
+        let started: Vec<String> = outcomes
+            .into_iter()
+            .filter(|o| o.action == "started")
+            .map(|o| o.name)
+            .collect();
+        let stopped: Vec<String> = before
+            .into_iter()
+            .filter(|c| !after.contains(c))
+            .map(Component::name)
+            .collect();
+        let said: Vec<String> = [("started", started), ("stopped", stopped)]
+            .into_iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(what, names)| format!("{what} {}", names.join(", ")))
+            .collect();
+        Ok(match said.is_empty() {
+            true => "already so".into(),
+            false => said.join("; "),
+        })
+    }
+
     async fn fault(&mut self, f: &FaultStep) -> Result<String, String> {
         let c = f
             .component
             .0
-            .resolve(f.action, &self.ctx.layout, &self.ctx.config)
+            .resolve(f.action, &self.ctx.layout, &self.config)
             .await
             .map_err(|e| e.to_string())?;
         // Recorded before acting: an interrupted stop must still be undone.
@@ -451,7 +510,7 @@ impl Run<'_> {
             f.action,
             c,
             &self.ctx.layout,
-            &self.ctx.config,
+            &self.config,
         )
         .await
         .map(|o| match f.component.0 {
@@ -507,7 +566,7 @@ impl Run<'_> {
 
     async fn publish(&self, p: &PublishStep) -> Result<String, String> {
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.ctx.config.bootstrap_servers())
+            .set("bootstrap.servers", self.config.bootstrap_servers())
             .set("message.timeout.ms", "10000")
             .create()
             .map_err(|e| e.to_string())?;
@@ -536,7 +595,7 @@ impl Run<'_> {
             done.push(format!("load stopped ({} events sent)", rep.events_sent));
         }
         let local = matches!(self.ctx.driver, Driver::Local);
-        let status = stack::status(&self.ctx.layout, &self.ctx.config);
+        let status = stack::status(&self.ctx.layout, &self.config);
         let state_of = |c: Component| {
             status
                 .iter()
@@ -560,7 +619,7 @@ impl Run<'_> {
             }
         }
         // Dependencies first, as `logctl up` starts them.
-        let order = Component::all(&self.ctx.config);
+        let order = Component::all(&self.config);
         start.sort_by_key(|c| order.iter().position(|o| o == c));
         for (action, c) in resume
             .into_iter()
@@ -572,22 +631,17 @@ impl Run<'_> {
                 format!("{action:?}").to_lowercase(),
                 c.name()
             )));
-            let line = match fault::apply(
-                &self.ctx.driver,
-                action,
-                c,
-                &self.ctx.layout,
-                &self.ctx.config,
-            )
-            .await
-            {
-                Ok(o) => format!("{} {}: {}", o.action, o.component, o.detail),
-                Err(e) => format!(
-                    "{} {} FAILED: {e}",
-                    format!("{action:?}").to_lowercase(),
-                    c.name()
-                ),
-            };
+            let line =
+                match fault::apply(&self.ctx.driver, action, c, &self.ctx.layout, &self.config)
+                    .await
+                {
+                    Ok(o) => format!("{} {}: {}", o.action, o.component, o.detail),
+                    Err(e) => format!(
+                        "{} {} FAILED: {e}",
+                        format!("{action:?}").to_lowercase(),
+                        c.name()
+                    ),
+                };
             done.push(line);
         }
         done

@@ -52,6 +52,9 @@ pub struct StackNeeds {
     /// Producer instances the stack must have (`logctl up --producers N`).
     #[serde(default)]
     pub producers: Option<u16>,
+    /// Gateway instances behind the balancer the stack must have (`logctl up --gateways N`).
+    #[serde(default)]
+    pub gateways: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,10 +91,12 @@ pub enum Step {
     Publish(PublishStep),
     /// A shell command that must exit 0.
     Exec(String),
+    /// Change how many instances of a service run, as `logctl up --consumers N` does.
+    Scale(ScaleStep),
 }
 
-const STEP_KINDS: [&str; 8] = [
-    "load", "fault", "wait", "assert", "verify", "http", "publish", "exec",
+const STEP_KINDS: [&str; 9] = [
+    "load", "fault", "wait", "assert", "verify", "http", "publish", "exec", "scale",
 ];
 
 /// `one_or_many` as a type, for `next_value`.
@@ -127,6 +132,7 @@ impl<'de> Deserialize<'de> for Step {
                     "http" => Step::Http(map.next_value()?),
                     "publish" => Step::Publish(map.next_value()?),
                     "exec" => Step::Exec(map.next_value()?),
+                    "scale" => Step::Scale(map.next_value()?),
                     other => {
                         let hint = nearest(other, STEP_KINDS)
                             .map(|n| format!("did you mean `{n}`?"))
@@ -157,6 +163,7 @@ impl Step {
             Step::Http(_) => "http",
             Step::Publish(_) => "publish",
             Step::Exec(_) => "exec",
+            Step::Scale(_) => "scale",
         }
     }
 
@@ -196,6 +203,7 @@ impl Step {
             Step::Http(h) => format!("http {} {} expect {}", h.method, h.path, h.expect),
             Step::Publish(p) => format!("publish {} raw record(s)", p.count),
             Step::Exec(c) => format!("exec {c}"),
+            Step::Scale(s) => format!("scale {s}"),
         }
     }
 }
@@ -453,6 +461,41 @@ impl<'de> Deserialize<'de> for LoadStep {
         )
     }
 }
+/// New instance counts (`scale: {consumers: 3}`); what is not named keeps its count. The stack
+/// is left at them after the drill, as `logctl up` would leave it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleStep {
+    #[serde(default, deserialize_with = "instances")]
+    pub consumers: Option<u16>,
+    #[serde(default, deserialize_with = "instances")]
+    pub producers: Option<u16>,
+}
+
+/// More consumers than partitions would sit idle; more producers than that are never needed.
+pub const MAX_SCALE: u16 = logctl_contracts::topics::EVENTS_PARTITIONS as u16;
+
+fn instances<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let n = u16::deserialize(d)?;
+    if (1..=MAX_SCALE).contains(&n) {
+        Ok(Some(n))
+    } else {
+        Err(de::Error::custom(format!(
+            "{n} instances: from 1 to {MAX_SCALE} (the events topic's partitions)"
+        )))
+    }
+}
+
+impl fmt::Display for ScaleStep {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let parts: Vec<String> = [("consumers", self.consumers), ("producers", self.producers)]
+            .into_iter()
+            .filter_map(|(what, n)| n.map(|n| format!("{what} to {n}")))
+            .collect();
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FaultStep {
     pub action: Action,
@@ -659,6 +702,7 @@ steps:
   - http: {path: /api/stats, expect: 200}
   - publish: {payload: "not json", count: 2}
   - exec: "true"
+  - scale: {consumers: 3}
   - load: stop
   - verify:
   - verify: {timeout: 30s}
@@ -667,7 +711,7 @@ steps:
     #[test]
     fn every_step_kind_reads() {
         let s = parse("good.yaml", GOOD).expect("parses");
-        assert_eq!(s.steps.len(), 12);
+        assert_eq!(s.steps.len(), 13);
         assert_eq!(s.stack.up.len(), 3);
         assert_eq!(
             s.steady_state.as_ref().map(|s| s.within.0.as_secs()),
@@ -678,9 +722,10 @@ steps:
             kinds,
             [
                 "load", "fault", "fault", "wait", "wait", "assert", "http", "publish", "exec",
-                "load", "verify", "verify"
+                "scale", "load", "verify", "verify"
             ]
         );
+        assert_eq!(s.steps[9].describe(), "scale consumers to 3");
         assert_eq!(
             s.steps[0].describe(),
             "load 500 events/s in batches of 10 for 1m"
@@ -705,6 +750,10 @@ steps:
         let e = error("name: x\nsteps:\n  - load: {rate: 10, ratee: 5}\n");
         assert_eq!(e.line, 3, "{e}");
         assert!(e.message.contains("unknown field `ratee`"), "{e}");
+
+        let e = error("name: x\nsteps:\n  - scale: {consumers: 7}\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("from 1 to 6"), "{e}");
 
         let e = error("name: x\nsteps:\n  - waitt: 5s\n");
         assert_eq!(e.line, 3, "{e}");

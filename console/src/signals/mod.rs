@@ -146,7 +146,7 @@ impl Collector {
             log: std::path::PathBuf::new(),
         };
         let mut services = vec![
-            (Component::Gateway, e.gateway.as_str()),
+            (Component::Gateway(0), e.gateway.as_str()),
             (Component::Producer(0), e.producer.as_str()),
         ];
         services.extend(
@@ -162,7 +162,7 @@ impl Collector {
                 continue;
             };
             let target = match c {
-                Component::Gateway => &mut *gateway,
+                Component::Gateway(_) => &mut *gateway,
                 Component::Producer(_) => &mut *producer,
                 _ => &mut *consumers,
             };
@@ -198,17 +198,20 @@ impl Collector {
         let mut consumers = Scrape::default();
         let components = match &self.source {
             Source::Local { layout, config } => {
+                // Read again each time: `logctl up --consumers N` (or a drill's scale step)
+                // may have changed the stack's shape since this collector was made.
+                let config = &layout.load_config().unwrap_or_else(|_| config.clone());
                 let components = stack::status(layout, config);
                 for c in Component::all(config) {
                     let target = match c {
-                        Component::Gateway => &mut gateway,
+                        Component::Gateway(_) => &mut gateway,
                         Component::Producer(_) => &mut producer,
                         Component::Consumer(_) => &mut consumers,
                         _ => continue,
                     };
                     let up = components.iter().any(|s| s.name == c.name() && s.is_up());
                     if up {
-                        let base = format!("http://127.0.0.1:{}", c.port(&config.ports));
+                        let base = format!("http://127.0.0.1:{}", c.port(config));
                         if let Some(scrape) = self.scrape(&base).await {
                             target.samples.extend(scrape.samples);
                         }

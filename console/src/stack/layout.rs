@@ -24,10 +24,14 @@ pub struct Ports {
     pub kafka_controller: u16,
     pub postgres: u16,
     pub redis: u16,
+    /// The public port: the gateway's own with one gateway, the balancer's with several.
     pub gateway: u16,
-    /// The first producer; instance `i` listens on `producer + i`.
+    /// With several gateways, the first one's (internal) port; instance `i` listens on
+    /// `gateway_backend + INSTANCE_PORT_STRIDE * i`, behind the balancer on `gateway`.
+    pub gateway_backend: u16,
+    /// The first producer; instance `i` listens on `producer + INSTANCE_PORT_STRIDE * i`.
     pub producer: u16,
-    /// The first consumer; instance `i` listens on `consumer + i`.
+    /// The first consumer; instance `i` listens on `consumer + INSTANCE_PORT_STRIDE * i`.
     pub consumer: u16,
     pub prometheus: u16,
 }
@@ -40,6 +44,7 @@ impl Default for Ports {
             postgres: 5432,
             redis: 6379,
             gateway: 8080,
+            gateway_backend: 8083,
             producer: 8081,
             consumer: 8082,
             prometheus: 9090,
@@ -50,6 +55,11 @@ impl Default for Ports {
 /// Broker `i`'s ports are the first broker's plus `i` strides: with the defaults, 9092/9093,
 /// 9094/9095, 9096/9097 (client/controller), so a cluster needs no more flags than one broker.
 pub const BROKER_PORT_STRIDE: u16 = 2;
+
+/// Instance `i` of a service listens on its first instance's port + `i` strides: with the
+/// defaults the first instances are on 808x (8081 producer, 8082 consumer, 8083 gateway behind
+/// the balancer), the second ones on 809x, the third on 810x, so no two runs ever overlap.
+pub const INSTANCE_PORT_STRIDE: u16 = 10;
 
 /// Most brokers `up --brokers` makes: a quorum of up to five controllers (Kafka's advice for
 /// KRaft), and more JVMs than that do not fit beside everything else on a small machine.
@@ -67,6 +77,9 @@ pub struct StackConfig {
     pub producers: u16,
     /// Consumer instances in the one group (they share the topic's partitions).
     pub consumers: u16,
+    /// Gateway instances; with more than one, HAProxy takes the public port and spreads
+    /// requests over them.
+    pub gateways: u16,
     /// Also run Prometheus, scraping the services with the alert rules.
     pub prometheus: bool,
 }
@@ -78,6 +91,7 @@ impl Default for StackConfig {
             brokers: 1,
             producers: 1,
             consumers: 1,
+            gateways: 1,
             prometheus: false,
         }
     }
@@ -93,9 +107,19 @@ impl Ports {
     pub fn controller(&self, i: u16) -> u16 {
         self.kafka_controller + BROKER_PORT_STRIDE * i
     }
+
+    /// Instance `i` of a service whose first instance listens on `first`.
+    pub fn instance(first: u16, i: u16) -> u16 {
+        first + INSTANCE_PORT_STRIDE * i
+    }
 }
 
 impl StackConfig {
+    /// Whether HAProxy takes the public port (several gateways behind it).
+    pub fn balanced(&self) -> bool {
+        self.gateways > 1
+    }
+
     /// Every broker's address, for clients: one down broker then costs a client nothing.
     pub fn bootstrap_servers(&self) -> String {
         (0..self.brokers.max(1))

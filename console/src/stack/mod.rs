@@ -5,6 +5,7 @@
 //! every port and binary before starting anything, and returns once each component answers
 //! its readiness check. `down` stops everything in reverse order, each with SIGTERM first.
 
+pub mod balancer;
 pub mod cluster;
 pub mod kafka;
 pub mod layout;
@@ -78,7 +79,10 @@ pub enum Component {
     Producer(u16),
     /// Instance `i` of the consumer group.
     Consumer(u16),
-    Gateway,
+    /// Instance `i` of the gateways.
+    Gateway(u16),
+    /// HAProxy on the public port, in front of several gateways.
+    Balancer,
     Prometheus,
 }
 
@@ -89,26 +93,30 @@ impl Component {
         all.extend((0..config.brokers.max(1)).map(Component::Kafka));
         all.extend((0..config.producers.max(1)).map(Component::Producer));
         all.extend((0..config.consumers.max(1)).map(Component::Consumer));
-        all.push(Component::Gateway);
+        all.extend((0..config.gateways.max(1)).map(Component::Gateway));
+        if config.balanced() {
+            all.push(Component::Balancer);
+        }
         if config.prometheus {
             all.push(Component::Prometheus);
         }
         all
     }
 
-    /// The names `parse` takes, besides `kafka-N`, `consumer-N` (and `postgresql`), for
-    /// messages and hints.
-    pub const NAMES: [&'static str; 7] = [
+    /// The names `parse` takes, besides `kafka-N`, `producer-N`, `consumer-N`, `gateway-N`
+    /// (and `postgresql`), for messages and hints.
+    pub const NAMES: [&'static str; 8] = [
         "kafka",
         "postgres",
         "redis",
         "producer",
         "consumer",
         "gateway",
+        "haproxy",
         "prometheus",
     ];
 
-    /// The component a user names (`postgres`, `kafka`, `kafka-2`, `consumer-2`, ...). The first
+    /// The component a user names (`postgres`, `kafka`, `kafka-2`, `gateway-2`, ...). The first
     /// instance is named without a number (`kafka`, `consumer`), and `-1` names it too.
     pub fn parse(name: &str) -> Option<Component> {
         Some(match name {
@@ -117,7 +125,8 @@ impl Component {
             "kafka" => Component::Kafka(0),
             "producer" => Component::Producer(0),
             "consumer" => Component::Consumer(0),
-            "gateway" => Component::Gateway,
+            "gateway" => Component::Gateway(0),
+            "haproxy" => Component::Balancer,
             "prometheus" => Component::Prometheus,
             other => {
                 let instance = |prefix: &str| -> Option<u16> {
@@ -128,6 +137,8 @@ impl Component {
                     Component::Kafka(i)
                 } else if let Some(i) = instance("producer-") {
                     Component::Producer(i)
+                } else if let Some(i) = instance("gateway-") {
+                    Component::Gateway(i)
                 } else {
                     Component::Consumer(instance("consumer-")?)
                 }
@@ -142,19 +153,25 @@ impl Component {
             Component::Kafka(i) => kafka::name(i),
             Component::Producer(i) => logctl_contracts::instance::name("producer", i),
             Component::Consumer(i) => logctl_contracts::instance::name("consumer", i),
-            Component::Gateway => "gateway".into(),
+            Component::Gateway(i) => logctl_contracts::instance::name("gateway", i),
+            Component::Balancer => "haproxy".into(),
             Component::Prometheus => "prometheus".into(),
         }
     }
 
-    pub fn port(self, p: &Ports) -> u16 {
+    /// Where it listens on a stack of this shape: a lone gateway on the public port, several
+    /// on internal ones behind the balancer.
+    pub fn port(self, config: &StackConfig) -> u16 {
+        let p = &config.ports;
         match self {
             Component::Postgres => p.postgres,
             Component::Redis => p.redis,
             Component::Kafka(i) => p.broker(i),
-            Component::Producer(i) => p.producer + i,
-            Component::Consumer(i) => p.consumer + i,
-            Component::Gateway => p.gateway,
+            Component::Producer(i) => Ports::instance(p.producer, i),
+            Component::Consumer(i) => Ports::instance(p.consumer, i),
+            Component::Gateway(_) if !config.balanced() => p.gateway,
+            Component::Gateway(i) => Ports::instance(p.gateway_backend, i),
+            Component::Balancer => p.gateway,
             Component::Prometheus => p.prometheus,
         }
     }
@@ -167,7 +184,7 @@ impl Component {
             Component::Kafka(_) => "kafka-port",
             Component::Producer(_) => "producer-port",
             Component::Consumer(_) => "consumer-port",
-            Component::Gateway => "gateway-port",
+            Component::Gateway(_) | Component::Balancer => "gateway-port",
             Component::Prometheus => "prometheus-port",
         }
     }
@@ -179,6 +196,7 @@ impl Component {
             Component::Redis => redis::MARKER.into(),
             Component::Kafka(i) => kafka::Kafka::marker(layout, i),
             Component::Prometheus => prometheus::MARKER.into(),
+            Component::Balancer => balancer::marker(layout),
             service => services::marker(service, layout),
         }
     }
@@ -186,7 +204,7 @@ impl Component {
     pub fn is_service(self) -> bool {
         matches!(
             self,
-            Component::Producer(_) | Component::Consumer(_) | Component::Gateway
+            Component::Producer(_) | Component::Consumer(_) | Component::Gateway(_)
         )
     }
 
@@ -194,6 +212,7 @@ impl Component {
     fn ready_path(self) -> Option<&'static str> {
         match self {
             c if c.is_service() => Some("/health/ready"),
+            Component::Balancer => Some(balancer::READY_PATH),
             Component::Prometheus => Some("/-/ready"),
             _ => None,
         }
@@ -240,7 +259,7 @@ pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
         .into_iter()
         .map(|c| {
             let pid = running_pid(c, layout);
-            let port = c.port(&config.ports);
+            let port = c.port(config);
             let status = match pid {
                 None => "down",
                 Some(pid) if process::is_stopped(pid) => "paused",
@@ -271,13 +290,13 @@ pub struct UpOutcome {
 /// Starts every component that is not running and waits until each is ready.
 pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>, StackError> {
     let components = Component::all(config);
+    stop_extra_instances(layout, config)?;
     let to_start: Vec<Component> = components
         .iter()
         .copied()
         .filter(|c| running_pid(*c, layout).is_none())
         .collect();
     preflight(&to_start, config)?;
-    stop_extra_instances(layout, config)?;
     let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
     let starting = |c: &Component| to_start.contains(c);
     let mut pids = BTreeMap::new();
@@ -303,7 +322,10 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
     let later: Vec<Component> = components
         .iter()
         .copied()
-        .filter(|c| (c.is_service() || *c == Component::Prometheus) && starting(c))
+        .filter(|c| {
+            (c.is_service() || matches!(c, Component::Prometheus | Component::Balancer))
+                && starting(c)
+        })
         .collect();
     for c in &later {
         pids.insert(c.name(), launch(*c, layout, config, &db_password)?);
@@ -324,7 +346,7 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
                 name,
                 action,
                 pid,
-                port: c.port(&config.ports),
+                port: c.port(config),
             }
         })
         .collect())
@@ -395,6 +417,7 @@ fn launch(
         }
         Component::Redis => redis::start(layout, &config.ports),
         Component::Prometheus => prometheus::start(layout, config),
+        Component::Balancer => balancer::start(layout, config),
         service => services::start(service, layout, config, db_password),
     }
 }
@@ -403,7 +426,7 @@ fn launch(
 /// failed `up` does not leave half a stack behind.
 fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackError> {
     for c in to_start {
-        let port = c.port(&config.ports);
+        let port = c.port(config);
         if !process::port_is_free(port) {
             return Err(StackError::PortTaken {
                 component: c.name(),
@@ -431,7 +454,7 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
     Ok(())
 }
 
-/// Consumers and producers left over from an earlier `up` with more of them. A producer whose
+/// Instances left over from an earlier `up` with more of them. A producer whose
 /// spool still holds events is not stopped: what it acknowledged reaches Kafka only through it.
 fn stop_extra_instances(layout: &Layout, config: &StackConfig) -> Result<(), StackError> {
     for i in config.producers.max(1)..MAX_INSTANCES {
@@ -449,6 +472,23 @@ fn stop_extra_instances(layout: &Layout, config: &StackConfig) -> Result<(), Sta
     }
     for i in config.consumers.max(1)..MAX_INSTANCES {
         stop_one(layout, Component::Consumer(i));
+    }
+    // A lone gateway listens on the public port, several behind the balancer on internal ones:
+    // when the shape changes, the running gateways are on the wrong ports.
+    let balancer_running = running_pid(Component::Balancer, layout).is_some();
+    let reshaped = if config.balanced() {
+        !balancer_running
+            && running_pid(Component::Gateway(0), layout).is_some()
+            && port_open(config.ports.gateway)
+    } else {
+        balancer_running
+    };
+    let keep = if reshaped { 0 } else { config.gateways.max(1) };
+    if !config.balanced() {
+        stop_one(layout, Component::Balancer);
+    }
+    for i in keep..MAX_INSTANCES {
+        stop_one(layout, Component::Gateway(i));
     }
     Ok(())
 }
@@ -572,7 +612,7 @@ async fn wait_ready(
     config: &StackConfig,
     within: Duration,
 ) -> Result<(), StackError> {
-    let port = c.port(&config.ports);
+    let port = c.port(config);
     let deadline = Instant::now() + within;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -671,6 +711,7 @@ pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
     let everything = StackConfig {
         consumers: MAX_INSTANCES,
         producers: MAX_INSTANCES,
+        gateways: MAX_INSTANCES,
         prometheus: true,
         ..config.clone()
     };

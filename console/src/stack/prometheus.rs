@@ -14,12 +14,15 @@ pub const MARKER: &str = "prometheus/prometheus.yml";
 
 /// The local scrape config: one job per service, the same names as in docker-compose.
 pub fn config(config: &StackConfig, rules: &std::path::Path) -> String {
-    let target = |c: Component| format!("\"127.0.0.1:{}\"", c.port(&config.ports));
+    let target = |c: Component| format!("\"127.0.0.1:{}\"", c.port(config));
     let consumers: Vec<String> = (0..config.consumers.max(1))
         .map(|i| target(Component::Consumer(i)))
         .collect();
     let producers: Vec<String> = (0..config.producers.max(1))
         .map(|i| target(Component::Producer(i)))
+        .collect();
+    let gateways: Vec<String> = (0..config.gateways.max(1))
+        .map(|i| target(Component::Gateway(i)))
         .collect();
     format!(
         "# Written by `logctl up --with-prometheus` on every start.\n\
@@ -30,7 +33,7 @@ pub fn config(config: &StackConfig, rules: &std::path::Path) -> String {
          \x20 - job_name: producer\n    static_configs:\n      - targets: [{producer}]\n\
          \x20 - job_name: consumer\n    static_configs:\n      - targets: [{consumers}]\n",
         rules = rules.display(),
-        gateway = target(Component::Gateway),
+        gateway = gateways.join(", "),
         producer = producers.join(", "),
         consumers = consumers.join(", "),
     )
@@ -81,7 +84,7 @@ mod tests {
         };
         let text = config(&stack, std::path::Path::new("/x/rules.yml"));
         assert!(
-            text.contains("\"127.0.0.1:8082\", \"127.0.0.1:8083\", \"127.0.0.1:8084\""),
+            text.contains("\"127.0.0.1:8082\", \"127.0.0.1:8092\", \"127.0.0.1:8102\""),
             "{text}"
         );
         assert!(text.contains("- /x/rules.yml"));

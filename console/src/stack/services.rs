@@ -40,7 +40,7 @@ pub fn spool_dir(component: Component, state_dir: &std::path::Path) -> std::path
 
 pub fn binary_name(component: Component) -> &'static str {
     match component {
-        Component::Gateway => "logctl-gateway",
+        Component::Gateway(_) => "logctl-gateway",
         Component::Producer(_) => "logctl-producer",
         _ => "logctl-consumer",
     }
@@ -71,12 +71,12 @@ pub fn env(
     let loopback = |port: u16| format!("127.0.0.1:{port}");
     let redis = format!("redis://{}", loopback(p.redis));
     Ok(match component {
-        Component::Gateway => vec![
-            ("LOGCTL_GATEWAY_LISTEN", loopback(p.gateway)),
+        Component::Gateway(_) => vec![
+            ("LOGCTL_GATEWAY_LISTEN", loopback(component.port(config))),
             (
                 "LOGCTL_GATEWAY_PRODUCER_URL",
                 (0..config.producers.max(1))
-                    .map(|i| format!("http://{}", loopback(Component::Producer(i).port(p))))
+                    .map(|i| format!("http://{}", loopback(Component::Producer(i).port(config))))
                     .collect::<Vec<_>>()
                     .join(","),
             ),
@@ -88,7 +88,7 @@ pub fn env(
             ("LOGCTL_GATEWAY_REDIS__URL", redis),
         ],
         Component::Producer(_) => vec![
-            ("LOGCTL_PRODUCER_LISTEN", loopback(component.port(p))),
+            ("LOGCTL_PRODUCER_LISTEN", loopback(component.port(config))),
             (
                 "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),
@@ -99,7 +99,7 @@ pub fn env(
             ),
         ],
         Component::Consumer(_) => vec![
-            ("LOGCTL_CONSUMER_LISTEN", loopback(component.port(p))),
+            ("LOGCTL_CONSUMER_LISTEN", loopback(component.port(config))),
             (
                 "LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),

@@ -13,7 +13,7 @@ pub const FAULT_KEYS: [(char, Component); 6] = [
     ('3', Component::Redis),
     ('4', Component::Producer(0)),
     ('5', Component::Consumer(0)),
-    ('6', Component::Gateway),
+    ('6', Component::Gateway(0)),
 ];
 
 /// What the operator asked for.

@@ -23,13 +23,15 @@ pub struct TestStack {
     pub ports: Vec<(&'static str, u16)>,
     pub brokers: u16,
     pub producers: u16,
+    pub gateways: u16,
     pub consumers: u16,
     pub with_prometheus: bool,
 }
 
 /// The ports a stack needs, by `logctl up` flag.
-const PORT_FLAGS: [&str; 8] = [
+const PORT_FLAGS: [&str; 9] = [
     "prometheus-port",
+    "gateway-backend-port",
     "kafka-port",
     "kafka-controller-port",
     "postgres-port",
@@ -71,19 +73,23 @@ const MAX_TEST_CONSUMERS: u16 = 4;
 /// Producer instances a test may run; each needs its own port after the first.
 const MAX_TEST_PRODUCERS: u16 = 2;
 
+/// Gateway instances (behind the balancer) a test may run.
+const MAX_TEST_GATEWAYS: u16 = 2;
+
 /// Kafka nodes a test may run; each needs a client and a controller port, side by side
 /// (`logctl up` puts broker i at the first ports + 2i).
 const MAX_TEST_BROKERS: u16 = 3;
 
 /// Free loopback ports below the kernel's ephemeral range (so no client socket can take one
 /// while a component is stopped), held open together so they are distinct, then released.
-/// The consumer gets a run of free ports for extra instances.
-fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
+/// Services get free ports for extra instances, `logctl up`'s instance stride apart.
+fn free_ports() -> Vec<(&'static str, u16)> {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let range = 10_000..low.max(10_100);
+    // Runs reach up to a few strides past their start: keep them below the ephemeral range.
+    let range = 10_000..low.max(10_200) - 100;
     // Stacks of one test binary start concurrently: never hand out a port twice.
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut handed_out = HANDED_OUT
@@ -92,25 +98,30 @@ fn free_ports(_consumers: u16) -> Vec<(&'static str, u16)> {
     let mut held = Vec::new();
     let mut out = Vec::new();
     for flag in PORT_FLAGS {
-        let run = match flag {
-            "consumer-port" => MAX_TEST_CONSUMERS,
-            "producer-port" => MAX_TEST_PRODUCERS,
-            "kafka-port" => 2 * MAX_TEST_BROKERS,
+        let stride = logctl::stack::layout::INSTANCE_PORT_STRIDE;
+        let (run, stride) = match flag {
+            "consumer-port" => (MAX_TEST_CONSUMERS, stride),
+            "producer-port" => (MAX_TEST_PRODUCERS, stride),
+            "gateway-backend-port" => (MAX_TEST_GATEWAYS, stride),
+            "kafka-port" => (2 * MAX_TEST_BROKERS, 1),
             // The controller ports interleave with the client ports' run.
             "kafka-controller-port" => continue,
-            _ => 1,
+            _ => (1, 1),
         };
         loop {
             let start: u16 = rand::random_range(range.clone());
-            if (start..start.saturating_add(run)).any(|p| handed_out.contains(&p)) {
+            let ports: Option<Vec<u16>> = (0..run).map(|i| start.checked_add(i * stride)).collect();
+            let Some(ports) = ports else { continue };
+            if ports.iter().any(|p| handed_out.contains(p)) {
                 continue;
             }
-            let listeners: Option<Vec<_>> = (0..run)
-                .map(|i| std::net::TcpListener::bind(("127.0.0.1", start.checked_add(i)?)).ok())
+            let listeners: Option<Vec<_>> = ports
+                .iter()
+                .map(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).ok())
                 .collect();
             if let Some(mut ls) = listeners {
                 held.append(&mut ls);
-                handed_out.extend(start..start + run);
+                handed_out.extend(&ports);
                 out.push((flag, start));
                 if flag == "kafka-port" {
                     out.push(("kafka-controller-port", start + 1));
@@ -140,13 +151,24 @@ impl TestStack {
         );
     }
 
-    /// Starts a fresh stack of `brokers` Kafka nodes, `producers` producer instances and
-    /// `consumers` consumer instances.
-    pub fn start_cluster(name: &str, brokers: u16, producers: u16, consumers: u16) -> TestStack {
-        assert!(brokers <= MAX_TEST_BROKERS && producers <= MAX_TEST_PRODUCERS);
+    /// Starts a fresh stack of `brokers` Kafka nodes and `producers`, `gateways` and
+    /// `consumers` instances of the services.
+    pub fn start_cluster(
+        name: &str,
+        brokers: u16,
+        producers: u16,
+        gateways: u16,
+        consumers: u16,
+    ) -> TestStack {
+        assert!(
+            brokers <= MAX_TEST_BROKERS
+                && producers <= MAX_TEST_PRODUCERS
+                && gateways <= MAX_TEST_GATEWAYS
+        );
         let mut stack = TestStack::new(name, consumers);
         stack.brokers = brokers;
         stack.producers = producers;
+        stack.gateways = gateways;
         stack.up_or_panic(&[]);
         stack
     }
@@ -156,9 +178,10 @@ impl TestStack {
         let dir = scratch_dir(&format!("test-{name}"));
         let stack = TestStack {
             dir,
-            ports: free_ports(consumers),
+            ports: free_ports(),
             brokers: 1,
             producers: 1,
+            gateways: 1,
             consumers,
             with_prometheus: false,
         };
@@ -178,6 +201,8 @@ impl TestStack {
             self.brokers.to_string(),
             "--producers".to_owned(),
             self.producers.to_string(),
+            "--gateways".to_owned(),
+            self.gateways.to_string(),
             "--consumers".to_owned(),
             self.consumers.to_string(),
         ];

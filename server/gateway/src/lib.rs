@@ -94,21 +94,27 @@ pub async fn run(
     Ok(())
 }
 
-/// Redis is reported but never makes the gateway unready: without it limits are kept per
-/// replica (DEGRADED), and requests go on.
+/// Ready while it can take events: a load balancer routes by this, so only a gateway that
+/// cannot publish is taken out. The read path (the consumers' query API) and Redis are
+/// reported but only degrade it: with the consumers away events still queue in Kafka, and
+/// without Redis limits are kept per replica in memory.
 fn readiness(upstream: Upstream, kv: Kv) -> ReadinessProbe {
     Arc::new(move || {
         let (upstream, kv) = (upstream.clone(), kv.clone());
         async move {
-            let producer = upstream.producer_ready().await;
-            let query = upstream.query_ready().await;
-            let redis = match kv.ping().await {
+            let (producer, query, redis) =
+                tokio::join!(upstream.producer_ready(), upstream.query_ready(), kv.ping());
+            let query = match query {
+                Ok(()) => Check::up(),
+                Err(e) => Check::degraded(format!("reads unavailable, writes go on: {e}")),
+            };
+            let redis = match redis {
                 Ok(()) => Check::up(),
                 Err(e) => Check::degraded(format!("rate limiting per replica in memory: {e}")),
             };
             BTreeMap::from([
                 ("producer", Check::from_result(producer)),
-                ("query", Check::from_result(query)),
+                ("query", query),
                 ("redis", redis),
             ])
         }
