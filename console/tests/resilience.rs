@@ -5,7 +5,8 @@
 //! The outages a drill already proves in every CI run (PostgreSQL, Kafka and Redis stopped,
 //! the consumer and the producer killed: `scenarios/*.yaml`, run by `scripts/test`) are not
 //! repeated here; these are the faults no drill covers: a rebalance, poison records, rolling
-//! SIGTERM restarts, and an old producer's spool.
+//! SIGTERM restarts, an old producer's spool, and events Kafka took late that the spool sent
+//! again.
 
 // The lock serializes whole tests, each on its own runtime, across their awaits on purpose.
 #![allow(clippy::await_holding_lock)]
@@ -406,4 +407,59 @@ async fn a_spool_left_by_an_older_producer_replays_and_its_unreadable_record_is_
         (n == 0.0).then_some(())
     })
     .await;
+}
+
+/// The "possibly persisted" case: Kafka frozen (SIGSTOP) for longer than the producer waits for
+/// an acknowledgement (`ack_patience`, 2 s) but shorter than librdkafka's `message.timeout.ms`
+/// (8 s). The producer answers from its spool, librdkafka still holds the records in flight
+/// and delivers them once Kafka thaws, and the spool then replays the same events: Kafka holds
+/// two copies of each. PostgreSQL must store each once; the consumer's skipped-duplicate count
+/// shows the second copies did arrive (else this would prove nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_kafka_took_late_and_the_spool_sent_again_are_stored_once() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let producer = stack.port("producer-port");
+    let consumer = stack.port("consumer-port");
+    let count =
+        |port: u16, name: &'static str| async move { metric_with(&scrape(port).await, name, &[]) };
+    let replayed_before = count(producer, metric::PRODUCER_SPOOL_REPLAYED).await;
+    let skipped_before = count(consumer, metric::CONSUMER_DUPLICATES_SKIPPED).await;
+
+    let tag = tag("possibly-persisted");
+    let load = Load::start(stack, 200, tag.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    {
+        let _thaw = ThawOnDrop(stack);
+        fault(stack, "pause", "kafka");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        fault(stack, "resume", "kafka");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    judge(stack, &tag, load, &[202]).await;
+
+    let replayed = count(producer, metric::PRODUCER_SPOOL_REPLAYED).await - replayed_before;
+    assert!(
+        replayed > 0.0,
+        "the spool replayed nothing: the fault did not bite"
+    );
+    let skipped = eventually(
+        "the consumer skipped the second copies",
+        Duration::from_secs(30),
+        || async {
+            let n = count(consumer, metric::CONSUMER_DUPLICATES_SKIPPED).await - skipped_before;
+            (n > 0.0).then_some(n)
+        },
+    )
+    .await;
+    println!("replayed from the spool: {replayed}; second copies skipped: {skipped}");
+}
+
+/// Resumes Kafka if a panic leaves it frozen.
+struct ThawOnDrop<'a>(&'a TestStack);
+
+impl Drop for ThawOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.logctl(&["fault", "resume", "kafka"]);
+    }
 }

@@ -44,7 +44,10 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
         assert_eq!(c["status"], "up", "{c}");
     }
     assert_eq!(components[6]["port"], stack.port("gateway-port"));
-    assert_eq!(components[5]["port"], stack.port("consumer-port") + 1);
+    assert_eq!(
+        components[5]["port"],
+        stack.port("consumer-port") + logctl::stack::layout::INSTANCE_PORT_STRIDE
+    );
 
     // Both consumer instances own partitions of the one group.
     eventually(
