@@ -289,6 +289,10 @@ pub struct Signals {
     pub under_replicated: Option<f64>,
     /// Partitions with fewer in-sync copies than acks=all writes need.
     pub under_min_isr: Option<f64>,
+    /// `topic/partition` → the node ids of its in-sync copies (empty when no broker answered).
+    pub isr: BTreeMap<String, Vec<i32>>,
+    /// Node id → `log-events` partitions it leads.
+    pub partitions_led: BTreeMap<i32, usize>,
     pub lag_by_partition: BTreeMap<i32, i64>,
     /// Breaker name → closed / half_open / open.
     pub breakers: BTreeMap<String, String>,
@@ -401,6 +405,22 @@ impl Signals {
             brokers_up: after.cluster.as_ref().map(|c| c.brokers.len() as f64),
             under_replicated: after.cluster.as_ref().map(|c| c.under_replicated() as f64),
             under_min_isr: after.cluster.as_ref().map(|c| c.under_min_isr() as f64),
+            isr: after
+                .cluster
+                .iter()
+                .flat_map(|c| &c.partitions)
+                .map(|p| (format!("{}/{}", p.topic, p.partition), p.isr.clone()))
+                .collect(),
+            partitions_led: after
+                .cluster
+                .iter()
+                .flat_map(|c| &c.partitions)
+                .filter(|p| p.topic == logctl_contracts::topics::EVENTS)
+                .filter_map(|p| p.leader)
+                .fold(BTreeMap::new(), |mut led, node| {
+                    *led.entry(node).or_insert(0) += 1;
+                    led
+                }),
             lag_by_partition,
             breakers: breakers
                 .into_iter()

@@ -1,7 +1,7 @@
 //! What the console screen shows, kept apart from drawing: the last minutes of signals and a
 //! log of state changes (a breaker opening, a component going down, lag crossing its alert).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::scenario::runner::RunEvent;
 use crate::signals::Signals;
@@ -185,6 +185,7 @@ impl Model {
                     changes.push(format!("{name} {state}"));
                 }
             }
+            changes.extend(isr_changes(&prev.isr, &s.isr));
             let was = prev.lag_total.unwrap_or(0) > LAG_ALERT;
             let is = s.lag_total.unwrap_or(0) > LAG_ALERT;
             if is && !was {
@@ -236,6 +237,53 @@ impl Model {
     }
 }
 
+/// The broker a node id is, by the name `logctl` gives it (`kafka-2`).
+pub fn broker_name(node: i32) -> String {
+    crate::stack::cluster::broker_of(node).map_or_else(|| format!("node {node}"), |c| c.name())
+}
+
+/// ISR shrinks and expansions between two readings, one line per broker that left or joined
+/// the in-sync copies (of how many partitions): a broker lost shows as one line, not seven.
+/// Readings without metadata (no broker answered) are not compared.
+fn isr_changes(
+    before: &BTreeMap<String, Vec<i32>>,
+    now: &BTreeMap<String, Vec<i32>>,
+) -> Vec<String> {
+    if before.is_empty() || now.is_empty() {
+        return Vec::new();
+    }
+    let mut left: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut joined: BTreeMap<i32, usize> = BTreeMap::new();
+    for (partition, isr) in now {
+        let Some(was) = before.get(partition) else {
+            continue;
+        };
+        for node in was.iter().filter(|n| !isr.contains(n)) {
+            *left.entry(*node).or_insert(0) += 1;
+        }
+        for node in isr.iter().filter(|n| !was.contains(n)) {
+            *joined.entry(*node).or_insert(0) += 1;
+        }
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    left.into_iter()
+        .map(|(node, n)| {
+            format!(
+                "ISR shrank: {} out of {n} partition{}",
+                broker_name(node),
+                plural(n)
+            )
+        })
+        .chain(joined.into_iter().map(|(node, n)| {
+            format!(
+                "ISR expanded: {} back in {n} partition{}",
+                broker_name(node),
+                plural(n)
+            )
+        }))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +297,35 @@ mod tests {
             components: BTreeMap::from([("consumer".into(), consumer.into())]),
             ..Signals::default()
         }
+    }
+
+    #[test]
+    fn isr_shrinks_and_expansions_are_logged_per_broker() {
+        let isr = |sets: &[&[i32]]| -> BTreeMap<String, Vec<i32>> {
+            sets.iter()
+                .enumerate()
+                .map(|(i, s)| (format!("log-events/{i}"), s.to_vec()))
+                .collect()
+        };
+        let reading = |isr| Signals {
+            isr,
+            ..Signals::default()
+        };
+        let mut m = Model::default();
+        m.push(reading(isr(&[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]])), 1.0);
+        m.push(reading(isr(&[&[1, 3], &[3, 1], &[3, 1]])), 2.0);
+        // No metadata this time (no broker answered): nothing is concluded from it.
+        m.push(reading(BTreeMap::new()), 3.0);
+        m.push(reading(isr(&[&[1, 3], &[3, 1], &[3, 1]])), 4.0);
+        m.push(reading(isr(&[&[1, 3, 2], &[3, 1], &[3, 1, 2]])), 5.0);
+        let logged: Vec<&str> = m.events.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(
+            logged,
+            [
+                "ISR shrank: kafka-2 out of 3 partitions",
+                "ISR expanded: kafka-2 back in 2 partitions"
+            ]
+        );
     }
 
     #[test]

@@ -87,8 +87,9 @@ fn drill_pane(frame: &mut Frame, area: Rect, drill: &Drill) {
     );
 }
 
-/// The whole screen: a title line, three rows of two panes, the event log (beside a running
-/// drill, or under the help), and the keys.
+/// The whole screen: a title line, two rows of two panes, the components (three to a line),
+/// errors beside the brokers of a cluster, the event log (beside a running drill, or under the
+/// help), and the keys.
 pub fn render(frame: &mut Frame, model: &Model) {
     let area = frame.area();
     let empty = Signals::default();
@@ -97,18 +98,35 @@ pub fn render(frame: &mut Frame, model: &Model) {
         compact(frame, area, model, s);
         return;
     }
+    // A one-node stack keeps components and errors side by side; a cluster (or many
+    // instances) gets the components a full-width pane and the brokers one beside the errors.
+    let cluster = s.partitions_led.len() > 1 || s.brokers_up.is_some_and(|b| b > 1.0);
+    let spread = cluster || s.components.len() > 6;
+    let per_line = if area.width >= 90 { 3 } else { 2 };
+    let component_lines = s.components.len().div_ceil(per_line).max(1) as u16;
+    let brokers = s
+        .components
+        .keys()
+        .filter(|n| n.starts_with("kafka"))
+        .count() as u16;
+    let (row3_height, row4_height) = match (spread, cluster) {
+        (false, _) => (5, 0),
+        (true, true) => (component_lines + 2, brokers.max(2) + 3),
+        (true, false) => (component_lines + 2, 4),
+    };
     let [title, body, events, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(17),
+        Constraint::Length(12 + row3_height + row4_height),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
     .areas(area);
     title_line(frame, title, model, s);
-    let [row1, row2, row3] = Layout::vertical([
+    let [row1, row2, row3, row4] = Layout::vertical([
         Constraint::Length(7),
         Constraint::Length(5),
-        Constraint::Length(5),
+        Constraint::Length(row3_height),
+        Constraint::Length(row4_height),
     ])
     .areas(body);
     let [through, latency] = halves(row1);
@@ -117,9 +135,20 @@ pub fn render(frame: &mut Frame, model: &Model) {
     let [lag, breakers] = halves(row2);
     lag_pane(frame, lag, model, s);
     breakers_pane(frame, breakers, model, s);
-    let [components, errors] = halves(row3);
-    components_pane(frame, components, s);
-    errors_pane(frame, errors, s);
+    if !spread {
+        let [components, errors] = halves(row3);
+        components_pane(frame, components, s);
+        errors_pane(frame, errors, s);
+    } else {
+        components_pane(frame, row3, s);
+        if cluster {
+            let [brokers, errors] = halves(row4);
+            brokers_pane(frame, brokers, s);
+            errors_pane(frame, errors, s);
+        } else {
+            errors_pane(frame, row4, s);
+        }
+    }
     if model.help {
         help_pane(frame, events);
     } else {
@@ -246,9 +275,50 @@ fn breakers_pane(frame: &mut Frame, area: Rect, model: &Model, s: &Signals) {
     );
 }
 
-/// Two components to a line with their RSS; pids too when the pane is wide enough.
+/// Each broker of a cluster: up or not, partitions of `log-events` it leads, and in how many
+/// partitions' in-sync copies it is; then the under-replicated and under-min-ISR counts.
+fn brokers_pane(frame: &mut Frame, area: Rect, s: &Signals) {
+    let mut lines: Vec<Line> = s
+        .components
+        .iter()
+        .filter(|(name, _)| name.starts_with("kafka"))
+        .map(|(name, state)| {
+            let node = crate::stack::Component::parse(name).and_then(|c| match c {
+                crate::stack::Component::Kafka(i) => Some(i32::from(i) + 1),
+                _ => None,
+            });
+            let led = node.and_then(|n| s.partitions_led.get(&n)).copied();
+            let in_sync = node.map_or(0, |n| s.isr.values().filter(|isr| isr.contains(&n)).count());
+            Line::from(vec![
+                Span::raw(format!("{name:<9}")),
+                colored(format!("{state:<5}"), state),
+                Span::raw(format!(
+                    " leads {:<2} in sync {in_sync}/{}",
+                    led.unwrap_or(0),
+                    s.isr.len()
+                )),
+            ])
+        })
+        .collect();
+    let counts = |v: Option<f64>| v.map_or("?".into(), |n| format!("{n:.0}"));
+    let under = s.under_replicated.unwrap_or(0.0) + s.under_min_isr.unwrap_or(0.0);
+    lines.push(Line::from(colored(
+        format!(
+            "under-replicated {}  under min ISR {}",
+            counts(s.under_replicated),
+            counts(s.under_min_isr)
+        ),
+        if under > 0.0 { "half_open" } else { "closed" },
+    )));
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Brokers ")),
+        area,
+    );
+}
+
+/// Three components to a line (two when narrow) with their RSS; pids too when wide enough.
 fn components_pane(frame: &mut Frame, area: Rect, s: &Signals) {
-    let wide = area.width >= 70;
+    let wide = area.width >= 105;
     let cells: Vec<Vec<Span>> = s
         .components
         .iter()
@@ -263,7 +333,10 @@ fn components_pane(frame: &mut Frame, area: Rect, s: &Signals) {
                         )
                     });
             vec![
-                Span::raw(format!("{name:<9}")),
+                Span::raw(format!(
+                    "{name:<width$}",
+                    width = if area.width >= 90 { 11 } else { 9 }
+                )),
                 colored(format!("{state:<5}"), state),
                 Span::raw(format!(
                     "{:<16}",
@@ -273,8 +346,8 @@ fn components_pane(frame: &mut Frame, area: Rect, s: &Signals) {
         })
         .collect();
     let lines: Vec<Line> = cells
-        .chunks(2)
-        .map(|pair| Line::from(pair.concat()))
+        .chunks(if area.width >= 90 { 3 } else { 2 })
+        .map(|row| Line::from(row.concat()))
         .collect();
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Components ")),
@@ -455,6 +528,43 @@ mod tests {
             "postgres  closed",
             "consumer up",
             "q quit",
+        ] {
+            assert!(text.contains(want), "{want:?} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_shows_its_brokers_and_every_instance() {
+        let mut s = healthy();
+        for name in [
+            "kafka-2",
+            "kafka-3",
+            "producer-2",
+            "gateway-2",
+            "haproxy",
+            "consumer-2",
+        ] {
+            s.components.insert(name.into(), "up".into());
+        }
+        s.components.insert("kafka-3".into(), "down".into());
+        s.brokers_up = Some(2.0);
+        s.under_replicated = Some(7.0);
+        s.under_min_isr = Some(0.0);
+        s.partitions_led = BTreeMap::from([(1, 3), (2, 3)]);
+        s.isr = (0..7)
+            .map(|p| (format!("log-events/{p}"), vec![1, 2]))
+            .collect();
+        let mut m = Model::default();
+        m.push(s, 1.0);
+        let text = screen(&m, 120, 40);
+        for want in [
+            "Brokers",
+            "kafka-2  up    leads 3  in sync 7/7",
+            "kafka-3  down  leads 0  in sync 0/7",
+            "under-replicated 7  under min ISR 0",
+            "gateway-2",
+            "haproxy",
+            "consumer-2",
         ] {
             assert!(text.contains(want), "{want:?} missing:\n{text}");
         }
