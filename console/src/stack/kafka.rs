@@ -208,6 +208,9 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
          # Never elect a replica that missed acknowledged writes: losing them is the one thing\n\
          # replication is for.\n\
          unclean.leader.election.enable=false\n\
+         # After a broker comes back, hand its partitions' leadership back within half a minute\n\
+         # (Kafka's default waits five), so one broker does not keep leading everything.\n\
+         leader.imbalance.check.interval.seconds=30\n\
          offsets.topic.replication.factor={rf}\n\
          offsets.topic.num.partitions=10\n\
          transaction.state.log.replication.factor={rf}\n\
