@@ -61,10 +61,7 @@ pub fn marker(layout: &Layout) -> String {
 /// Writes the config, checks it with `haproxy -c` and starts HAProxy in the foreground
 /// (readiness is awaited by the caller).
 pub fn start(layout: &Layout, stack: &StackConfig) -> Result<u32, StackError> {
-    let binary = process::which("haproxy").ok_or_else(|| StackError::Missing {
-        what: "haproxy".into(),
-        hint: "run scripts/bootstrap (or apt-get install haproxy)".into(),
-    })?;
+    let binary = process::debian_program("haproxy", "haproxy")?;
     let dir = layout.component_dir("haproxy");
     std::fs::create_dir_all(&dir).map_err(|e| StackError::io(&dir, e))?;
     let path = config_path(layout);

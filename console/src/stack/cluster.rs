@@ -44,7 +44,12 @@ pub struct ClusterStatus {
     pub error: Option<String>,
 }
 
-/// The broker a node id belongs to.
+/// Broker `i`'s KRaft node id: its number in `kafka-N`.
+pub fn node_id(i: u16) -> i32 {
+    i32::from(i) + 1
+}
+
+/// The broker a node id belongs to (the inverse of [`node_id`]).
 pub fn broker_of(node_id: i32) -> Option<Component> {
     u16::try_from(node_id.checked_sub(1)?)
         .ok()
@@ -97,7 +102,7 @@ pub fn status(
     let brokers = (0..config.brokers.max(1))
         .map(|i| {
             let name = kafka::name(i);
-            let node_id = i32::from(i) + 1;
+            let node_id = node_id(i);
             BrokerStatus {
                 status: components
                     .iter()

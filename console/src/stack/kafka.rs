@@ -220,7 +220,7 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
          group.initial.rebalance.delay.ms=0\n\
          num.network.threads=2\n\
          num.io.threads=4\n",
-        node = index + 1,
+        node = super::cluster::node_id(index),
         voters = voters.join(","),
         broker = config.ports.broker(index),
         controller = config.ports.controller(index),

@@ -157,6 +157,15 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A program the stack runs from a Debian package: its path, or an error naming the package
+/// to install.
+pub fn debian_program(program: &str, package: &str) -> Result<PathBuf, super::StackError> {
+    which(program).ok_or_else(|| super::StackError::Missing {
+        what: program.into(),
+        hint: format!("run scripts/bootstrap (or apt-get install {package})"),
+    })
+}
+
 /// Can a listener bind this loopback port right now?
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()

@@ -45,10 +45,7 @@ pub fn config_path(layout: &Layout) -> PathBuf {
 
 /// Writes the config and rules and starts the server (readiness is awaited by the caller).
 pub fn start(layout: &Layout, stack: &StackConfig) -> Result<u32, StackError> {
-    let binary = process::which("prometheus").ok_or_else(|| StackError::Missing {
-        what: "prometheus".into(),
-        hint: "run scripts/bootstrap (or apt-get install prometheus)".into(),
-    })?;
+    let binary = process::debian_program("prometheus", "prometheus")?;
     let dir = layout.component_dir("prometheus");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| StackError::io(&data, e))?;

@@ -10,10 +10,7 @@ use super::StackError;
 pub const MARKER: &str = "redis-server";
 
 pub fn start(layout: &Layout, ports: &Ports) -> Result<u32, StackError> {
-    let server = process::which("redis-server").ok_or_else(|| StackError::Missing {
-        what: "redis-server".into(),
-        hint: "run scripts/bootstrap (or apt-get install redis-server)".into(),
-    })?;
+    let server = process::debian_program("redis-server", "redis-server")?;
     let dir = layout.component_dir("redis");
     std::fs::create_dir_all(&dir).map_err(|e| StackError::io(&dir, e))?;
     let mut cmd = Command::new(server);

@@ -284,7 +284,7 @@ fn brokers_pane(frame: &mut Frame, area: Rect, s: &Signals) {
         .filter(|(name, _)| name.starts_with("kafka"))
         .map(|(name, state)| {
             let node = crate::stack::Component::parse(name).and_then(|c| match c {
-                crate::stack::Component::Kafka(i) => Some(i32::from(i) + 1),
+                crate::stack::Component::Kafka(i) => Some(crate::stack::cluster::node_id(i)),
                 _ => None,
             });
             let led = node.and_then(|n| s.partitions_led.get(&n)).copied();
@@ -514,23 +514,31 @@ mod tests {
         }
     }
 
+    /// Fails naming the first missing piece, with the whole screen.
+    fn assert_shows(text: &str, wanted: &[&str]) {
+        for want in wanted {
+            assert!(text.contains(want), "{want:?} missing:\n{text}");
+        }
+    }
+
     #[test]
     fn a_healthy_stack_at_80x24() {
         let mut m = Model::default();
         m.push(healthy(), 1.0);
         let text = screen(&m, 80, 24);
-        for want in [
-            "Throughput",
-            "stored    998",
-            "gateway p99 12.5 ms",
-            "total 0",
-            "ok",
-            "postgres  closed",
-            "consumer up",
-            "q quit",
-        ] {
-            assert!(text.contains(want), "{want:?} missing:\n{text}");
-        }
+        assert_shows(
+            &text,
+            &[
+                "Throughput",
+                "stored    998",
+                "gateway p99 12.5 ms",
+                "total 0",
+                "ok",
+                "postgres  closed",
+                "consumer up",
+                "q quit",
+            ],
+        );
     }
 
     #[test]
@@ -557,17 +565,18 @@ mod tests {
         let mut m = Model::default();
         m.push(s, 1.0);
         let text = screen(&m, 120, 40);
-        for want in [
-            "Brokers",
-            "kafka-2  up    leads 3  in sync 7/7",
-            "kafka-3  down  leads 0  in sync 0/7",
-            "under-replicated 7  under min ISR 0",
-            "gateway-2",
-            "haproxy",
-            "consumer-2",
-        ] {
-            assert!(text.contains(want), "{want:?} missing:\n{text}");
-        }
+        assert_shows(
+            &text,
+            &[
+                "Brokers",
+                "kafka-2  up    leads 3  in sync 7/7",
+                "kafka-3  down  leads 0  in sync 0/7",
+                "under-replicated 7  under min ISR 0",
+                "gateway-2",
+                "haproxy",
+                "consumer-2",
+            ],
+        );
     }
 
     #[test]
@@ -582,16 +591,17 @@ mod tests {
         bad.components.insert("postgres".into(), "down".into());
         m.push(bad, 2.0);
         let text = screen(&m, 100, 30);
-        for want in [
-            "postgres  open",
-            "postgres down",
-            "total 4,200 ↑",
-            "stalled",
-            "breaker postgres open",
-            "lag above 1000",
-        ] {
-            assert!(text.contains(want), "{want:?} missing:\n{text}");
-        }
+        assert_shows(
+            &text,
+            &[
+                "postgres  open",
+                "postgres down",
+                "total 4,200 ↑",
+                "stalled",
+                "breaker postgres open",
+                "lag above 1000",
+            ],
+        );
     }
 
     #[test]
@@ -654,14 +664,15 @@ mod tests {
             },
         );
         let text = screen(&m, 100, 30);
-        for want in [
-            "Drill postgres-outage step 2/3",
-            "✓  1. load",
-            "▶  2. fault stop postgres",
-            "·  3. assert",
-        ] {
-            assert!(text.contains(want), "{want:?} missing:\n{text}");
-        }
+        assert_shows(
+            &text,
+            &[
+                "Drill postgres-outage step 2/3",
+                "✓  1. load",
+                "▶  2. fault stop postgres",
+                "·  3. assert",
+            ],
+        );
         m.drill_event(3.0, RunEvent::StepDone(done(3, false)));
         if let Some(d) = m.drill.as_mut() {
             d.verdict = Some("FAILED".into());
