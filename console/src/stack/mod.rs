@@ -484,7 +484,12 @@ fn stop_extra_instances(layout: &Layout, config: &StackConfig) -> Result<(), Sta
         balancer_running
     };
     let keep = if reshaped { 0 } else { config.gateways.max(1) };
-    if !config.balanced() {
+    // HAProxy reads its servers at start: one running with another gateway count's config
+    // is restarted (briefly closing the public port) rather than left blind to new instances.
+    let stale = balancer_running
+        && std::fs::read_to_string(balancer::config_path(layout)).ok()
+            != Some(balancer::config(config));
+    if !config.balanced() || stale {
         stop_one(layout, Component::Balancer);
     }
     for i in keep..MAX_INSTANCES {
