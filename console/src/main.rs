@@ -419,29 +419,47 @@ fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A loopback port free right now: the kernel's pick.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
+/// Ports handed out by this `up`, so no two components get the same one.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes `ports` if each is free now and none was handed out before.
+fn claim(ports: &[u16]) -> bool {
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let free = ports
+        .iter()
+        .all(|p| !handed_out.contains(p) && stack::process::port_is_free(*p));
+    if free {
+        handed_out.extend_from_slice(ports);
+    }
+    free
 }
 
 /// A first port such that it and the `n - 1` ports each `stride` further are free (instance
-/// i of a service listens on the first + stride * i).
+/// i of a service listens on the first + stride * i). Below the kernel's ephemeral range: a
+/// port the kernel hands out for outgoing connections could be taken by any client while its
+/// component is stopped (a drill's restart of Kafka once found its controller port so taken).
 fn free_run(n: u16, stride: u16) -> anyhow::Result<u16> {
-    for _ in 0..100 {
-        let start = free_port()?;
-        let held: Option<Vec<_>> = (0..n)
-            .map(|i| {
-                let port = start.checked_add(i.checked_mul(stride)?)?;
-                std::net::TcpListener::bind(("127.0.0.1", port)).ok()
-            })
-            .collect();
-        if held.is_some() {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = n.saturating_sub(1).saturating_mul(stride);
+    let range = 10_000..low.max(11_000).saturating_sub(span).max(10_001);
+    for _ in 0..1000 {
+        let start: u16 = rand::random_range(range.clone());
+        let ports: Vec<u16> = (0..n).map(|i| start + i * stride).collect();
+        if claim(&ports) {
             return Ok(start);
         }
     }
-    anyhow::bail!("no run of {n} free ports {stride} apart found")
+    anyhow::bail!("no run of {n} free ports {stride} apart found below {low}")
+}
+
+/// One free loopback port, as [`free_run`] picks them.
+fn free_port() -> anyhow::Result<u16> {
+    free_run(1, 1)
 }
 
 fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Result<StackConfig> {
