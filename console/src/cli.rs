@@ -152,6 +152,11 @@ pub struct BenchArgs {
     /// Leave out the consumer drain stage (it stops the consumer for a while).
     #[arg(long)]
     pub skip_drain: bool,
+    /// Then the same stages against a cluster of this many Kafka brokers (RF 3, min ISR 2),
+    /// made for the bench beside the stack (`<state>/bench-cluster`, free ports) and deleted
+    /// after, and the drain with 1, 2, 3 and 6 consumers.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::stack::layout::MAX_BROKERS)))]
+    pub brokers: Option<u16>,
     #[arg(long, default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
 }

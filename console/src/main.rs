@@ -232,6 +232,7 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let options = logctl::bench::BenchOptions {
         quick: args.quick,
         skip_drain: args.skip_drain,
+        brokers: args.brokers,
     };
     let results = runtime()?.block_on(logctl::bench::run(layout, &config, options))?;
     let md = logctl::bench::render(&results);

@@ -13,6 +13,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use sqlx::PgPool;
 
+use crate::stack::layout::{Layout, StackConfig};
+use crate::stack::{self, Component};
+
 pub struct Filled {
     pub orgs: Vec<String>,
     pub events: u64,
@@ -94,4 +97,68 @@ pub async fn wait_stored(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// One drain: `consumers` instances reading a backlog of `events` they found waiting.
+#[derive(Debug, Clone)]
+pub struct Drained {
+    pub consumers: u16,
+    pub events: u64,
+    pub secs: f64,
+    pub mean_record_bytes: usize,
+    /// The first consumer's highest RSS (a fresh process: its high-water mark is the drain's).
+    pub consumer_rss_mib: Option<f64>,
+}
+
+impl Drained {
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// Stops every consumer of the stack, fills the topic, starts the first `consumers` of them
+/// and times from their launch until PostgreSQL holds the backlog (start-up and group joins
+/// included). The rest stay stopped until the next drain or
+/// the caller starts them.
+pub async fn measure(
+    layout: &Layout,
+    config: &StackConfig,
+    pool: &PgPool,
+    consumers: u16,
+    events: u64,
+) -> anyhow::Result<Drained> {
+    let all: Vec<Component> = (0..config.consumers).map(Component::Consumer).collect();
+    for c in all.iter().rev() {
+        stack::stop_one(layout, *c);
+    }
+    let prefix = format!("drain-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let filled = fill(&config.bootstrap_servers(), &prefix, 20, events).await;
+    // Timed from the launch, all of them at once: were they started one after another, the
+    // first would drain part of the backlog before the clock started and a larger group would
+    // look faster than it is.
+    let started = Instant::now();
+    let starts = all
+        .iter()
+        .take(usize::from(consumers.max(1)))
+        .map(|c| stack::start_one(layout, config, *c));
+    // Whatever happened to the fill, the consumers come back.
+    futures::future::try_join_all(starts).await?;
+    let filled = filled?;
+    wait_stored(pool, &filled.orgs, filled.events, Duration::from_secs(900)).await?;
+    Ok(Drained {
+        consumers,
+        events: filled.events,
+        secs: started.elapsed().as_secs_f64(),
+        mean_record_bytes: filled.mean_record_bytes,
+        consumer_rss_mib: stack::running_pid(Component::Consumer(0), layout)
+            .and_then(super::procstat::peak_rss_mib),
+    })
+}
+
+/// Starts every consumer the stack has that is not running (after drains with fewer).
+pub async fn restore(layout: &Layout, config: &StackConfig) -> anyhow::Result<()> {
+    for i in 0..config.consumers {
+        stack::start_one(layout, config, Component::Consumer(i)).await?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 //! CPU, and each service's peak RSS during the step (the drain: the consumer's).
 
 pub mod baselines;
+pub mod cluster;
 pub mod drain;
 pub mod procstat;
 pub mod targets;
@@ -36,6 +37,8 @@ pub struct BenchOptions {
     /// Shorter steps and fewer events: a smoke run of the benchmark, not figures to quote.
     pub quick: bool,
     pub skip_drain: bool,
+    /// Also measure a cluster of this many brokers, made beside the stack for the bench.
+    pub brokers: Option<u16>,
 }
 
 /// One rate held for one step, and what it cost.
@@ -205,14 +208,14 @@ pub struct Results {
     pub options: BenchOptions,
     pub http_ceiling: Option<f64>,
     pub searches: Vec<Search>,
-    pub drain: Option<(u64, f64)>,
-    /// The consumer's highest RSS during the drain.
-    pub drain_consumer_rss: Option<f64>,
+    pub drain: Option<drain::Drained>,
     pub kafka_perf: Option<f64>,
     pub copy: Option<f64>,
     pub record_bytes: usize,
     /// Each service's RSS before the first step, so growth during the run shows.
     pub rss_at_start: BTreeMap<String, f64>,
+    /// With `--brokers`: the same stages against a cluster.
+    pub cluster: Option<cluster::ClusterResults>,
 }
 
 fn machine() -> String {
@@ -239,7 +242,110 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} RAM, Linux {}", kernel.trim())
 }
 
-/// Runs every stage against the local stack.
+/// The rates each search steps through.
+struct Rates {
+    single: Vec<f64>,
+    batch: Vec<f64>,
+}
+
+impl Rates {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                single: vec![1_000.0, 3_000.0],
+                batch: vec![10_000.0, 30_000.0],
+            }
+        } else {
+            Self {
+                single: vec![
+                    2_000.0, 4_000.0, 6_000.0, 8_000.0, 10_000.0, 12_000.0, 15_000.0, 20_000.0,
+                ],
+                batch: vec![
+                    10_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0, 200_000.0,
+                ],
+            }
+        }
+    }
+}
+
+/// The ingest searches, each from fresh services: single events through the gateway and
+/// straight to the producer, then batches of 100 and of 1000 through the gateway. `suffix`
+/// names the stack in the stage names.
+async fn ingest(
+    layout: &Layout,
+    config: &StackConfig,
+    rates: &Rates,
+    secs: u64,
+    suffix: &str,
+) -> anyhow::Result<Vec<Search>> {
+    let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
+    let producer = format!("http://127.0.0.1:{}", config.ports.producer);
+    let gateway_target: Arc<dyn Target> = Arc::new(logctl_loadgen::http::Gateway::new(
+        &gateway,
+        crate::load::token_source(layout),
+        2048,
+    )?);
+    let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer, 2048)?);
+    let stages = [
+        (
+            "single events through the gateway",
+            gateway_target.clone(),
+            1,
+            &rates.single,
+            50.0,
+        ),
+        (
+            "single events straight to the producer",
+            producer_target,
+            1,
+            &rates.single,
+            50.0,
+        ),
+        (
+            "batches of 100 through the gateway",
+            gateway_target.clone(),
+            100,
+            &rates.batch,
+            500.0,
+        ),
+        (
+            "batches of 1000 through the gateway",
+            gateway_target,
+            1000,
+            &rates.batch,
+            1_000.0,
+        ),
+    ];
+    let mut searches = Vec::new();
+    for (name, target, batch, rates, p99_limit_ms) in stages {
+        fresh_services(layout, config).await?;
+        let name = format!("{name}{suffix}");
+        let stage = Stage {
+            name: &name,
+            target,
+            batch,
+            rates,
+            p99_limit_ms,
+        };
+        searches.push(search(layout, config, stage, secs).await?);
+    }
+    settle(config).await;
+    Ok(searches)
+}
+
+/// A small pool on the stack's PostgreSQL, as the stack's own password opens it.
+async fn pool(layout: &Layout, config: &StackConfig) -> anyhow::Result<sqlx::PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&stack::postgres::database_url(
+            config.ports.postgres,
+            &layout.secret(stack::postgres::PASSWORD_SECRET)?,
+        ))
+        .await?)
+}
+
+/// Runs every stage against the local stack, then (with `--brokers`) against a cluster made
+/// for the purpose.
 pub async fn run(
     layout: &Layout,
     config: &StackConfig,
@@ -247,97 +353,24 @@ pub async fn run(
 ) -> anyhow::Result<Results> {
     let started = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let secs = if options.quick { 4 } else { 10 };
+    let rates = Rates::new(options.quick);
     let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
-    let producer = format!("http://127.0.0.1:{}", config.ports.producer);
-    let single_rates: Vec<f64> = if options.quick {
-        vec![1_000.0, 3_000.0]
-    } else {
-        vec![
-            2_000.0, 4_000.0, 6_000.0, 8_000.0, 10_000.0, 12_000.0, 15_000.0, 20_000.0,
-        ]
-    };
-    let batch_rates: Vec<f64> = if options.quick {
-        vec![10_000.0, 30_000.0]
-    } else {
-        vec![
-            10_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0, 200_000.0,
-        ]
-    };
 
     let rss_at_start = services_rss(layout, config);
     eprintln!("bench: HTTP ceiling (wrk on /health)");
     let http_ceiling = baselines::wrk(&format!("{gateway}/health"), secs)?;
-    let gateway_target: Arc<dyn Target> = Arc::new(logctl_loadgen::http::Gateway::new(
-        &gateway,
-        crate::load::token_source(layout),
-        2048,
-    )?);
-    let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer, 2048)?);
-    let mut searches = Vec::new();
-    let stages = [
-        Stage {
-            name: "single events through the gateway",
-            target: gateway_target.clone(),
-            batch: 1,
-            rates: &single_rates,
-            p99_limit_ms: 50.0,
-        },
-        Stage {
-            name: "single events straight to the producer",
-            target: producer_target,
-            batch: 1,
-            rates: &single_rates,
-            p99_limit_ms: 50.0,
-        },
-        Stage {
-            name: "batches of 100 through the gateway",
-            target: gateway_target.clone(),
-            batch: 100,
-            rates: &batch_rates,
-            p99_limit_ms: 500.0,
-        },
-        Stage {
-            name: "batches of 1000 through the gateway",
-            target: gateway_target,
-            batch: 1000,
-            rates: &batch_rates,
-            p99_limit_ms: 1_000.0,
-        },
-    ];
-    for stage in stages {
-        fresh_services(layout, config).await?;
-        searches.push(search(layout, config, stage, secs).await?);
-    }
-    settle(config).await;
+    let searches = ingest(layout, config, &rates, secs, "").await?;
 
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&stack::postgres::database_url(
-            config.ports.postgres,
-            &layout.secret(stack::postgres::PASSWORD_SECRET)?,
-        ))
-        .await?;
+    let pool = pool(layout, config).await?;
     let drain_events: u64 = if options.quick { 100_000 } else { 1_000_000 };
-    let mut record_bytes = 300;
-    let mut drain_consumer_rss = None;
     let drain = if options.skip_drain {
         None
     } else {
         eprintln!("bench: consumer drain of {drain_events} pre-filled events");
-        let consumer = Component::Consumer(0);
-        stack::stop_one(layout, consumer);
-        let prefix = format!("drain-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        let filled = drain::fill(&config.bootstrap_servers(), &prefix, 20, drain_events).await;
-        // Whatever happened, the consumer comes back.
-        stack::start_one(layout, config, consumer).await?;
-        let filled = filled?;
-        record_bytes = filled.mean_record_bytes;
-        let secs = drain::wait_stored(&pool, &filled.orgs, filled.events, Duration::from_secs(900))
-            .await?;
-        // A fresh process: its high-water mark is the drain's.
-        drain_consumer_rss = stack::running_pid(consumer, layout).and_then(procstat::peak_rss_mib);
-        Some((filled.events, secs))
+        let d = drain::measure(layout, config, &pool, config.consumers, drain_events).await?;
+        Some(d)
     };
+    let record_bytes = drain.as_ref().map_or(300, |d| d.mean_record_bytes);
     eprintln!("bench: Kafka's own producer (ProducerPerformance)");
     let kafka_perf = Some(baselines::kafka_perf(
         layout,
@@ -347,6 +380,37 @@ pub async fn run(
     )?);
     eprintln!("bench: PostgreSQL COPY of {drain_events} rows");
     let copy = Some(baselines::copy(&pool, drain_events, 200).await?);
+
+    let cluster = match options.brokers {
+        Some(n) if n > 1 => {
+            eprintln!("bench: starting a {n}-broker cluster beside the stack");
+            let bench_cluster = cluster::BenchCluster::start(layout, n)?;
+            let cconfig = bench_cluster.config()?;
+            let suffix = format!(", {n} brokers");
+            let searches = ingest(&bench_cluster.layout, &cconfig, &rates, secs, &suffix).await?;
+            eprintln!("bench: cluster: Kafka's own producer (ProducerPerformance)");
+            let kafka_perf = Some(baselines::kafka_perf(
+                &bench_cluster.layout,
+                &cconfig,
+                drain_events,
+                record_bytes,
+            )?);
+            let drains = if options.skip_drain {
+                Vec::new()
+            } else {
+                cluster::drains(&bench_cluster, drain_events).await?
+            };
+            Some(cluster::ClusterResults {
+                brokers: n,
+                replication_factor: cconfig.replication_factor(),
+                min_insync_replicas: cconfig.min_insync_replicas(),
+                searches,
+                kafka_perf,
+                drains,
+            })
+        }
+        _ => None,
+    };
     Ok(Results {
         machine: machine(),
         started,
@@ -354,11 +418,11 @@ pub async fn run(
         http_ceiling,
         searches,
         drain,
-        drain_consumer_rss,
         kafka_perf,
         copy,
         record_bytes,
         rss_at_start,
+        cluster,
     })
 }
 
@@ -414,7 +478,12 @@ fn peak_rss(r: &Results) -> BTreeMap<&'static str, f64> {
                 .into_iter()
                 .filter_map(|name| Some((name, *step.rss_mib.get(name)?)))
         })
-        .chain(r.drain_consumer_rss.map(|m| ("consumer", m)));
+        .chain(
+            r.drain
+                .as_ref()
+                .and_then(|d| d.consumer_rss_mib)
+                .map(|m| ("consumer", m)),
+        );
     for (name, mib) in readings {
         let e = peaks.entry(name).or_insert(0.0f64);
         *e = e.max(mib);
@@ -447,7 +516,7 @@ pub fn render(r: &Results) -> String {
     let pr = peak_rate(1);
     let b100 = peak_rate(2);
     let b1000 = peak_rate(3);
-    let drain_rate = r.drain.map(|(n, s)| n as f64 / s.max(1e-9));
+    let drain_rate = r.drain.as_ref().map(drain::Drained::rate);
     let mut md = String::new();
     let _ = writeln!(md, "# logctl benchmark results\n");
     let _ = writeln!(
@@ -497,7 +566,7 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         md,
         "| consumer drain of {} pre-filled events | {} | PostgreSQL `COPY`: {} | {} | 100,000 rows/s | {} |",
-        r.drain.map_or_else(|| "–".into(), |(n, _)| num(n as f64)),
+        r.drain.as_ref().map_or_else(|| "–".into(), |d| num(d.events as f64)),
         opt(drain_rate, "rows/s"), opt(r.copy, "rows/s"), ratio(drain_rate, r.copy), met(drain_rate, 100_000.0)
     );
     let peaks = peak_rss(r);
@@ -536,61 +605,170 @@ pub fn render(r: &Results) -> String {
         md,
         "\nKafka's baseline sends {} records of {} bytes (our mean record) with our producer's settings \
          (acks=all, lz4, linger 5 ms, idempotent); `COPY` loads the same number of rows into a copy of \
-         the table with its indexes.\n",
-        r.drain.map_or_else(|| "the same number of".into(), |(n, _)| num(n as f64)),
+         the table with its indexes. The drain is timed from the consumer's launch (with the \
+         backlog waiting) until PostgreSQL holds every event.\n",
+        r.drain.as_ref().map_or_else(|| "the same number of".into(), |d| num(d.events as f64)),
         r.record_bytes
     );
+    if let Some(c) = &r.cluster {
+        render_cluster(&mut md, r, c);
+    }
     let _ = writeln!(md, "## Every step, and where the time went\n");
     let _ = writeln!(
         md,
         "CPU in cores per component over the step (2.00 is all of a 2-core machine); peak RSS is \
          each service's high-water mark during the step (VmHWM, reset before it).\n"
     );
-    for s in &r.searches {
-        let _ = writeln!(md, "### {} (p99 limit {} ms)\n", s.name, s.p99_limit_ms);
-        let names: Vec<String> = s
-            .steps
-            .first()
-            .map(|st| st.cores.keys().cloned().collect())
-            .unwrap_or_default();
-        let _ = writeln!(
-            md,
-            "| offered events/s | accepted events/s | p50 ms | p99 ms | errors | on schedule | {} | generator | peak RSS MiB gateway / producer / consumer | passed |",
-            names.join(" | ")
-        );
-        let _ = writeln!(md, "|{}", "---|".repeat(9 + names.len()));
-        for st in &s.steps {
-            let rep = &st.report;
-            let cores: Vec<String> = names
-                .iter()
-                .map(|n| format!("{:.2}", st.cores.get(n).copied().unwrap_or(0.0)))
-                .collect();
-            let rss: Vec<String> = SERVICES
-                .iter()
-                .map(|n| st.rss_mib.get(*n).map_or("–".into(), |m| format!("{m:.0}")))
-                .collect();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {:.1} | {:.1} | {:.2}% | {} | {} | {:.2} | {} | {} |",
-                num(st.rate),
-                num(rep.events_accepted as f64 / rep.duration_secs.max(1e-9)),
-                rep.latency_ms.p50,
-                rep.latency_ms.p99,
-                rep.error_rate() * 100.0,
-                if rep.fell_behind { "no" } else { "yes" },
-                cores.join(" | "),
-                st.generator_cores,
-                rss.join(" / "),
-                if st.passed { "yes" } else { "no" }
-            );
-        }
-        let _ = writeln!(md);
+    let cluster_searches = r.cluster.iter().flat_map(|c| c.searches.iter());
+    for s in r.searches.iter().chain(cluster_searches) {
+        step_table(&mut md, s);
     }
     let _ = writeln!(
         md,
-        "Reproduce: `scripts/start`, then `~/.cache/logctl/target/release/logctl bench` (about 10 minutes)."
+        "Reproduce: `scripts/start`, then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 20 minutes; without `--brokers`, about 10)."
     );
     md
+}
+
+/// One search's steps: rates, latencies, CPU per component, peak RSS.
+fn step_table(md: &mut String, s: &Search) {
+    let _ = writeln!(md, "### {} (p99 limit {} ms)\n", s.name, s.p99_limit_ms);
+    let names: Vec<String> = s
+        .steps
+        .first()
+        .map(|st| st.cores.keys().cloned().collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "| offered events/s | accepted events/s | p50 ms | p99 ms | errors | on schedule | {} | generator | peak RSS MiB gateway / producer / consumer | passed |",
+        names.join(" | ")
+    );
+    let _ = writeln!(md, "|{}", "---|".repeat(9 + names.len()));
+    for st in &s.steps {
+        let rep = &st.report;
+        let cores: Vec<String> = names
+            .iter()
+            .map(|n| format!("{:.2}", st.cores.get(n).copied().unwrap_or(0.0)))
+            .collect();
+        let rss: Vec<String> = SERVICES
+            .iter()
+            .map(|n| st.rss_mib.get(*n).map_or("–".into(), |m| format!("{m:.0}")))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {:.1} | {:.2}% | {} | {} | {:.2} | {} | {} |",
+            num(st.rate),
+            num(rep.events_accepted as f64 / rep.duration_secs.max(1e-9)),
+            rep.latency_ms.p50,
+            rep.latency_ms.p99,
+            rep.error_rate() * 100.0,
+            if rep.fell_behind { "no" } else { "yes" },
+            cores.join(" | "),
+            st.generator_cores,
+            rss.join(" / "),
+            if st.passed { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// The cluster's figures beside the one-broker stack's of the same run.
+fn render_cluster(md: &mut String, r: &Results, c: &cluster::ClusterResults) {
+    let n = c.brokers;
+    let one = |i: usize| r.searches.get(i).and_then(Search::peak).map(|s| s.rate);
+    let many = |i: usize| c.searches.get(i).and_then(Search::peak).map(|s| s.rate);
+    let opt = |v: Option<f64>| v.map_or_else(|| "–".into(), num);
+    let _ = writeln!(
+        md,
+        "## {n} brokers: what replication costs\n\n\
+         The same stages against a cluster of {n} Kafka brokers made for the bench on this \
+         machine (replication factor {}, min ISR {}, acks=all: a record is acknowledged once \
+         {} brokers have it), with one gateway and one producer as above, so the ratio of the \
+         two columns is the cost of replication. The one-broker stack stays up, idle, meanwhile. \
+         Rates in events/s (records/s, rows/s).\n",
+        c.replication_factor, c.min_insync_replicas, c.min_insync_replicas
+    );
+    let _ = writeln!(
+        md,
+        "| stage | 1 broker | {n} brokers | {n} / 1 | baseline on {n} brokers (same run) | {n} brokers / baseline |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let ceiling = format!("HTTP ceiling: {}", opt(r.http_ceiling));
+    let perf = format!("`ProducerPerformance`: {}", opt(c.kafka_perf));
+    let rows = [
+        (
+            "single events through the gateway, p99 < 50 ms",
+            0,
+            &ceiling,
+            r.http_ceiling,
+        ),
+        (
+            "single events straight to the producer, p99 < 50 ms",
+            1,
+            &perf,
+            c.kafka_perf,
+        ),
+        ("batches of 100, p99 < 500 ms", 2, &perf, c.kafka_perf),
+        ("batches of 1000, p99 < 1 s", 3, &perf, c.kafka_perf),
+    ];
+    for (name, i, base_name, base) in rows {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {base_name} | {} |",
+            opt(one(i)),
+            opt(many(i)),
+            ratio(many(i), one(i)),
+            ratio(many(i), base)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| Kafka's `ProducerPerformance` ({} records) | {} | {} | {} | – | – |",
+        r.drain
+            .as_ref()
+            .map_or_else(|| "–".into(), |d| num(d.events as f64)),
+        opt(r.kafka_perf),
+        opt(c.kafka_perf),
+        ratio(c.kafka_perf, r.kafka_perf)
+    );
+    let one_drain = r.drain.as_ref().map(drain::Drained::rate);
+    let first = c.drains.first().map(drain::Drained::rate);
+    if !c.drains.is_empty() {
+        let _ = writeln!(
+            md,
+            "| drain, 1 consumer | {} | {} | {} | `COPY`: {} | {} |",
+            opt(one_drain),
+            opt(first),
+            ratio(first, one_drain),
+            opt(r.copy),
+            ratio(first, r.copy)
+        );
+        let _ = writeln!(
+            md,
+            "\n### The drain as the group grows ({n} brokers, 6 partitions)\n\n\
+             Each drain: every consumer stopped, {} events pre-filled, then this many consumers \
+             launched at once and timed from their launch until PostgreSQL holds every event \
+             (start-up, group joins and rebalances included).\n",
+            num(c.drains[0].events as f64)
+        );
+        let _ = writeln!(
+            md,
+            "| consumers | drained in | rows/s | / 1 consumer | / `COPY` |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for d in &c.drains {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} s | {} | {} | {} |",
+                d.consumers,
+                d.secs,
+                num(d.rate()),
+                ratio(Some(d.rate()), first),
+                ratio(Some(d.rate()), r.copy)
+            );
+        }
+    }
+    let _ = writeln!(md);
 }
 
 #[cfg(test)]
@@ -601,5 +779,59 @@ mod tests {
     fn ratios_of_what_was_measured() {
         assert_eq!(ratio(Some(50.0), Some(100.0)), "0.50");
         assert_eq!(ratio(Some(50.0), None), "–");
+    }
+
+    fn drained(consumers: u16, secs: f64) -> drain::Drained {
+        drain::Drained {
+            consumers,
+            events: 1_000_000,
+            secs,
+            mean_record_bytes: 400,
+            consumer_rss_mib: None,
+        }
+    }
+
+    #[test]
+    fn the_cluster_rows_stand_beside_the_one_broker_figures() {
+        let results = Results {
+            machine: "m".into(),
+            started: "now".into(),
+            options: BenchOptions {
+                quick: false,
+                skip_drain: false,
+                brokers: Some(3),
+            },
+            http_ceiling: Some(50_000.0),
+            searches: Vec::new(),
+            drain: Some(drained(1, 10.0)),
+            kafka_perf: Some(200_000.0),
+            copy: Some(400_000.0),
+            record_bytes: 400,
+            rss_at_start: BTreeMap::new(),
+            cluster: Some(cluster::ClusterResults {
+                brokers: 3,
+                replication_factor: 3,
+                min_insync_replicas: 2,
+                searches: Vec::new(),
+                kafka_perf: Some(50_000.0),
+                drains: vec![drained(1, 20.0), drained(2, 10.0), drained(6, 5.0)],
+            }),
+        };
+        let md = render(&results);
+        assert!(md.contains("## 3 brokers: what replication costs"), "{md}");
+        // ProducerPerformance on three brokers against one: 50,000 / 200,000.
+        assert!(md.contains("| 200,000 | 50,000 | 0.25 |"), "{md}");
+        // The one-consumer drain: 50,000 rows/s on the cluster, 100,000 on one broker.
+        assert!(
+            md.contains("| drain, 1 consumer | 100,000 | 50,000 | 0.50 | `COPY`: 400,000 | 0.12 |"),
+            "{md}"
+        );
+        // Each group size against one consumer and against COPY.
+        assert!(md.contains("| 6 | 5.0 s | 200,000 | 4.00 | 0.50 |"), "{md}");
+        let without = Results {
+            cluster: None,
+            ..results
+        };
+        assert!(!render(&without).contains("brokers: what replication costs"));
     }
 }
