@@ -1,6 +1,7 @@
 //! The consumer's drain rate: with the consumer stopped, fill `log-events` with valid events
 //! straight through Kafka, start the consumer, and time until PostgreSQL holds them all.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use sqlx::PgPool;
 
+use super::procstat;
 use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component};
 
@@ -106,6 +108,8 @@ pub struct Drained {
     pub events: u64,
     pub secs: f64,
     pub mean_record_bytes: usize,
+    /// Cores used over the drain by each consumer instance, PostgreSQL and each broker.
+    pub cores: BTreeMap<String, f64>,
     /// The first consumer's highest RSS (a fresh process: its high-water mark is the drain's).
     pub consumer_rss_mib: Option<f64>,
 }
@@ -136,6 +140,17 @@ pub async fn measure(
     // Timed from the launch, all of them at once: were they started one after another, the
     // first would drain part of the backlog before the clock started and a larger group would
     // look faster than it is.
+    // PostgreSQL's and Kafka's CPU over the drain; the consumers are fresh processes, so all
+    // theirs is the drain's.
+    let components = Component::all(config);
+    let running = |c: &Component| stack::running_pid(*c, layout).map(|pid| (c.name(), pid));
+    let dependencies: Vec<(String, u32)> = components
+        .iter()
+        .filter(|c| matches!(c, Component::Postgres | Component::Kafka(_)))
+        .filter_map(running)
+        .collect();
+    let dependency_pids: Vec<u32> = dependencies.iter().map(|(_, pid)| *pid).collect();
+    let before = procstat::cpu_by_tree(&dependency_pids);
     let started = Instant::now();
     let starts = all
         .iter()
@@ -145,13 +160,26 @@ pub async fn measure(
     futures::future::try_join_all(starts).await?;
     let filled = filled?;
     wait_stored(pool, &filled.orgs, filled.events, Duration::from_secs(900)).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let measured: Vec<(String, u32)> = all.iter().filter_map(running).chain(dependencies).collect();
+    let pids: Vec<u32> = measured.iter().map(|(_, pid)| *pid).collect();
+    let after = procstat::cpu_by_tree(&pids);
+    let cores = measured
+        .iter()
+        .map(|(name, pid)| {
+            let used =
+                after.get(pid).copied().unwrap_or(0.0) - before.get(pid).copied().unwrap_or(0.0);
+            (name.clone(), used.max(0.0) / secs.max(1e-9))
+        })
+        .collect();
     Ok(Drained {
         consumers,
         events: filled.events,
-        secs: started.elapsed().as_secs_f64(),
+        secs,
+        cores,
         mean_record_bytes: filled.mean_record_bytes,
         consumer_rss_mib: stack::running_pid(Component::Consumer(0), layout)
-            .and_then(super::procstat::peak_rss_mib),
+            .and_then(procstat::peak_rss_mib),
     })
 }
 

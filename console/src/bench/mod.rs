@@ -286,6 +286,20 @@ async fn ingest(
         2048,
     )?);
     let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer, 2048)?);
+    // Unmeasured: a Kafka just started (a bench's own cluster always is) spends its first
+    // seconds compiling its hot paths, and the first stage would be charged for that.
+    eprintln!("bench: warming up{suffix} (batches of 100 at 20,000 events/s, not measured)");
+    run_step(
+        layout,
+        config,
+        gateway_target.clone(),
+        20_000.0,
+        100,
+        secs,
+        f64::MAX,
+    )
+    .await?;
+    settle(config).await;
     let stages = [
         (
             "single events through the gateway",
@@ -523,7 +537,7 @@ pub fn render(r: &Results) -> String {
         md,
         "Measured {} on {} with `logctl bench{}` against the local stack (`logctl up`), everything \
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
-         The services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
+         The stack is warmed up first (10 s of batched load, not measured) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
          time) under its limit, at most 0.1% errors and the generator on schedule, and *ours* is \
          the highest passing step's rate. Baselines are measured in the same run.\n",
         r.started,
@@ -613,6 +627,7 @@ pub fn render(r: &Results) -> String {
     if let Some(c) = &r.cluster {
         render_cluster(&mut md, r, c);
     }
+    per_core(&mut md, r);
     let _ = writeln!(md, "## Every step, and where the time went\n");
     let _ = writeln!(
         md,
@@ -668,6 +683,81 @@ fn step_table(md: &mut String, s: &Search) {
             rss.join(" / "),
             if st.passed { "yes" } else { "no" }
         );
+    }
+    let _ = writeln!(md);
+}
+
+/// A component's role: its name without the instance number (`kafka-2` is a broker).
+fn role(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((role, n)) if n.parse::<u16>().is_ok() => role,
+        _ => name,
+    }
+}
+
+/// Cores per role: every broker's together, every consumer instance's together.
+fn by_role(cores: &BTreeMap<String, f64>) -> BTreeMap<&str, f64> {
+    let mut out = BTreeMap::new();
+    for (name, c) in cores {
+        *out.entry(role(name)).or_insert(0.0) += c;
+    }
+    out
+}
+
+const ROLES: [&str; 6] = [
+    "gateway", "producer", "kafka", "postgres", "consumer", "redis",
+];
+
+/// Events/s per core of each role at each stage's peak step and in each drain: what the
+/// capacity model (bench/CAPACITY.md) scales from.
+fn per_core(md: &mut String, r: &Results) {
+    let mut rows: Vec<(String, f64, BTreeMap<&str, f64>)> = Vec::new();
+    let cluster_searches = r.cluster.iter().flat_map(|c| c.searches.iter());
+    for s in r.searches.iter().chain(cluster_searches) {
+        if let Some(st) = s.peak() {
+            let rate = st.report.events_accepted as f64 / st.report.duration_secs.max(1e-9);
+            rows.push((
+                format!("{} ({} offered)", s.name, num(st.rate)),
+                rate,
+                by_role(&st.cores),
+            ));
+        }
+    }
+    let one = r.drain.iter().map(|d| ("1 broker".to_owned(), d));
+    let many = r.cluster.iter().flat_map(|c| {
+        c.drains
+            .iter()
+            .map(|d| (format!("{} brokers", c.brokers), d))
+    });
+    for (stack, d) in one.chain(many) {
+        rows.push((
+            format!("drain, {} consumer(s), {stack}", d.consumers),
+            d.rate(),
+            by_role(&d.cores),
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Events per core\n\n\
+         Events/s per core each role used at each stage's highest passing step and in each \
+         drain (all brokers together, all consumer instances together); – where a role did not \
+         take part or was not measured. The ingest stages store as they go, so PostgreSQL and the \
+         consumer appear there too.\n"
+    );
+    let _ = writeln!(md, "| stage | events/s | {} |", ROLES.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(2 + ROLES.len()));
+    for (name, rate, cores) in rows {
+        let cells: Vec<String> = ROLES
+            .iter()
+            .map(|role| match cores.get(role) {
+                Some(c) if *c >= 0.01 => num(rate / c),
+                _ => "–".into(),
+            })
+            .collect();
+        let _ = writeln!(md, "| {name} | {} | {} |", num(rate), cells.join(" | "));
     }
     let _ = writeln!(md);
 }
@@ -787,6 +877,7 @@ mod tests {
             events: 1_000_000,
             secs,
             mean_record_bytes: 400,
+            cores: BTreeMap::new(),
             consumer_rss_mib: None,
         }
     }
@@ -833,5 +924,25 @@ mod tests {
             ..results
         };
         assert!(!render(&without).contains("brokers: what replication costs"));
+    }
+
+    #[test]
+    fn a_roles_cores_add_up_over_its_instances() {
+        let cores: BTreeMap<String, f64> = [
+            ("kafka", 0.25),
+            ("kafka-2", 0.25),
+            ("kafka-3", 0.5),
+            ("consumer", 0.5),
+            ("consumer-2", 0.25),
+            ("postgres", 0.5),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.to_owned(), c))
+        .collect();
+        let roles = by_role(&cores);
+        assert_eq!(roles["kafka"], 1.0);
+        assert_eq!(roles["consumer"], 0.75);
+        assert_eq!(roles["postgres"], 0.5);
+        assert_eq!(role("log-events"), "log-events");
     }
 }
