@@ -112,6 +112,5 @@ pub async fn drains(cluster: &BenchCluster, events: u64) -> anyhow::Result<Vec<D
         eprintln!("bench: cluster: drain of {events} pre-filled events with {n} consumer(s)");
         out.push(drain::measure(&cluster.layout, &config, &pool, n, events).await?);
     }
-    drain::restore(&cluster.layout, &config).await?;
     Ok(out)
 }

@@ -122,8 +122,7 @@ impl Drained {
 
 /// Stops every consumer of the stack, fills the topic, starts the first `consumers` of them
 /// and times from their launch until PostgreSQL holds the backlog (start-up and group joins
-/// included). The rest stay stopped until the next drain or
-/// the caller starts them.
+/// included). The rest stay stopped.
 pub async fn measure(
     layout: &Layout,
     config: &StackConfig,
@@ -137,9 +136,6 @@ pub async fn measure(
     }
     let prefix = format!("drain-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let filled = fill(&config.bootstrap_servers(), &prefix, 20, events).await;
-    // Timed from the launch, all of them at once: were they started one after another, the
-    // first would drain part of the backlog before the clock started and a larger group would
-    // look faster than it is.
     // PostgreSQL's and Kafka's CPU over the drain; the consumers are fresh processes, so all
     // theirs is the drain's.
     let components = Component::all(config);
@@ -151,6 +147,9 @@ pub async fn measure(
         .collect();
     let dependency_pids: Vec<u32> = dependencies.iter().map(|(_, pid)| *pid).collect();
     let before = procstat::cpu_by_tree(&dependency_pids);
+    // Timed from the launch, all of them at once: were they started one after another, the
+    // first would drain part of the backlog before the clock started and a larger group would
+    // look faster than it is.
     let started = Instant::now();
     let starts = all
         .iter()
@@ -163,15 +162,7 @@ pub async fn measure(
     let secs = started.elapsed().as_secs_f64();
     let measured: Vec<(String, u32)> = all.iter().filter_map(running).chain(dependencies).collect();
     let pids: Vec<u32> = measured.iter().map(|(_, pid)| *pid).collect();
-    let after = procstat::cpu_by_tree(&pids);
-    let cores = measured
-        .iter()
-        .map(|(name, pid)| {
-            let used =
-                after.get(pid).copied().unwrap_or(0.0) - before.get(pid).copied().unwrap_or(0.0);
-            (name.clone(), used.max(0.0) / secs.max(1e-9))
-        })
-        .collect();
+    let cores = procstat::cores(&measured, &before, &procstat::cpu_by_tree(&pids), secs);
     Ok(Drained {
         consumers,
         events: filled.events,
@@ -181,12 +172,4 @@ pub async fn measure(
         consumer_rss_mib: stack::running_pid(Component::Consumer(0), layout)
             .and_then(procstat::peak_rss_mib),
     })
-}
-
-/// Starts every consumer the stack has that is not running (after drains with fewer).
-pub async fn restore(layout: &Layout, config: &StackConfig) -> anyhow::Result<()> {
-    for i in 0..config.consumers {
-        stack::start_one(layout, config, Component::Consumer(i)).await?;
-    }
-    Ok(())
 }

@@ -103,17 +103,11 @@ async fn run_step(
     let started = Instant::now();
     let out = engine::run(&plan, target, &options, CancellationToken::new(), |_| {}).await;
     let wall = started.elapsed().as_secs_f64();
-    let cpu_after = procstat::cpu_by_tree(&roots);
-    let mut cores = BTreeMap::new();
-    let mut rss_mib = BTreeMap::new();
-    for (name, pid) in &groups {
-        let used = cpu_after.get(pid).copied().unwrap_or(0.0)
-            - cpu_before.get(pid).copied().unwrap_or(0.0);
-        cores.insert(name.clone(), used.max(0.0) / wall);
-        if let Some(rss) = procstat::peak_rss_mib(*pid) {
-            rss_mib.insert(name.clone(), rss);
-        }
-    }
+    let cores = procstat::cores(&groups, &cpu_before, &procstat::cpu_by_tree(&roots), wall);
+    let rss_mib = groups
+        .iter()
+        .filter_map(|(name, pid)| Some((name.clone(), procstat::peak_rss_mib(*pid)?)))
+        .collect();
     let generator_cores = (procstat::own_cpu() - own_before).max(0.0) / wall;
     let r = &out.report;
     let passed = r.error_rate() <= 0.001 && !r.fell_behind && r.latency_ms.p99 <= p99_limit_ms;
@@ -155,7 +149,7 @@ async fn settle(config: &StackConfig) {
 
 /// One stepped search: rising rates until one fails.
 struct Stage<'a> {
-    name: &'a str,
+    name: String,
     target: Arc<dyn Target>,
     batch: usize,
     rates: &'a [f64],
@@ -196,7 +190,7 @@ async fn search(
         }
     }
     Ok(Search {
-        name: name.to_owned(),
+        name,
         p99_limit_ms,
         steps,
     })
@@ -300,47 +294,46 @@ async fn ingest(
     )
     .await?;
     settle(config).await;
+    let stage = |name: &str, target: &Arc<dyn Target>, batch, rates, p99_limit_ms| Stage {
+        name: format!("{name}{suffix}"),
+        target: target.clone(),
+        batch,
+        rates,
+        p99_limit_ms,
+    };
     let stages = [
-        (
+        stage(
             "single events through the gateway",
-            gateway_target.clone(),
+            &gateway_target,
             1,
             &rates.single,
             50.0,
         ),
-        (
+        stage(
             "single events straight to the producer",
-            producer_target,
+            &producer_target,
             1,
             &rates.single,
             50.0,
         ),
-        (
+        stage(
             "batches of 100 through the gateway",
-            gateway_target.clone(),
+            &gateway_target,
             100,
             &rates.batch,
             500.0,
         ),
-        (
+        stage(
             "batches of 1000 through the gateway",
-            gateway_target,
+            &gateway_target,
             1000,
             &rates.batch,
             1_000.0,
         ),
     ];
     let mut searches = Vec::new();
-    for (name, target, batch, rates, p99_limit_ms) in stages {
+    for stage in stages {
         fresh_services(layout, config).await?;
-        let name = format!("{name}{suffix}");
-        let stage = Stage {
-            name: &name,
-            target,
-            batch,
-            rates,
-            p99_limit_ms,
-        };
         searches.push(search(layout, config, stage, secs).await?);
     }
     settle(config).await;
@@ -537,7 +530,7 @@ pub fn render(r: &Results) -> String {
         md,
         "Measured {} on {} with `logctl bench{}` against the local stack (`logctl up`), everything \
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
-         The stack is warmed up first (10 s of batched load, not measured) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
+         The stack is warmed up first (one step of batched load, not measured) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
          time) under its limit, at most 0.1% errors and the generator on schedule, and *ours* is \
          the highest passing step's rate. Baselines are measured in the same run.\n",
         r.started,

@@ -40,6 +40,24 @@ pub fn cpu_by_tree(roots: &[u32]) -> BTreeMap<u32, f64> {
     out
 }
 
+/// Cores each named root used over `wall` seconds, from [`cpu_by_tree`] readings before and
+/// after.
+pub fn cores(
+    roots: &[(String, u32)],
+    before: &BTreeMap<u32, f64>,
+    after: &BTreeMap<u32, f64>,
+    wall: f64,
+) -> BTreeMap<String, f64> {
+    roots
+        .iter()
+        .map(|(name, pid)| {
+            let used =
+                after.get(pid).copied().unwrap_or(0.0) - before.get(pid).copied().unwrap_or(0.0);
+            (name.clone(), used.max(0.0) / wall.max(1e-9))
+        })
+        .collect()
+}
+
 /// CPU seconds this process has used.
 pub fn own_cpu() -> f64 {
     cpu_of(std::process::id()).map_or(0.0, |(_, s)| s)
