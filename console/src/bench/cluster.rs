@@ -21,6 +21,8 @@ pub struct ClusterResults {
     pub replication_factor: u16,
     pub min_insync_replicas: u16,
     pub searches: Vec<Search>,
+    /// Kafka's cores (all brokers) at each warm-up step.
+    pub warmup: Vec<f64>,
     pub kafka_perf: Option<f64>,
     pub drains: Vec<Drained>,
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use futures::stream::{FuturesUnordered, StreamExt};
+use logctl_contracts::schema;
 use logctl_contracts::topics::EVENTS as EVENTS_TOPIC;
 use logctl_core::{EventLimits, LogEvent};
 use logctl_loadgen::events::EventMix;
@@ -90,7 +91,7 @@ pub async fn wait_stored(
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
     loop {
-        let n = logctl_contracts::schema::count_orgs(pool, orgs).await?;
+        let n = schema::count_orgs(pool, orgs).await?;
         if n >= expected {
             return Ok(started.elapsed().as_secs_f64());
         }
@@ -112,6 +113,9 @@ pub struct Drained {
     pub cores: BTreeMap<String, f64>,
     /// The first consumer's highest RSS (a fresh process: its high-water mark is the drain's).
     pub consumer_rss_mib: Option<f64>,
+    /// What storing cost PostgreSQL's disk per event: WAL written, and the table's growth.
+    pub wal_bytes_per_event: Option<f64>,
+    pub table_bytes_per_event: Option<f64>,
 }
 
 impl Drained {
@@ -147,6 +151,7 @@ pub async fn measure(
         .collect();
     let dependency_pids: Vec<u32> = dependencies.iter().map(|(_, pid)| *pid).collect();
     let before = procstat::cpu_by_tree(&dependency_pids);
+    let disk_before = schema::footprint(pool).await.ok();
     // Timed from the launch, all of them at once: were they started one after another, the
     // first would drain part of the backlog before the clock started and a larger group would
     // look faster than it is.
@@ -163,7 +168,14 @@ pub async fn measure(
     let measured: Vec<(String, u32)> = all.iter().filter_map(running).chain(dependencies).collect();
     let pids: Vec<u32> = measured.iter().map(|(_, pid)| *pid).collect();
     let cores = procstat::cores(&measured, &before, &procstat::cpu_by_tree(&pids), secs);
+    let disk_after = schema::footprint(pool).await.ok();
+    let per_event = |field: fn(&schema::Footprint) -> f64| {
+        let (a, b) = (disk_before.as_ref()?, disk_after.as_ref()?);
+        Some((field(b) - field(a)).max(0.0) / filled.events.max(1) as f64)
+    };
     Ok(Drained {
+        wal_bytes_per_event: per_event(|f| f.wal_bytes),
+        table_bytes_per_event: per_event(|f| f.table_bytes),
         consumers,
         events: filled.events,
         secs,

@@ -53,3 +53,24 @@ pub async fn count_orgs(pool: &PgPool, orgs: &[String]) -> Result<u64, sqlx::Err
             .await?;
     Ok(n.max(0) as u64)
 }
+
+/// Bytes written to the WAL since the cluster was made, and the events table's size with its
+/// indexes and TOAST: two readings around a run give what storing it cost on disk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Footprint {
+    pub wal_bytes: f64,
+    pub table_bytes: f64,
+}
+
+pub async fn footprint(pool: &PgPool) -> Result<Footprint, sqlx::Error> {
+    let (wal_bytes, table_bytes): (f64, f64) = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, \
+         pg_total_relation_size('log_events')::float8",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Footprint {
+        wal_bytes,
+        table_bytes,
+    })
+}
