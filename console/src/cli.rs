@@ -261,7 +261,9 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct FaultArgs {
     pub action: crate::fault::Action,
-    /// postgres, kafka, redis, producer, consumer (consumer-2, ...), gateway or prometheus
+    /// postgres, redis, kafka, producer, consumer, gateway, haproxy or prometheus; an instance
+    /// by number (kafka-2, producer-2, gateway-2, consumer-3; `-1` is the first); or
+    /// kafka-leader, the broker leading the most `log-events` partitions
     pub component: String,
     #[command(flatten)]
     pub faults: DriverArgs,

@@ -610,6 +610,13 @@ fn print_cluster(k: &stack::cluster::ClusterStatus) {
         "partitions: {} under-replicated, {} under min ISR ({} of {} copies), {} offline",
         k.under_replicated, k.under_min_isr, k.min_insync_replicas, k.replication_factor, k.offline
     );
+    if !k.quorum.has_majority {
+        println!(
+            "controller quorum lost: {} of {} voters running; the partition counts are the last \
+             the cluster settled, and writes wait (the producer spools) until a majority is back",
+            k.quorum.running, k.quorum.voters
+        );
+    }
     if let Some(e) = &k.error {
         println!("(the cluster did not answer: {e})");
     }

@@ -39,9 +39,32 @@ pub struct ClusterStatus {
     pub offline: usize,
     pub replication_factor: u16,
     pub min_insync_replicas: u16,
+    pub quorum: Quorum,
     /// Why the cluster could not be asked, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The KRaft controller quorum, counted from the processes: every broker is also a voter.
+/// Without a majority no controller can change the metadata, so the partition counts above are
+/// the last ones it settled (the ISR cannot shrink) and say nothing about the brokers lost
+/// since.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Quorum {
+    pub voters: u16,
+    pub running: u16,
+    pub has_majority: bool,
+}
+
+impl Quorum {
+    pub fn of(voters: u16, running: u16) -> Self {
+        Self {
+            voters,
+            running,
+            has_majority: running > voters / 2,
+        }
+    }
 }
 
 /// Broker `i`'s KRaft node id: its number in `kafka-N`.
@@ -120,8 +143,13 @@ pub fn status(
                 node_id,
             }
         })
-        .collect();
+        .collect::<Vec<BrokerStatus>>();
+    let running = brokers.iter().filter(|b| b.status == "up").count();
     ClusterStatus {
+        quorum: Quorum::of(
+            config.brokers.max(1),
+            u16::try_from(running).unwrap_or(u16::MAX),
+        ),
         brokers,
         under_replicated: view.under_replicated(),
         under_min_isr: view.under_min_isr(),
