@@ -15,12 +15,26 @@ pub enum FaultError {
     Bandwidth,
     #[error("latency {0:?} is longer than the hour a drill could wait for")]
     Latency(Duration),
+    #[error("not a fault: {0}")]
+    Json(String),
     #[error("cannot read {input:?} as {what}: {hint}")]
     Parse {
         input: String,
         what: &'static str,
         hint: &'static str,
     },
+}
+
+impl FaultError {
+    /// The field of a fault's JSON the error is about, for a 400 that names it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            FaultError::Toxicity(_) => "toxicity",
+            FaultError::Bandwidth => "bytes_per_second",
+            FaultError::Latency(_) => "latency_ms",
+            FaultError::Json(_) | FaultError::Parse { .. } => "body",
+        }
+    }
 }
 
 /// Which way the bytes flow: towards the dependency (requests) or back to the client
@@ -116,6 +130,14 @@ impl Fault {
             direction,
             toxicity,
         })
+    }
+
+    /// From its JSON form (`{"type": "latency", "latency_ms": 200, "direction": "upstream"}`),
+    /// with the rule that failed named rather than buried in a parser's message.
+    pub fn from_json(body: &[u8]) -> Result<Self, FaultError> {
+        let raw: RawFault =
+            serde_json::from_slice(body).map_err(|e| FaultError::Json(e.to_string()))?;
+        Self::try_from(raw)
     }
 
     /// On every connection, both ways.
@@ -273,6 +295,10 @@ mod tests {
         assert_eq!(ok.to_string(), "latency 200ms ±50ms");
         let bad = serde_json::from_str::<Fault>(r#"{"type":"reset","toxicity":2}"#);
         assert!(bad.is_err());
+        let named = Fault::from_json(br#"{"type":"reset","toxicity":2}"#);
+        assert_eq!(named.map_err(|e| e.field()), Err("toxicity"));
+        let unknown = Fault::from_json(br#"{"type":"gremlins"}"#);
+        assert_eq!(unknown.map_err(|e| e.field()), Err("body"));
         let back: Fault =
             serde_json::from_str(&serde_json::to_string(&ok).expect("serialises")).expect("reads");
         assert_eq!(back, ok);

@@ -7,8 +7,11 @@
 //! release is from 2021 on tokio-util 0.6 and rand 0.8, built around its own REST server, and it
 //! has no connection reset; what a drill needs is a few hundred lines on the workspace's tokio.
 
+pub mod control;
 pub mod fault;
 pub mod proxy;
+pub mod settings;
 
 pub use fault::{parse_duration, parse_rate, Direction, Fault, FaultError, Toxic};
 pub use proxy::{Counters, Proxy};
+pub use settings::{Link, Settings};
