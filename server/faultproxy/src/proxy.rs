@@ -297,7 +297,11 @@ async fn pipe<R, W>(
     };
     let write = async {
         while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
+            // Only when held: a timer, even one already due, waits for the timer wheel's next
+            // millisecond, which would add a millisecond to every chunk of a link without faults.
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
             let paced = effect(&faults.borrow(), direction, draw).bytes_per_second;
             let sent = match paced {
                 None => to.write_all(&chunk).await,
