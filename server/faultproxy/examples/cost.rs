@@ -13,25 +13,10 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 64;
 const MESSAGE: usize = 400;
-
-async fn echo() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    Ok(addr)
-}
 
 /// Microseconds from each request's planned send time to its echo, over `secs` at `rate`.
 async fn run(target: SocketAddr, rate: f64, secs: f64) -> anyhow::Result<Vec<u64>> {
@@ -89,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let rate: f64 = args.get(1).map_or(Ok(10_000.0), |s| s.parse())?;
     let secs: f64 = args.get(2).map_or(Ok(10.0), |s| s.parse())?;
-    let upstream = echo().await?;
+    let upstream = logctl_faultproxy::echo::serve().await?;
 
     let free = std::net::TcpListener::bind("127.0.0.1:0")?;
     let (control, link) = (free.local_addr()?, {

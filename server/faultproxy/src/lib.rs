@@ -8,6 +8,7 @@
 //! has no connection reset; what a drill needs is a few hundred lines on the workspace's tokio.
 
 pub mod control;
+pub mod echo;
 pub mod fault;
 pub mod proxy;
 pub mod settings;

@@ -1,12 +1,12 @@
 //! The `logctl-faultproxy` binary on random loopback ports, driven through its control API as
 //! `logctl` will: faults set, shown, refused with the field named, and cleared; SIGTERM stops it.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -22,20 +22,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
 }
 
 async fn ready(control: &str) {
@@ -54,7 +40,7 @@ async fn ready(control: &str) {
 
 #[tokio::test]
 async fn faults_are_set_refused_and_cleared_through_the_control_api() {
-    let upstream = echo().await;
+    let upstream = logctl_faultproxy::echo::serve().await.expect("echo server");
     let (control_port, link_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("faultproxy-{control_port}"));
     std::fs::create_dir_all(&dir).expect("dir");

@@ -7,27 +7,12 @@ use std::time::{Duration, Instant};
 
 use logctl_faultproxy::{Direction, Fault, Proxy, Toxic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-
-/// An echo server: every byte back as it came.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
 
 async fn proxy() -> (std::sync::Arc<Proxy>, CancellationToken) {
     let shutdown = CancellationToken::new();
-    let upstream = echo().await;
+    let upstream = logctl_faultproxy::echo::serve().await.expect("echo server");
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let p = Proxy::start("echo", local, upstream, shutdown.clone())
         .await
