@@ -90,6 +90,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Events per second the target accepted (answered 2xx) over the run.
+    pub fn accepted_rate(&self) -> f64 {
+        self.events_accepted as f64 / self.duration_secs.max(1e-9)
+    }
+
     /// Requests answered other than 2xx, or not at all, over all requests.
     pub fn error_rate(&self) -> f64 {
         if self.requests == 0 {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{by_role, Results, Search};
+use super::{events_per_core, Results, Search};
 use crate::units::thousands as num;
 
 /// How events arrive: one per request, or in batches (the gateway's and Redis's cost is per
@@ -18,7 +18,7 @@ pub enum Shape {
 }
 
 /// Events/s per core, as measured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Measured {
     /// Gateway, producer and Redis at the single-event stage's peak through the gateway (of
     /// the one-broker stack or the cluster, whichever held the higher rate: their cost is per
@@ -31,7 +31,7 @@ pub struct Measured {
     /// the brokers see the same produce requests. (A single-event stage on this machine peaks
     /// at a rate where each produce request carries a handful of records, and its cost per
     /// event would be that of a near-idle cluster.)
-    pub kafka: Option<f64>,
+    pub kafka: f64,
     /// Consumer (all instances together) and PostgreSQL over the cluster's fastest drain.
     pub store: BTreeMap<String, f64>,
     pub wal_bytes_per_event: Option<f64>,
@@ -48,8 +48,8 @@ impl Measured {
         let c = r.cluster.as_ref()?;
         let peak_per_core = |s: &Search| {
             let step = s.peak()?;
-            let rate = step.report.events_accepted as f64 / step.report.duration_secs.max(1e-9);
-            Some((rate, per_core(rate, &step.cores)))
+            let rate = step.report.accepted_rate();
+            Some((rate, events_per_core(rate, &step.cores)))
         };
         // The stage's higher peak of the two stacks.
         let best = |stage: usize| {
@@ -73,8 +73,8 @@ impl Measured {
         Some(Self {
             single: best(0),
             batches: best(2),
-            kafka: Some(kafka),
-            store: per_core(drain.rate(), &drain.cores),
+            kafka,
+            store: events_per_core(drain.rate(), &drain.cores),
             wal_bytes_per_event: drain.wal_bytes_per_event,
             table_bytes_per_event: drain.table_bytes_per_event,
             record_bytes: r.record_bytes as f64,
@@ -88,7 +88,7 @@ impl Measured {
             Shape::Batches => &self.batches,
         };
         match role {
-            "kafka" => self.kafka,
+            "kafka" => Some(self.kafka),
             "consumer" | "postgres" => self.store.get(role).copied(),
             _ => front.get(role).copied(),
         }
@@ -99,15 +99,6 @@ impl Measured {
 fn front(mut cores: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     cores.retain(|role, _| matches!(role.as_str(), "gateway" | "producer" | "redis"));
     cores
-}
-
-/// Events/s per core of each role that used a measurable share of a core.
-fn per_core(rate: f64, cores: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
-    by_role(cores)
-        .into_iter()
-        .filter(|(_, c)| *c >= 0.01)
-        .map(|(role, c)| (role.to_owned(), rate / c))
-        .collect()
 }
 
 /// What the model assumes about hosts and headroom; printed with the fleet.
@@ -369,7 +360,7 @@ mod tests {
                 ("redis", 50_000.0),
             ]),
             batches: map(&[("gateway", 100_000.0), ("producer", 200_000.0)]),
-            kafka: Some(20_000.0),
+            kafka: 20_000.0,
             store: map(&[("consumer", 100_000.0), ("postgres", 50_000.0)]),
             wal_bytes_per_event: Some(1_000.0),
             table_bytes_per_event: Some(500.0),

@@ -725,7 +725,7 @@ fn step_table(md: &mut String, s: &Search) {
             md,
             "| {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {} | {} |",
             num(st.rate),
-            num(rep.events_accepted as f64 / rep.duration_secs.max(1e-9)),
+            num(rep.accepted_rate()),
             rep.latency_ms.p50,
             rep.latency_ms.p99,
             errors_cell(rep),
@@ -776,6 +776,16 @@ fn by_role(cores: &BTreeMap<String, f64>) -> BTreeMap<&str, f64> {
     out
 }
 
+/// Events/s per core of each role that used a measurable share of a core (at least 0.01) while
+/// `rate` events/s went through: the events-per-core table and the capacity model read these.
+fn events_per_core(rate: f64, cores: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    by_role(cores)
+        .into_iter()
+        .filter(|(_, c)| *c >= 0.01)
+        .map(|(role, c)| (role.to_owned(), rate / c))
+        .collect()
+}
+
 const ROLES: [&str; 6] = [
     "gateway", "producer", "kafka", "postgres", "consumer", "redis",
 ];
@@ -783,15 +793,15 @@ const ROLES: [&str; 6] = [
 /// Events/s per core of each role at each stage's peak step and in each drain: what the
 /// capacity model (bench/CAPACITY.md) scales from.
 fn per_core(md: &mut String, r: &Results) {
-    let mut rows: Vec<(String, f64, BTreeMap<&str, f64>)> = Vec::new();
+    let mut rows: Vec<(String, f64, BTreeMap<String, f64>)> = Vec::new();
     let cluster_searches = r.cluster.iter().flat_map(|c| c.searches.iter());
     for s in r.searches.iter().chain(cluster_searches) {
         if let Some(st) = s.peak() {
-            let rate = st.report.events_accepted as f64 / st.report.duration_secs.max(1e-9);
+            let rate = st.report.accepted_rate();
             rows.push((
                 format!("{} ({} offered)", s.name, num(st.rate)),
                 rate,
-                by_role(&st.cores),
+                events_per_core(rate, &st.cores),
             ));
         }
     }
@@ -805,7 +815,7 @@ fn per_core(md: &mut String, r: &Results) {
         rows.push((
             format!("drain, {} consumer(s), {stack}", d.consumers),
             d.rate(),
-            by_role(&d.cores),
+            events_per_core(d.rate(), &d.cores),
         ));
     }
     if rows.is_empty() {
@@ -821,13 +831,10 @@ fn per_core(md: &mut String, r: &Results) {
     );
     let _ = writeln!(md, "| stage | events/s | {} |", ROLES.join(" | "));
     let _ = writeln!(md, "|{}", "---|".repeat(2 + ROLES.len()));
-    for (name, rate, cores) in rows {
+    for (name, rate, per_core) in rows {
         let cells: Vec<String> = ROLES
             .iter()
-            .map(|role| match cores.get(role) {
-                Some(c) if *c >= 0.01 => num(rate / c),
-                _ => "–".into(),
-            })
+            .map(|role| per_core.get(*role).map_or_else(|| "–".into(), |e| num(*e)))
             .collect();
         let _ = writeln!(md, "| {name} | {} | {} |", num(rate), cells.join(" | "));
     }

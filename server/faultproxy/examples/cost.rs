@@ -76,12 +76,13 @@ async fn main() -> anyhow::Result<()> {
     let secs: f64 = args.get(2).map_or(Ok(10.0), |s| s.parse())?;
     let upstream = logctl_faultproxy::echo::serve().await?;
 
-    let free = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let (control, link) = (free.local_addr()?, {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?
-    });
-    drop(free);
+    // Two free ports, held together so they differ, then let go for the proxy to take.
+    let held = [
+        std::net::TcpListener::bind("127.0.0.1:0")?,
+        std::net::TcpListener::bind("127.0.0.1:0")?,
+    ];
+    let (control, link) = (held[0].local_addr()?, held[1].local_addr()?);
+    drop(held);
     let dir = std::env::temp_dir().join(format!("faultproxy-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("faultproxy.toml");

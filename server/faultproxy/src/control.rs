@@ -96,8 +96,8 @@ async fn replace(
     let items: Vec<serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::MalformedJson(format!("expected an array of faults: {e}")))?;
     let parsed = items
-        .iter()
-        .map(|v| Fault::from_json(v.to_string().as_bytes()).map_err(invalid))
+        .into_iter()
+        .map(|v| Fault::from_value(v).map_err(invalid))
         .collect::<Result<Vec<_>, _>>()?;
     p.set(parsed);
     Ok(Json(view(&p)))

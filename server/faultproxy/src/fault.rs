@@ -140,6 +140,13 @@ impl Fault {
         Self::try_from(raw)
     }
 
+    /// The same from JSON already parsed (an element of an array of faults).
+    pub fn from_value(value: serde_json::Value) -> Result<Self, FaultError> {
+        let raw: RawFault =
+            serde_json::from_value(value).map_err(|e| FaultError::Json(e.to_string()))?;
+        Self::try_from(raw)
+    }
+
     /// On every connection, both ways.
     pub fn everywhere(toxic: Toxic) -> Result<Self, FaultError> {
         Self::new(toxic, Direction::Both, 1.0)
