@@ -96,6 +96,9 @@ pub struct LoadArgs {
     /// Most requests awaiting an answer; beyond it sends wait (and are counted late).
     #[arg(long, default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// The client's timeout: a request unanswered this long counts as having no answer.
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
     /// Gateway URL; the local stack's by default.
     #[arg(long)]
     pub target: Option<String>,
@@ -231,6 +234,14 @@ pub struct UpArgs {
     pub with_prometheus: bool,
     #[arg(long)]
     pub prometheus_port: Option<u16>,
+    /// Put the fault proxy (logctl-faultproxy) on the links to PostgreSQL, Redis, each broker
+    /// and each producer, for `logctl fault latency|bandwidth|blackhole|reset|clear`.
+    /// Remembered by later `up`s; set on a stopped or new stack (the brokers advertise it).
+    #[arg(long)]
+    pub with_proxies: bool,
+    /// The fault proxy's control port; its links listen on the ports right after it.
+    #[arg(long)]
+    pub fault_proxy_port: Option<u16>,
     /// On a new state dir, pick free loopback ports for every port not given by a flag
     /// (remembered by later `up`s): for a second stack beside one on the default ports, or CI.
     #[arg(long)]
@@ -260,16 +271,83 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct FaultArgs {
-    pub action: crate::fault::Action,
-    /// postgres, redis, kafka, producer, consumer, gateway, haproxy or prometheus; an instance
-    /// by number (kafka-2, producer-2, gateway-2, consumer-3; `-1` is the first); or
-    /// kafka-leader, the broker leading the most `log-events` partitions
-    pub component: String,
+    pub action: FaultVerb,
+    /// postgres, redis, kafka, producer, consumer, gateway, haproxy, prometheus or
+    /// faultproxy; an instance by number (kafka-2, producer-2, gateway-2, consumer-3; `-1` is
+    /// the first); or kafka-leader, the broker leading the most `log-events` partitions. For
+    /// the network faults, `kafka` and `producer` mean every instance's link. `clear` without
+    /// one clears every link.
+    pub component: Option<String>,
+    /// The amount: `200ms` for latency, `1mbit` (or kbit, gbit, bps, kbps, mbps) for bandwidth.
+    pub amount: Option<String>,
+    /// Latency only: each chunk held the latency give or take up to this much.
+    #[arg(long)]
+    pub jitter: Option<String>,
+    /// upstream (towards the component), downstream (its answers) or both; latency acts on
+    /// answers by default, the rest both ways.
+    #[arg(long)]
+    pub direction: Option<String>,
+    /// The share of connections touched, 0 to 1 (each drawn once when it opens).
+    #[arg(long)]
+    pub toxicity: Option<f64>,
     #[command(flatten)]
     pub faults: DriverArgs,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `logctl fault` does: to a process (the first five), or to the network in front of it
+/// (the rest, on a stack with `up --with-proxies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultVerb {
+    /// Graceful stop (SIGTERM; PostgreSQL through pg_ctl).
+    Stop,
+    /// Start it again and wait until it is ready.
+    Start,
+    /// SIGKILL: a crash, nothing flushed.
+    Kill,
+    /// SIGSTOP on the process and its children: it hangs, connections stay open.
+    Pause,
+    /// SIGCONT after a pause.
+    Resume,
+    /// Hold what crosses the link this long (`latency kafka 200ms --jitter 50ms`).
+    Latency,
+    /// Cap the link's rate (`bandwidth postgres 1mbit`).
+    Bandwidth,
+    /// Accept connections and never answer (`blackhole redis`).
+    Blackhole,
+    /// Reset its connections, open and new (`reset producer`).
+    Reset,
+    /// Take the network faults off a link, or off every link.
+    Clear,
+}
+
+impl FaultVerb {
+    /// The process action this verb is, if it is one.
+    pub fn process(self) -> Option<crate::fault::Action> {
+        use crate::fault::Action;
+        Some(match self {
+            FaultVerb::Stop => Action::Stop,
+            FaultVerb::Start => Action::Start,
+            FaultVerb::Kill => Action::Kill,
+            FaultVerb::Pause => Action::Pause,
+            FaultVerb::Resume => Action::Resume,
+            _ => return None,
+        })
+    }
+
+    /// The network fault this verb is, if it is one (`clear` is neither).
+    pub fn link(self) -> Option<crate::fault::link::Kind> {
+        use crate::fault::link::Kind;
+        Some(match self {
+            FaultVerb::Latency => Kind::Latency,
+            FaultVerb::Bandwidth => Kind::Bandwidth,
+            FaultVerb::Blackhole => Kind::Blackhole,
+            FaultVerb::Reset => Kind::Reset,
+            _ => return None,
+        })
+    }
 }
 
 /// How faults reach the stack, for `logctl fault` and `logctl scenario run`.

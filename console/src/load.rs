@@ -126,6 +126,7 @@ pub fn background(
         gateway,
         token_source(layout),
         options.max_in_flight.max(1),
+        options.request_timeout,
     )?);
     let stop = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn({

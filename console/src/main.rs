@@ -293,11 +293,13 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         mean_message_bytes: args.message_bytes,
         org_prefix: args.org_prefix.clone(),
         collect_ids: args.verify,
+        request_timeout: flag("--timeout", &args.timeout)?,
     };
     let gateway = std::sync::Arc::new(logctl_loadgen::http::Gateway::new(
         &target,
         load::token_source(layout),
         args.max_in_flight,
+        options.request_timeout,
     )?);
     let runtime = runtime()?;
     let mut outcome = runtime.block_on(async {
@@ -398,7 +400,7 @@ fn token(layout: &Layout, args: TokenArgs) -> anyhow::Result<ExitCode> {
 fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
     // Ports once picked stay: a later `up --free-ports` of the same stack keeps them.
     let fresh = !layout.config_file().exists();
-    let config = apply_flags(layout.load_config()?, &args, fresh)?;
+    let config = apply_flags(layout, layout.load_config()?, &args, fresh)?;
     layout.save_config(&config)?;
     let outcomes = runtime()?.block_on(stack::up(layout, &config))?;
     if args.json {
@@ -463,7 +465,12 @@ fn free_port() -> anyhow::Result<u16> {
     free_run(1, 1)
 }
 
-fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Result<StackConfig> {
+fn apply_flags(
+    layout: &Layout,
+    mut config: StackConfig,
+    a: &UpArgs,
+    fresh: bool,
+) -> anyhow::Result<StackConfig> {
     if let Some(n) = a.brokers {
         if !fresh && n != config.brokers {
             anyhow::bail!(
@@ -502,6 +509,9 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
         p.consumer = free_run(config.consumers.max(1), stride)?;
         p.producer = free_run(config.producers.max(1), stride)?;
         p.gateway_backend = free_run(config.gateways.max(1), stride)?;
+        // The control port and, right after it, one link per broker slot and producer.
+        let links = 1 + 3 + stack::layout::MAX_BROKERS + config.producers.max(1);
+        p.fault_proxy = free_run(links, 1)?;
     }
     let p = &mut config.ports;
     let set = |slot: &mut u16, flag: Option<u16>| {
@@ -518,8 +528,26 @@ fn apply_flags(mut config: StackConfig, a: &UpArgs, fresh: bool) -> anyhow::Resu
     set(&mut p.producer, a.producer_port);
     set(&mut p.consumer, a.consumer_port);
     set(&mut p.prometheus, a.prometheus_port);
+    set(&mut p.fault_proxy, a.fault_proxy_port);
     if a.with_prometheus {
         config.prometheus = true;
+    }
+    if a.with_proxies && !config.proxies {
+        // Brokers advertise their link, services are given theirs: both fixed at start.
+        let running: Vec<String> = stack::status(layout, &config)
+            .into_iter()
+            .filter(|c| c.pid.is_some())
+            .map(|c| c.name)
+            .collect();
+        if !running.is_empty() {
+            anyhow::bail!(
+                "--with-proxies changes every address the stack's processes were started with, \
+                 and {} still run: `logctl down` first (the data stays), then `logctl up \
+                 --with-proxies`",
+                running.join(", ")
+            );
+        }
+        config.proxies = true;
     }
     Ok(config)
 }
@@ -552,12 +580,17 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
         .any(|c| c.name.starts_with("kafka") && c.is_up());
     // Asking the cluster needs a broker to answer; with none up there is nothing to ask.
     let cluster = kafka_running.then(|| stack::cluster::status(layout, &config, &components));
+    let proxy_up = components
+        .iter()
+        .any(|c| c.name == stack::faultproxy::NAME && c.is_up());
+    let links = proxy_up.then(|| fault_links(&config));
     if args.json {
         let doc = serde_json::json!({
             "stateDir": layout.root,
             "allUp": all_up,
             "components": components,
             "kafka": cluster,
+            "links": links.as_ref().map(|l| l.as_ref().map_err(ToString::to_string)),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -578,12 +611,41 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(k) = &cluster {
             print_cluster(k);
         }
+        match &links {
+            Some(Ok(links)) => print_links(links),
+            Some(Err(e)) => println!("\n(the fault proxy did not answer: {e})"),
+            None => {}
+        }
     }
     Ok(if all_up {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The fault proxy's links with their faults, as `status` shows them.
+fn fault_links(
+    config: &stack::layout::StackConfig,
+) -> anyhow::Result<Vec<logctl_faultproxy::control::LinkView>> {
+    let control = stack::faultproxy::Control::new(config)?;
+    Ok(runtime()?.block_on(control.links())?)
+}
+
+fn print_links(links: &[logctl_faultproxy::control::LinkView]) {
+    println!("\n{:<12} {:<16} {:>6}  FAULTS", "LINK", "TO", "OPEN");
+    for l in links {
+        let faults = if l.faults.is_empty() {
+            "-".to_owned()
+        } else {
+            l.faults
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("{:<12} {:<16} {:>6}  {faults}", l.name, l.upstream, l.open);
+    }
 }
 
 fn print_cluster(k: &stack::cluster::ClusterStatus) {
@@ -640,19 +702,45 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
+    use fault::link;
     let config = layout.load_config()?;
-    let target = fault::Target::parse(&args.component).with_context(|| {
-        format!(
-            "unknown component {:?}: choose {}, kafka-N, consumer-N or {}",
-            args.component,
-            stack::Component::NAMES.join(", "),
-            fault::Target::KAFKA_LEADER
-        )
-    })?;
-    let driver = args.faults.driver();
+    let named = args.component.as_deref();
     let outcome = runtime()?.block_on(async {
-        let component = target.resolve(args.action, layout, &config).await?;
-        fault::apply(&driver, args.action, component, layout, &config).await
+        if let Some(action) = args.action.process() {
+            let name =
+                named.context("name the component to act on, e.g. `logctl fault stop postgres`")?;
+            let target = fault::Target::parse(name).with_context(|| {
+                format!(
+                    "unknown component {name:?}: choose {}, kafka-N, consumer-N or {}",
+                    stack::Component::NAMES.join(", "),
+                    fault::Target::KAFKA_LEADER
+                )
+            })?;
+            let component = target.resolve(action, layout, &config).await?;
+            let driver = args.faults.driver();
+            return anyhow::Ok(fault::apply(&driver, action, component, layout, &config).await?);
+        }
+        let links = named
+            .map(link::Links::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let Some(kind) = args.action.link() else {
+            return Ok(link::clear(links, layout, &config).await?);
+        };
+        let links = links.with_context(|| {
+            format!(
+                "name the link, e.g. `logctl fault {} kafka ...`",
+                link::Kind::NAMES[0]
+            )
+        })?;
+        let words = link::Words {
+            value: args.amount.as_deref(),
+            jitter: args.jitter.as_deref(),
+            direction: args.direction.as_deref(),
+            toxicity: args.toxicity,
+        };
+        let fault = link::fault(kind, &words).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(link::set(links, &fault, layout, &config).await?.0)
     })?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome)?);

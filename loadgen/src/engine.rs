@@ -55,6 +55,9 @@ pub struct Options {
     pub org_prefix: String,
     /// Keep every acknowledged id (for `--verify`).
     pub collect_ids: bool,
+    /// How long a request may wait for its answer before it counts as unanswered: the
+    /// client's own timeout.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             mean_message_bytes: 200,
             org_prefix: "load".into(),
             collect_ids: false,
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -27,11 +27,12 @@ impl Gateway {
         base: &str,
         tokens: TokenSource,
         max_in_flight: usize,
+        timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(max_in_flight)
             .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .build()?;
         Ok(Self {
             client,

@@ -90,6 +90,7 @@ async fn run_step(
         mean_message_bytes: 200,
         org_prefix: "bench".into(),
         collect_ids: false,
+        ..Options::default()
     };
     let groups: Vec<(String, u32)> = components(config)
         .into_iter()
@@ -288,6 +289,7 @@ async fn ingest(
         &gateway,
         crate::load::token_source(layout),
         2048,
+        Options::default().request_timeout,
     )?);
     let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer, 2048)?);
     let warmup = warm_up(

@@ -117,6 +117,7 @@ impl DrillLoad {
             org_prefix: "drill".into(),
             collect_ids: true,
             max_in_flight: spec.max_in_flight.max(1),
+            request_timeout: spec.timeout.0,
         };
         let progress = Arc::new(Mutex::new(None));
         let latest = progress.clone();

@@ -128,6 +128,8 @@ struct Run<'a> {
     load: DrillLoad,
     /// The last fault applied to each component, to undo at the end.
     touched: BTreeMap<String, (Component, Action)>,
+    /// Links this run put a network fault on, to clear at the end.
+    faulted_links: std::collections::BTreeSet<String>,
     events: UnboundedSender<RunEvent>,
 }
 
@@ -164,6 +166,7 @@ pub async fn run(
         observer: Observer::start(collector, ctx.sample_every, started),
         load: DrillLoad::new(ctx.gateway.clone(), ctx.layout.clone()),
         touched: BTreeMap::new(),
+        faulted_links: Default::default(),
         events: events.clone(),
     };
     let mut report = ScenarioReport {
@@ -300,6 +303,19 @@ impl Run<'_> {
                      stack started with `logctl up --{flag} {n}`"
                 ));
             }
+        }
+        let network_faults = scenario.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Fault(FaultStep::Link { .. } | FaultStep::Clear { .. })
+            )
+        });
+        if network_faults && !self.config.proxies {
+            return Err(
+                "this drill sets network faults and the stack has no fault proxy: run \
+                        it against a stack started with `logctl up --with-proxies`"
+                    .into(),
+            );
         }
         let status = stack::status(&self.ctx.layout, &self.config);
         let needed: Vec<String> = if scenario.stack.up.is_empty() {
@@ -497,28 +513,41 @@ impl Run<'_> {
     }
 
     async fn fault(&mut self, f: &FaultStep) -> Result<String, String> {
-        let c = f
-            .component
-            .0
-            .resolve(f.action, &self.ctx.layout, &self.config)
+        let (action, target) = match f {
+            FaultStep::Process { action, component } => (*action, component.0),
+            FaultStep::Link { links, fault } => {
+                let names = links
+                    .resolve(&self.ctx.layout, &self.config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Recorded before acting, as a stop is: a half-set fault is cleared too.
+                self.faulted_links.extend(names);
+                return fault::link::set(*links, fault, &self.ctx.layout, &self.config)
+                    .await
+                    .map(|(o, _)| o.detail)
+                    .map_err(|e| e.to_string());
+            }
+            FaultStep::Clear { links } => {
+                return fault::link::clear(*links, &self.ctx.layout, &self.config)
+                    .await
+                    .map(|o| format!("{}: {}", o.component, o.detail))
+                    .map_err(|e| e.to_string());
+            }
+        };
+        let c = target
+            .resolve(action, &self.ctx.layout, &self.config)
             .await
             .map_err(|e| e.to_string())?;
         // Recorded before acting: an interrupted stop must still be undone.
-        self.touched.insert(c.name(), (c, f.action));
-        fault::apply(
-            &self.ctx.driver,
-            f.action,
-            c,
-            &self.ctx.layout,
-            &self.config,
-        )
-        .await
-        .map(|o| match f.component.0 {
-            // Say which broker the leader was, for the report.
-            crate::fault::Target::KafkaLeader => format!("{}: {}", o.component, o.detail),
-            crate::fault::Target::Component(_) => o.detail,
-        })
-        .map_err(|e| e.to_string())
+        self.touched.insert(c.name(), (c, action));
+        fault::apply(&self.ctx.driver, action, c, &self.ctx.layout, &self.config)
+            .await
+            .map(|o| match target {
+                // Say which broker the leader was, for the report.
+                crate::fault::Target::KafkaLeader => format!("{}: {}", o.component, o.detail),
+                crate::fault::Target::Component(_) => o.detail,
+            })
+            .map_err(|e| e.to_string())
     }
 
     async fn verify(&mut self, v: &VerifyStep) -> Result<Verification, String> {
@@ -588,11 +617,36 @@ impl Run<'_> {
         ))
     }
 
-    /// Stops the load and brings back every component a fault left down or paused.
+    /// Stops the load, clears the network faults it set and brings back every component a
+    /// fault left down or paused.
     async fn restore(&mut self) -> Vec<String> {
         let mut done = Vec::new();
         if let Some(rep) = self.load.stop().await {
             done.push(format!("load stopped ({} events sent)", rep.events_sent));
+        }
+        if !self.faulted_links.is_empty() {
+            let names: Vec<String> = std::mem::take(&mut self.faulted_links)
+                .into_iter()
+                .collect();
+            let line = match stack::faultproxy::Control::new(&self.config) {
+                Ok(control) => {
+                    let mut failed = Vec::new();
+                    for name in &names {
+                        if let Err(e) = control.clear(Some(name)).await {
+                            failed.push(format!("{name}: {e}"));
+                        }
+                    }
+                    match failed.is_empty() {
+                        true => format!("cleared the faults on {}", names.join(", ")),
+                        false => format!("clearing faults FAILED: {}", failed.join("; ")),
+                    }
+                }
+                Err(e) => format!("clearing faults FAILED: {e}"),
+            };
+            let _ = self
+                .events
+                .send(RunEvent::Note(format!("restoring: {line}")));
+            done.push(line);
         }
         let local = matches!(self.ctx.driver, Driver::Local);
         let status = stack::status(&self.ctx.layout, &self.config);

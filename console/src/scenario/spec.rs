@@ -11,8 +11,10 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Seq
 use serde::Deserialize;
 
 use super::condition::{nearest, Condition};
+use crate::fault::link::{self, Links};
 use crate::fault::{Action, Target};
 use crate::stack::Component;
+use logctl_faultproxy::Fault;
 
 /// A drill that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -189,11 +191,7 @@ impl Step {
                     .map(|d| format!(" for {}", d))
                     .unwrap_or_default()
             ),
-            Step::Fault(f) => format!(
-                "fault {} {}",
-                format!("{:?}", f.action).to_lowercase(),
-                f.component.0.name()
-            ),
+            Step::Fault(f) => f.describe(),
             Step::Wait(WaitStep::For(d)) => format!("wait {d}"),
             Step::Wait(WaitStep::Until { until, timeout }) => {
                 format!("wait until {} (at most {timeout})", conds(until))
@@ -269,8 +267,19 @@ impl<'de> Deserialize<'de> for Named {
     }
 }
 
-fn action(s: &str) -> Result<Action, String> {
-    const ACTIONS: [&str; 5] = ["stop", "start", "kill", "pause", "resume"];
+fn process_action(s: &str) -> Result<Action, String> {
+    const ACTIONS: [&str; 10] = [
+        "stop",
+        "start",
+        "kill",
+        "pause",
+        "resume",
+        "latency",
+        "bandwidth",
+        "blackhole",
+        "reset",
+        "clear",
+    ];
     Ok(match s {
         "stop" => Action::Stop,
         "start" => Action::Start,
@@ -429,6 +438,13 @@ pub struct LoadSpec {
     /// its admission control instead of queueing in the generator.
     #[serde(default = "thousand_and_twenty_four")]
     pub max_in_flight: usize,
+    /// The client's timeout: a request unanswered this long counts in `load.no_answer`.
+    #[serde(default = "thirty_seconds")]
+    pub timeout: Dur,
+}
+
+fn thirty_seconds() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 fn thousand_and_twenty_four() -> usize {
@@ -496,10 +512,65 @@ impl fmt::Display for ScaleStep {
     }
 }
 
+/// A fault on a process (`stop postgres`) or on a link (`latency kafka 200ms`,
+/// `blackhole redis`, `clear kafka`, a bare `clear`).
 #[derive(Debug, Clone)]
-pub struct FaultStep {
-    pub action: Action,
-    pub component: Named,
+pub enum FaultStep {
+    Process {
+        action: Action,
+        component: Named,
+    },
+    Link {
+        links: Links,
+        fault: Fault,
+    },
+    /// Every link's faults when `links` is none.
+    Clear {
+        links: Option<Links>,
+    },
+}
+
+impl FaultStep {
+    pub fn describe(&self) -> String {
+        match self {
+            FaultStep::Process { action, component } => format!(
+                "fault {} {}",
+                format!("{action:?}").to_lowercase(),
+                component.0.name()
+            ),
+            FaultStep::Link { links, fault } => format!("fault {fault} on {}", links.name()),
+            FaultStep::Clear { links: Some(l) } => format!("fault clear {}", l.name()),
+            FaultStep::Clear { links: None } => "fault clear every link".into(),
+        }
+    }
+
+    fn new(action: &str, component: Option<&str>, words: &link::Words<'_>) -> Result<Self, String> {
+        let links = || -> Result<Option<Links>, String> { component.map(Links::parse).transpose() };
+        if action == "clear" {
+            return Ok(FaultStep::Clear { links: links()? });
+        }
+        if let Some(kind) = link::Kind::parse(action) {
+            let links = links()?
+                .ok_or_else(|| format!("fault `{action}`: name the link, e.g. `{action} kafka`"))?;
+            return Ok(FaultStep::Link {
+                links,
+                fault: link::fault(kind, words)?,
+            });
+        }
+        let action = process_action(action)?;
+        let component =
+            component.ok_or("a process fault names its component, e.g. `stop postgres`")?;
+        if words.value.is_some() || words.jitter.is_some() || words.direction.is_some() {
+            return Err(format!(
+                "fault `{}`: only network faults take an amount, jitter or direction",
+                format!("{action:?}").to_lowercase()
+            ));
+        }
+        Ok(FaultStep::Process {
+            action,
+            component: Named(self::component(component)?),
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for FaultStep {
@@ -508,33 +579,50 @@ impl<'de> Deserialize<'de> for FaultStep {
         #[serde(deny_unknown_fields)]
         struct Long {
             action: String,
-            component: Named,
+            component: Option<String>,
+            amount: Option<String>,
+            jitter: Option<String>,
+            direction: Option<String>,
+            toxicity: Option<f64>,
         }
         short_or_long(
             d,
-            "`<action> <component>` (e.g. `stop postgres`) or {action, component}",
+            "`<action> <component> [amount]` (e.g. `stop postgres`, `latency kafka 200ms`) or \
+             {action, component, amount, jitter, direction, toxicity}",
             |s| {
                 let s = s.unwrap_or_default();
-                let mut words = s.split_whitespace();
-                let (Some(a), Some(c), None) = (words.next(), words.next(), words.next()) else {
-                    return Err(format!(
-                        "fault `{s}`: write `<action> <component>`, e.g. `stop postgres`"
-                    ));
-                };
-                Ok(FaultStep {
-                    action: action(a)?,
-                    component: Named(component(c)?),
-                })
+                let words: Vec<&str> = s.split_whitespace().collect();
+                match words.as_slice() {
+                    [action, rest @ ..] if rest.len() <= 2 => FaultStep::new(
+                        action,
+                        rest.first().copied(),
+                        &link::Words {
+                            value: rest.get(1).copied(),
+                            ..link::Words::default()
+                        },
+                    ),
+                    _ => Err(format!(
+                        "fault `{s}`: write `<action> <component>`, e.g. `stop postgres`, or \
+                         `<network fault> <link> [amount]`, e.g. `latency kafka 200ms`"
+                    )),
+                }
             },
             |l: Long| {
-                Ok(FaultStep {
-                    action: action(&l.action)?,
-                    component: l.component,
-                })
+                FaultStep::new(
+                    &l.action,
+                    l.component.as_deref(),
+                    &link::Words {
+                        value: l.amount.as_deref(),
+                        jitter: l.jitter.as_deref(),
+                        direction: l.direction.as_deref(),
+                        toxicity: l.toxicity,
+                    },
+                )
             },
         )
     }
 }
+
 #[derive(Debug, Clone)]
 pub enum WaitStep {
     For(Dur),
@@ -696,6 +784,11 @@ steps:
   - load: {rate: 500, batch: 10, duration: 1m}
   - fault: stop postgres
   - fault: {action: pause, component: consumer-2}
+  - fault: latency kafka 200ms
+  - fault: {action: latency, component: kafka-leader, amount: 1s, jitter: 100ms, direction: both}
+  - fault: blackhole redis
+  - fault: clear redis
+  - fault: clear
   - wait: 5s
   - wait: {until: lag > 100, timeout: 20s}
   - assert: ["http_5xx == 0", "load.error_rate < 0.1%"]
@@ -711,7 +804,7 @@ steps:
     #[test]
     fn every_step_kind_reads() {
         let s = parse("good.yaml", GOOD).expect("parses");
-        assert_eq!(s.steps.len(), 13);
+        assert_eq!(s.steps.len(), 18);
         assert_eq!(s.stack.up.len(), 3);
         assert_eq!(
             s.steady_state.as_ref().map(|s| s.within.0.as_secs()),
@@ -721,16 +814,27 @@ steps:
         assert_eq!(
             kinds,
             [
-                "load", "fault", "fault", "wait", "wait", "assert", "http", "publish", "exec",
-                "scale", "load", "verify", "verify"
+                "load", "fault", "fault", "fault", "fault", "fault", "fault", "fault", "wait",
+                "wait", "assert", "http", "publish", "exec", "scale", "load", "verify", "verify"
             ]
         );
-        assert_eq!(s.steps[9].describe(), "scale consumers to 3");
+        assert_eq!(s.steps[14].describe(), "scale consumers to 3");
         assert_eq!(
             s.steps[0].describe(),
             "load 500 events/s in batches of 10 for 1m"
         );
         assert_eq!(s.steps[2].describe(), "fault pause consumer-2");
+        assert_eq!(
+            s.steps[3].describe(),
+            "fault latency 200ms downstream on kafka"
+        );
+        assert_eq!(
+            s.steps[4].describe(),
+            "fault latency 1000ms ±100ms on kafka-leader"
+        );
+        assert_eq!(s.steps[5].describe(), "fault blackhole on redis");
+        assert_eq!(s.steps[6].describe(), "fault clear redis");
+        assert_eq!(s.steps[7].describe(), "fault clear every link");
     }
 
     fn error(text: &str) -> SpecError {
@@ -766,6 +870,15 @@ steps:
 
         let e = error("name: x\nsteps:\n  - fault: {action: sotp, component: kafka}\n");
         assert!(e.message.contains("did you mean `stop`"), "{e}");
+
+        let e = error("name: x\nsteps:\n  - fault: latency kafka\n");
+        assert!(e.message.contains("needs an amount"), "{e}");
+        let e = error("name: x\nsteps:\n  - fault: blackhole consumer\n");
+        assert!(e.message.contains("has no link"), "{e}");
+        let e = error("name: x\nsteps:\n  - fault: stop kafka 5s\n");
+        assert!(e.message.contains("only network faults"), "{e}");
+        let e = error("name: x\nsteps:\n  - fault: latncy kafka 5s\n");
+        assert!(e.message.contains("did you mean `latency`"), "{e}");
 
         let e = error("name: x\nsteps:\n  - load: {rate: 10, batch: 5000}\n");
         assert!(e.message.contains("batch 5000"), "{e}");

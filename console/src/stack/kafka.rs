@@ -196,7 +196,7 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
          node.id={node}\n\
          controller.quorum.voters={voters}\n\
          listeners=PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}\n\
-         advertised.listeners=PLAINTEXT://127.0.0.1:{broker}\n\
+         advertised.listeners=PLAINTEXT://127.0.0.1:{advertised}\n\
          controller.listener.names=CONTROLLER\n\
          inter.broker.listener.name=PLAINTEXT\n\
          listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
@@ -223,6 +223,9 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
         node = super::cluster::node_id(index),
         voters = voters.join(","),
         broker = config.ports.broker(index),
+        // Through its link when the stack has the fault proxy: clients and the other
+        // brokers' fetchers then cross it, so a fault on the link reaches all of them.
+        advertised = super::Component::Kafka(index).reach(config),
         controller = config.ports.controller(index),
         data = data.display(),
     )

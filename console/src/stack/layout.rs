@@ -34,6 +34,9 @@ pub struct Ports {
     /// The first consumer; instance `i` listens on `consumer + INSTANCE_PORT_STRIDE * i`.
     pub consumer: u16,
     pub prometheus: u16,
+    /// The fault proxy's control API (`logctl up --with-proxies`); its links listen on the
+    /// ports right after it, one per proxied component (see `Component::link_slot`).
+    pub fault_proxy: u16,
 }
 
 impl Default for Ports {
@@ -48,6 +51,7 @@ impl Default for Ports {
             producer: 8081,
             consumer: 8082,
             prometheus: 9090,
+            fault_proxy: 8474,
         }
     }
 }
@@ -82,6 +86,10 @@ pub struct StackConfig {
     pub gateways: u16,
     /// Also run Prometheus, scraping the services with the alert rules.
     pub prometheus: bool,
+    /// Put the fault proxy on every link to PostgreSQL, Redis, each broker and each producer,
+    /// so `logctl fault latency|bandwidth|blackhole|reset` can act on the network between
+    /// them. Fixed while the stack runs: each broker advertises its proxy's address.
+    pub proxies: bool,
 }
 
 impl Default for StackConfig {
@@ -93,6 +101,7 @@ impl Default for StackConfig {
             consumers: 1,
             gateways: 1,
             prometheus: false,
+            proxies: false,
         }
     }
 }
@@ -121,9 +130,11 @@ impl StackConfig {
     }
 
     /// Every broker's address, for clients: one down broker then costs a client nothing.
+    /// Through each broker's link when the stack has the fault proxy, as the brokers
+    /// advertise themselves.
     pub fn bootstrap_servers(&self) -> String {
         (0..self.brokers.max(1))
-            .map(|i| format!("127.0.0.1:{}", self.ports.broker(i)))
+            .map(|i| format!("127.0.0.1:{}", super::Component::Kafka(i).reach(self)))
             .collect::<Vec<_>>()
             .join(",")
     }

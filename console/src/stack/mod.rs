@@ -7,6 +7,7 @@
 
 pub mod balancer;
 pub mod cluster;
+pub mod faultproxy;
 pub mod kafka;
 pub mod layout;
 pub mod postgres;
@@ -84,12 +85,19 @@ pub enum Component {
     /// HAProxy on the public port, in front of several gateways.
     Balancer,
     Prometheus,
+    /// The TCP fault proxy on the links to PostgreSQL, Redis, the brokers and the producers
+    /// (`up --with-proxies`).
+    FaultProxy,
 }
 
 impl Component {
     /// Every component of a stack, in start order (dependencies first).
     pub fn all(config: &StackConfig) -> Vec<Component> {
-        let mut all = vec![Component::Postgres, Component::Redis];
+        let mut all = Vec::new();
+        if config.proxies {
+            all.push(Component::FaultProxy);
+        }
+        all.extend([Component::Postgres, Component::Redis]);
         all.extend((0..config.brokers.max(1)).map(Component::Kafka));
         all.extend((0..config.producers.max(1)).map(Component::Producer));
         all.extend((0..config.consumers.max(1)).map(Component::Consumer));
@@ -105,7 +113,7 @@ impl Component {
 
     /// The names `parse` takes, besides `kafka-N`, `producer-N`, `consumer-N`, `gateway-N`
     /// (and `postgresql`), for messages and hints.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "kafka",
         "postgres",
         "redis",
@@ -114,6 +122,7 @@ impl Component {
         "gateway",
         "haproxy",
         "prometheus",
+        "faultproxy",
     ];
 
     /// The component a user names (`postgres`, `kafka`, `kafka-2`, `gateway-2`, ...). The first
@@ -128,6 +137,7 @@ impl Component {
             "gateway" => Component::Gateway(0),
             "haproxy" => Component::Balancer,
             "prometheus" => Component::Prometheus,
+            "faultproxy" => Component::FaultProxy,
             other => {
                 let instance = |prefix: &str| -> Option<u16> {
                     let n: u16 = other.strip_prefix(prefix)?.parse().ok()?;
@@ -156,6 +166,7 @@ impl Component {
             Component::Gateway(i) => logctl_contracts::instance::name("gateway", i),
             Component::Balancer => "haproxy".into(),
             Component::Prometheus => "prometheus".into(),
+            Component::FaultProxy => faultproxy::NAME.into(),
         }
     }
 
@@ -173,6 +184,28 @@ impl Component {
             Component::Gateway(i) => Ports::instance(p.gateway_backend, i),
             Component::Balancer => p.gateway,
             Component::Prometheus => p.prometheus,
+            Component::FaultProxy => p.fault_proxy,
+        }
+    }
+
+    /// Its place among the fault proxy's links: link `slot` listens on the proxy's control
+    /// port + `slot`. Only what the services depend on has a link.
+    pub fn link_slot(self) -> Option<u16> {
+        match self {
+            Component::Postgres => Some(1),
+            Component::Redis => Some(2),
+            Component::Kafka(i) => Some(3 + i.min(layout::MAX_BROKERS - 1)),
+            Component::Producer(i) => Some(3 + layout::MAX_BROKERS + i),
+            _ => None,
+        }
+    }
+
+    /// The port the other components reach it on: its link's, when the stack has the fault
+    /// proxy, else its own.
+    pub fn reach(self, config: &StackConfig) -> u16 {
+        match self.link_slot() {
+            Some(slot) if config.proxies => config.ports.fault_proxy + slot,
+            _ => self.port(config),
         }
     }
 
@@ -186,6 +219,7 @@ impl Component {
             Component::Consumer(_) => "consumer-port",
             Component::Gateway(_) | Component::Balancer => "gateway-port",
             Component::Prometheus => "prometheus-port",
+            Component::FaultProxy => "fault-proxy-port",
         }
     }
 
@@ -197,6 +231,7 @@ impl Component {
             Component::Kafka(i) => kafka::Kafka::marker(layout, i),
             Component::Prometheus => prometheus::MARKER.into(),
             Component::Balancer => balancer::marker(layout),
+            Component::FaultProxy => faultproxy::marker(layout),
             service => services::marker(service, layout),
         }
     }
@@ -211,7 +246,7 @@ impl Component {
     /// Where readiness is asked over HTTP, if it is (the rest are ready when their port opens).
     fn ready_path(self) -> Option<&'static str> {
         match self {
-            c if c.is_service() => Some("/health/ready"),
+            c if c.is_service() || c == Component::FaultProxy => Some("/health/ready"),
             Component::Balancer => Some(balancer::READY_PATH),
             Component::Prometheus => Some("/-/ready"),
             _ => None,
@@ -300,6 +335,13 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
     let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
     let starting = |c: &Component| to_start.contains(c);
     let mut pids = BTreeMap::new();
+
+    // The links first: the brokers advertise them, and nothing reaches a dependency without.
+    if starting(&Component::FaultProxy) {
+        let c = Component::FaultProxy;
+        pids.insert(c.name(), launch(c, layout, config, &db_password)?);
+        wait_ready(c, layout, config, ready_deadline(c)).await?;
+    }
 
     // Kafka's JVMs are the slowest to come up: launch them first, start the rest meanwhile.
     let brokers: Vec<Component> = (0..config.brokers.max(1)).map(Component::Kafka).collect();
@@ -418,6 +460,7 @@ fn launch(
         Component::Redis => redis::start(layout, &config.ports),
         Component::Prometheus => prometheus::start(layout, config),
         Component::Balancer => balancer::start(layout, config),
+        Component::FaultProxy => faultproxy::start(layout, config),
         service => services::start(service, layout, config, db_password),
     }
 }
@@ -446,6 +489,18 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
         }
         if c.is_service() {
             services::binary(services::binary_name(*c))?;
+        }
+        if *c == Component::FaultProxy {
+            services::binary(faultproxy::BINARY)?;
+            for link in faultproxy::links(config) {
+                if !process::port_is_free(link.listen.port()) {
+                    return Err(StackError::PortTaken {
+                        component: format!("{}'s link to {}", c.name(), link.name),
+                        port: link.listen.port(),
+                        flag: "fault-proxy-port",
+                    });
+                }
+            }
         }
     }
     if to_start.iter().any(|c| matches!(c, Component::Kafka(_))) {
@@ -491,6 +546,12 @@ fn stop_extra_instances(layout: &Layout, config: &StackConfig) -> Result<(), Sta
             != Some(balancer::config(config));
     if !config.balanced() || stale {
         stop_one(layout, Component::Balancer);
+    }
+    // The proxy reads its links at start, as HAProxy its servers.
+    let proxy_stale = std::fs::read_to_string(faultproxy::config_path(layout)).ok()
+        != Some(faultproxy::config(config));
+    if proxy_stale {
+        stop_one(layout, Component::FaultProxy);
     }
     for i in keep..MAX_INSTANCES {
         stop_one(layout, Component::Gateway(i));
@@ -718,6 +779,7 @@ pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
         producers: MAX_INSTANCES,
         gateways: MAX_INSTANCES,
         prometheus: true,
+        proxies: true,
         ..config.clone()
     };
     let configured = Component::all(config);

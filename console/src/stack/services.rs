@@ -69,14 +69,15 @@ pub fn env(
 ) -> Result<Vec<(&'static str, String)>, StackError> {
     let p = &config.ports;
     let loopback = |port: u16| format!("127.0.0.1:{port}");
-    let redis = format!("redis://{}", loopback(p.redis));
+    // Dependencies through their links when the stack has the fault proxy.
+    let redis = format!("redis://{}", loopback(Component::Redis.reach(config)));
     Ok(match component {
         Component::Gateway(_) => vec![
             ("LOGCTL_GATEWAY_LISTEN", loopback(component.port(config))),
             (
                 "LOGCTL_GATEWAY_PRODUCER_URL",
                 (0..config.producers.max(1))
-                    .map(|i| format!("http://{}", loopback(Component::Producer(i).port(config))))
+                    .map(|i| format!("http://{}", loopback(Component::Producer(i).reach(config))))
                     .collect::<Vec<_>>()
                     .join(","),
             ),
@@ -106,7 +107,7 @@ pub fn env(
             ),
             (
                 "LOGCTL_CONSUMER_DATABASE_URL",
-                postgres::database_url(p.postgres, db_password),
+                postgres::database_url(Component::Postgres.reach(config), db_password),
             ),
             // `logctl up` migrates before any consumer starts (prepare_kafka_and_database):
             // the one place the local stack's schema is applied.

@@ -5,6 +5,7 @@
 //! learn it at once (and fall back) instead of each waiting out a timeout.
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -61,9 +62,46 @@ pub enum KvError {
 /// A cheap-to-clone handle: one multiplexed connection, re-established in the background.
 #[derive(Clone)]
 pub struct Kv {
-    conn: ConnectionManager,
+    link: Arc<Link>,
     breaker: Breaker,
     timeout: Duration,
+}
+
+/// The connection now, and how to make the next one. A command that times out leaves its
+/// slot in the multiplexed connection's queue of answers awaited: if Redis never got it (a
+/// black-holed link, a hung server), every later answer would be matched to an earlier,
+/// abandoned command and the link would never recover, though Redis is back. So a timeout
+/// retires the connection; the manager only replaces one that errors.
+struct Link {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// The connection and its generation, so a burst of timeouts retires it once.
+    current: RwLock<(u64, ConnectionManager)>,
+}
+
+impl Link {
+    fn current(&self) -> (u64, ConnectionManager) {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a fresh (lazy) connection in place of generation `retired`, if it is still the
+    /// current one.
+    fn retire(&self, retired: u64) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != retired {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(fresh) => *current = (retired + 1, fresh),
+            Err(e) => tracing::warn!(error = %e, "cannot make a new Redis connection"),
+        }
+    }
 }
 
 impl Kv {
@@ -76,9 +114,13 @@ impl Kv {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
         Ok(Self {
-            conn,
+            link: Arc::new(Link {
+                client,
+                config,
+                current: RwLock::new((0, conn)),
+            }),
             breaker: Breaker::new("redis", settings.breaker.clone()),
             timeout,
         })
@@ -91,11 +133,20 @@ impl Kv {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let permit = self.breaker.acquire().map_err(|_| KvError::BreakerOpen)?;
-        let outcome = match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+        let (generation, conn) = self.link.current();
+        let outcome = match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(KvError::Redis(e)),
             Err(_) => Err(KvError::TimedOut(self.timeout)),
         };
+        let timed_out = match &outcome {
+            Err(KvError::TimedOut(_)) => true,
+            Err(KvError::Redis(e)) => e.is_timeout(),
+            _ => false,
+        };
+        if timed_out {
+            self.link.retire(generation);
+        }
         // A script or type error is Redis answering: it is up.
         let up = match &outcome {
             Ok(_) => true,
@@ -124,5 +175,118 @@ impl Kv {
     pub async fn ping(&self) -> Result<(), KvError> {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Whole commands (RESP arrays of bulk strings) at the start of `buf`, and the bytes they take.
+    fn commands(buf: &[u8]) -> (usize, usize) {
+        let (mut count, mut at) = (0, 0);
+        let line = |from: usize| -> Option<(i64, usize)> {
+            let end = buf[from..].windows(2).position(|w| w == b"\r\n")? + from;
+            let n = std::str::from_utf8(&buf[from + 1..end])
+                .ok()?
+                .parse()
+                .ok()?;
+            Some((n, end + 2))
+        };
+        'outer: while at < buf.len() {
+            let Some((args, mut next)) = line(at) else {
+                break;
+            };
+            for _ in 0..args {
+                let Some((len, data)) = line(next) else {
+                    break 'outer;
+                };
+                next = data + len as usize + 2;
+                if next > buf.len() {
+                    break 'outer;
+                }
+            }
+            count += 1;
+            at = next;
+        }
+        (count, at)
+    }
+
+    /// A server that answers each command with `+OK`, until `silent` is set: from then on
+    /// the connections open at that moment swallow what they get (a black-holed link, a hung
+    /// server), while new ones are answered.
+    async fn server(silent: Arc<std::sync::atomic::AtomicBool>) -> std::net::SocketAddr {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                // Connections made once the fault is on are the "new" ones and answer.
+                let opened_silent = silent.load(Ordering::SeqCst);
+                let silent = silent.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let (count, used) = commands(&buf);
+                        buf.drain(..used);
+                        if silent.load(Ordering::SeqCst) && !opened_silent {
+                            continue;
+                        }
+                        for _ in 0..count {
+                            if conn.write_all(b"+OK\r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stopped_answering_is_replaced() {
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let addr = server(silent.clone()).await;
+        let kv = Kv::new(&RedisSettings {
+            url: format!("redis://{addr}"),
+            timeout_ms: 100,
+            breaker: BreakerSettings {
+                consecutive_failures: 1_000,
+                minimum_calls: 1_000,
+                ..BreakerSettings::default()
+            },
+        })
+        .expect("client");
+        kv.ping().await.expect("answered while the link is fine");
+        silent.store(true, std::sync::atomic::Ordering::SeqCst);
+        let lost = kv.ping().await;
+        let timed_out = match &lost {
+            Err(KvError::TimedOut(_)) => true,
+            Err(KvError::Redis(e)) => e.is_timeout(),
+            _ => false,
+        };
+        assert!(timed_out, "{lost:?}");
+        // Kept, the connection would swallow every later command too.
+        kv.ping()
+            .await
+            .expect("answered on a new connection after the timeout");
+    }
+
+    #[test]
+    fn commands_are_counted_whole() {
+        let ping = b"*1\r\n$4\r\nPING\r\n";
+        assert_eq!(commands(ping), (1, ping.len()));
+        let two = [&ping[..], &ping[..]].concat();
+        assert_eq!(commands(&two), (2, two.len()));
+        assert_eq!(commands(&ping[..9]), (0, 0));
     }
 }

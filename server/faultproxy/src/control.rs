@@ -17,14 +17,15 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use logctl_contracts::event::FieldError;
 use logctl_core::api_error::ApiError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fault::{Fault, FaultError};
 use crate::proxy::Proxy;
 
 pub type Links = Arc<BTreeMap<String, Arc<Proxy>>>;
 
-#[derive(Serialize)]
+/// One link as the API shows it; `logctl status` reads it back.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LinkView {
     pub name: String,
     pub listen: String,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use logctl_core::breaker::{Breaker, BreakerSettings};
+use logctl_core::breaker::{Breaker, BreakerSettings, State};
 use logctl_core::internal_api::{PublishRequest, PublishResponse, PUBLISH_PATH};
 use logctl_core::ApiError;
 
@@ -38,12 +38,18 @@ struct Instance {
 #[derive(Clone)]
 pub struct Producers {
     http: reqwest::Client,
+    attempt_timeout: Duration,
     instances: Arc<Vec<Instance>>,
     next: Arc<AtomicUsize>,
 }
 
 impl Producers {
-    pub fn new(http: reqwest::Client, urls: &[String], breaker: &BreakerSettings) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        urls: &[String],
+        breaker: &BreakerSettings,
+        attempt_timeout: Duration,
+    ) -> Self {
         let instances = urls
             .iter()
             .enumerate()
@@ -54,6 +60,7 @@ impl Producers {
             .collect();
         Self {
             http,
+            attempt_timeout,
             instances: Arc::new(instances),
             next: Arc::new(AtomicUsize::new(0)),
         }
@@ -83,6 +90,7 @@ impl Producers {
             let sent = self
                 .http
                 .post(format!("{}{PUBLISH_PATH}", instance.base))
+                .timeout(self.attempt_timeout)
                 .json(&request)
                 .send()
                 .await;
@@ -107,6 +115,23 @@ impl Producers {
         Err(last.unwrap_or_else(|| {
             breaker_open("producer", soonest_retry.unwrap_or(Duration::from_secs(1)))
         }))
+    }
+
+    /// Whether no instance's breaker is closed (each open, or on trial): every producer has
+    /// been failing, and only a probe should wait on them.
+    pub fn none_closed(&self) -> bool {
+        self.instances
+            .iter()
+            .all(|i| i.breaker.state() != State::Closed)
+    }
+
+    /// How long until the first open breaker lets a trial call through.
+    pub fn soonest_retry(&self) -> Duration {
+        self.instances
+            .iter()
+            .filter_map(|i| i.breaker.retry_after())
+            .min()
+            .unwrap_or(Duration::from_secs(1))
     }
 
     /// Ready when any instance is: one is enough to publish.
@@ -143,19 +168,9 @@ mod tests {
         assert_eq!(instance_name(1), "producer-2");
     }
 
-    #[test]
-    fn each_call_starts_one_instance_further_and_tries_them_all() {
-        let urls = parse_urls("http://a,http://b,http://c");
-        let p = Producers::new(reqwest::Client::new(), &urls, &BreakerSettings::default());
-        let orders: Vec<Vec<usize>> = (0..4).map(|_| p.order().collect()).collect();
-        assert_eq!(
-            orders,
-            [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]].map(|o| o.to_vec())
-        );
-    }
+    const ATTEMPT: Duration = Duration::from_secs(4);
 
-    #[tokio::test]
-    async fn a_dead_instance_costs_a_retry_on_the_next_not_an_error() {
+    async fn live_producer() -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -167,13 +182,73 @@ mod tests {
             )
             .route("/health/ready", axum::routing::get(|| async { "ok" }));
         tokio::spawn(async move { axum::serve(listener, app).await });
+        live
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_never_answers_is_given_up_for_the_next() {
+        // Accepts connections and reads nothing back: a black-holed link.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let silent_addr = silent.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let live = live_producer().await;
+        let urls = vec![format!("http://{silent_addr}"), format!("http://{live}")];
+        let breaker = BreakerSettings {
+            consecutive_failures: 2,
+            ..BreakerSettings::default()
+        };
+        let p = Producers::new(
+            reqwest::Client::new(),
+            &urls,
+            &breaker,
+            Duration::from_millis(200),
+        );
+        for call in 0..6 {
+            let answer = p.send(PublishRequest { segments: vec![] }).await;
+            assert!(answer.is_ok(), "call {call}: {answer:?}");
+        }
+        // After its failures the silent one's breaker is open: calls skip it.
+        assert!(p.instances[0].breaker.acquire().is_err());
+    }
+
+    #[test]
+    fn each_call_starts_one_instance_further_and_tries_them_all() {
+        let urls = parse_urls("http://a,http://b,http://c");
+        let p = Producers::new(
+            reqwest::Client::new(),
+            &urls,
+            &BreakerSettings::default(),
+            ATTEMPT,
+        );
+        let orders: Vec<Vec<usize>> = (0..4).map(|_| p.order().collect()).collect();
+        assert_eq!(
+            orders,
+            [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]].map(|o| o.to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_instance_costs_a_retry_on_the_next_not_an_error() {
+        let live = live_producer().await;
         // A port nothing listens on any more.
         let dead = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let urls = vec![format!("http://127.0.0.1:{dead}"), format!("http://{live}")];
-        let p = Producers::new(reqwest::Client::new(), &urls, &BreakerSettings::default());
+        let p = Producers::new(
+            reqwest::Client::new(),
+            &urls,
+            &BreakerSettings::default(),
+            ATTEMPT,
+        );
         for call in 0..4 {
             let answer = p.send(PublishRequest { segments: vec![] }).await;
             assert!(answer.is_ok(), "call {call}: {answer:?}");
@@ -184,6 +259,7 @@ mod tests {
             reqwest::Client::new(),
             &urls[..1],
             &BreakerSettings::default(),
+            ATTEMPT,
         );
         let answer = none.send(PublishRequest { segments: vec![] }).await;
         assert!(

@@ -36,9 +36,20 @@ pub struct Settings {
     /// the batched target rate, where 32 MiB let it reach 450 MiB. It still passes 100,000
     /// events/s (a single request larger than the budget is admitted alone).
     pub max_in_flight_bytes: usize,
-    /// Deadline for one call to the producer or the query service.
+    /// Deadline for one call to the query service.
     #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub upstream_timeout_ms: u64,
+    /// Deadline for one publish call to one producer instance. Above the producer's own ack
+    /// patience (2 s, after which it spools and answers), so a call that takes longer means
+    /// the instance or the link to it is not answering: its breaker counts a failure and the
+    /// call moves on to the next instance.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
+    pub publish_attempt_timeout_ms: u64,
+    /// The longest a client waits for a publish answer, queueing and failover included: past
+    /// it, a 503 with `Retry-After`. Events of such a request may still be stored; their ids
+    /// make the client's retry harmless.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
+    pub publish_deadline_ms: u64,
     /// How requests waiting for the producer share calls to it.
     pub publish_coalescing: CoalesceSettings,
     /// Share of new traces marked sampled (for an exporter); ids are propagated regardless.
@@ -69,6 +80,8 @@ impl Default for Settings {
             max_in_flight: 1024,
             max_in_flight_bytes: 8 * 1024 * 1024,
             upstream_timeout_ms: 10_000,
+            publish_attempt_timeout_ms: 4_000,
+            publish_deadline_ms: 6_000,
             publish_coalescing: CoalesceSettings::default(),
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
@@ -92,5 +105,13 @@ impl Settings {
 
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
+    }
+
+    pub fn publish_attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_attempt_timeout_ms)
+    }
+
+    pub fn publish_deadline(&self) -> Duration {
+        Duration::from_millis(self.publish_deadline_ms)
     }
 }

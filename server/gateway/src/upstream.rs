@@ -24,6 +24,9 @@ use crate::settings::Settings;
 pub struct Upstream {
     http: reqwest::Client,
     publisher: Coalescer,
+    publish_deadline: Duration,
+    /// Held by the one request let through while no producer's breaker is closed.
+    probe: std::sync::Arc<tokio::sync::Semaphore>,
     query: Breaker,
     query_url: String,
     producers: Producers,
@@ -42,6 +45,7 @@ impl Upstream {
             http.clone(),
             &parse_urls(&settings.producer_url),
             &settings.breaker,
+            settings.publish_attempt_timeout(),
         );
         let publisher = Coalescer::start(settings.publish_coalescing.clone(), {
             let producers = producers.clone();
@@ -53,6 +57,8 @@ impl Upstream {
         Ok(Self {
             http,
             publisher,
+            publish_deadline: settings.publish_deadline(),
+            probe: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             query: Breaker::new("query", settings.breaker.clone()),
             query_url: query.to_owned(),
             producers,
@@ -66,7 +72,27 @@ impl Upstream {
         events: Vec<LogEvent>,
         trace: &TraceContext,
     ) -> Result<Vec<PublishOutcome>, ApiError> {
-        self.publisher.publish(events, trace).await
+        // While every producer is failing, the requests a trial call would gather would all
+        // wait out its timeout: one request at a time probes, the rest get a fast 503.
+        let _probe = if self.producers.none_closed() {
+            match self.probe.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return Err(breaker_open("producer", self.producers.soonest_retry())),
+            }
+        } else {
+            None
+        };
+        // A bound on the whole wait (queue, calls, failover): a producer that accepts
+        // connections and never answers must cost a client a 503, not its own timeout.
+        tokio::time::timeout(self.publish_deadline, self.publisher.publish(events, trace))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::Unavailable {
+                    what: "producer".into(),
+                    reason: format!("no answer within {} ms", self.publish_deadline.as_millis()),
+                    retry_after_secs: 1,
+                })
+            })
     }
 
     /// A read from the query service: `path_and_query` already carries the caller's

@@ -1,8 +1,12 @@
-//! Faults on stack components: stop, start, kill -9, pause (SIGSTOP) and resume, through one of
-//! three drivers. `local` acts on the processes of `logctl up`; `compose` runs the matching
-//! `docker compose` command against docker-compose.yml; `exec` runs a command of the operator's
-//! own (`{action}` and `{component}` filled in) for stacks run some other way. The TUI and the scenario runner go
-//! through here too, so a drill means the same thing wherever it runs.
+//! Faults on stack components: stop, start, kill -9, pause (SIGSTOP) and resume, through one
+//! of three drivers. `local` acts on the processes of `logctl up`; `compose` runs the matching
+//! `docker compose` command against docker-compose.yml; `exec` runs a command of the
+//! operator's own (`{action}` and `{component}` filled in) for stacks run some other way. The
+//! TUI and the scenario runner go through here too, so a drill means the same thing wherever
+//! it runs. Faults on the links between components (latency, bandwidth, black holes, resets)
+//! are in [`link`].
+
+pub mod link;
 
 use std::path::PathBuf;
 use std::process::Command;
