@@ -590,7 +590,8 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
             "allUp": all_up,
             "components": components,
             "kafka": cluster,
-            "links": links.as_ref().map(|l| l.as_ref().map_err(ToString::to_string)),
+            "links": links.as_ref().and_then(|l| l.as_ref().ok()),
+            "linksError": links.as_ref().and_then(|l| l.as_ref().err().map(ToString::to_string)),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {

@@ -36,6 +36,8 @@ pub struct Snapshot {
     /// Brokers and partition copies as the cluster's metadata has them; None when no broker
     /// answered.
     pub cluster: Option<ClusterView>,
+    /// The fault proxy's links and the faults on each (`up --with-proxies`); empty without.
+    pub links: BTreeMap<String, Vec<String>>,
 }
 
 impl Snapshot {
@@ -196,6 +198,7 @@ impl Collector {
         let mut gateway = Scrape::default();
         let mut producer = Scrape::default();
         let mut consumers = Scrape::default();
+        let mut links = BTreeMap::new();
         let components = match &self.source {
             Source::Local { layout, config } => {
                 // Read again each time: `logctl up --consumers N` (or a drill's scale step)
@@ -216,6 +219,9 @@ impl Collector {
                             target.samples.extend(scrape.samples);
                         }
                     }
+                }
+                if config.proxies {
+                    links = link_faults(config).await;
                 }
                 components
             }
@@ -238,8 +244,27 @@ impl Collector {
             consumers,
             lag,
             cluster,
+            links,
         }
     }
+}
+
+/// Each link of the stack's fault proxy with its faults, as text; empty when it does not
+/// answer.
+async fn link_faults(config: &StackConfig) -> BTreeMap<String, Vec<String>> {
+    let Ok(control) = stack::faultproxy::Control::new(config) else {
+        return BTreeMap::new();
+    };
+    control
+        .links()
+        .await
+        .map(|links| {
+            links
+                .into_iter()
+                .map(|l| (l.name, l.faults.iter().map(ToString::to_string).collect()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A blocking read of a Kafka client, on a blocking thread; `None` without a client or an answer.
@@ -311,6 +336,8 @@ pub struct Signals {
     pub components: BTreeMap<String, String>,
     /// Component name → (pid, RSS in MiB) where running.
     pub processes: BTreeMap<String, (u32, Option<f64>)>,
+    /// Link name → the network faults on it, on a stack with the fault proxy.
+    pub links: BTreeMap<String, Vec<String>>,
 }
 
 /// Per second growth of a counter read `b` then `a`. A restarted service starts its counters
@@ -462,6 +489,7 @@ impl Signals {
                 .iter()
                 .filter_map(|c| Some((c.name.clone(), (c.pid?, c.rss_mib))))
                 .collect(),
+            links: after.links.clone(),
         }
     }
 }
@@ -484,6 +512,7 @@ mod tests {
             consumers: Scrape::parse(consumers),
             lag,
             cluster: None,
+            links: BTreeMap::new(),
         }
     }
 

@@ -16,6 +16,53 @@ pub const FAULT_KEYS: [(char, Component); 6] = [
     ('6', Component::Gateway(0)),
 ];
 
+/// A network fault a key puts on a link, or takes off it (on a stack with the fault proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkKey {
+    pub key: char,
+    /// The link, as `logctl fault` names it (`kafka` is every broker's).
+    pub link: &'static str,
+    pub kind: crate::fault::link::Kind,
+    pub amount: Option<&'static str>,
+    /// What it does, for the help screen.
+    pub label: &'static str,
+}
+
+/// Shift and a letter: each sets its fault, or clears the link when it has one.
+pub const LINK_KEYS: [LinkKey; 4] = {
+    use crate::fault::link::Kind;
+    [
+        LinkKey {
+            key: 'K',
+            link: "kafka",
+            kind: Kind::Latency,
+            amount: Some("200ms"),
+            label: "200 ms on every broker's link",
+        },
+        LinkKey {
+            key: 'P',
+            link: "postgres",
+            kind: Kind::Bandwidth,
+            amount: Some("1mbit"),
+            label: "PostgreSQL's link at 1 Mbit/s",
+        },
+        LinkKey {
+            key: 'R',
+            link: "redis",
+            kind: Kind::Blackhole,
+            amount: None,
+            label: "Redis's link black-holed",
+        },
+        LinkKey {
+            key: 'G',
+            link: "producer",
+            kind: Kind::Blackhole,
+            amount: None,
+            label: "the gateway cut from its producers",
+        },
+    ]
+};
+
 /// What the operator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -35,6 +82,10 @@ pub enum Action {
     AbortDrill,
     /// Stop the component if it runs, start it if not.
     ToggleComponent(Component),
+    /// Set `LINK_KEYS[i]`'s fault, or clear its link if it has a fault.
+    ToggleLink(usize),
+    /// Clear every link's faults.
+    ClearLinks,
 }
 
 /// The action of a key press; None for releases, repeats of nothing, and unbound keys.
@@ -52,6 +103,10 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('-') => Action::Slower,
         KeyCode::Char('r') => Action::RunDrill,
         KeyCode::Char('x') => Action::AbortDrill,
+        KeyCode::Char('C') => Action::ClearLinks,
+        KeyCode::Char(k) if k.is_ascii_uppercase() => {
+            Action::ToggleLink(LINK_KEYS.iter().position(|l| l.key == k)?)
+        }
         KeyCode::Char(k) => {
             let (_, c) = FAULT_KEYS.iter().find(|(key, _)| *key == k)?;
             Action::ToggleComponent(*c)
@@ -102,6 +157,10 @@ mod tests {
             key('5'),
             Some(Action::ToggleComponent(Component::Consumer(0)))
         );
+        assert_eq!(key('K'), Some(Action::ToggleLink(0)));
+        assert_eq!(key('G'), Some(Action::ToggleLink(3)));
+        assert_eq!(key('C'), Some(Action::ClearLinks));
+        assert_eq!(key('Z'), None);
         assert_eq!(key('7'), None);
         assert_eq!(key('z'), None);
     }
@@ -111,6 +170,33 @@ mod tests {
         let mut release = press(KeyCode::Char('q'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(action(&release), None);
+    }
+
+    #[test]
+    fn every_link_key_names_a_link_and_a_valid_fault() {
+        for k in LINK_KEYS {
+            assert!(
+                crate::fault::link::Links::parse(k.link).is_ok(),
+                "{}",
+                k.link
+            );
+            let words = crate::fault::link::Words {
+                value: k.amount,
+                ..Default::default()
+            };
+            assert!(
+                crate::fault::link::fault(k.kind, &words).is_ok(),
+                "{}",
+                k.key
+            );
+            assert!(
+                super::super::view::HELP
+                    .iter()
+                    .any(|l| l.starts_with(k.key) && l.contains(k.label)),
+                "{} is not in the help",
+                k.key
+            );
+        }
     }
 
     #[test]

@@ -254,6 +254,8 @@ impl Console<'_> {
                 model.note(now, format!("load rate {:.0} events/s", model.rate));
             }
             Action::ToggleComponent(c) => self.toggle(c, model, now),
+            Action::ToggleLink(i) => self.toggle_link(i, model, now),
+            Action::ClearLinks => self.clear_links(None, model, now),
         }
         Ok(Flow::Continue)
     }
@@ -359,6 +361,54 @@ impl Console<'_> {
             let note = match fault::apply(&driver, action, c, &layout, &config).await {
                 Ok(o) => format!("{}: {}", o.component, o.detail),
                 Err(e) => format!("{}: {e}", c.name()),
+            };
+            let _ = tx.send(note);
+        });
+    }
+
+    /// Sets a link key's fault, or clears the link when it has any (as the last reading saw).
+    fn toggle_link(&self, i: usize, model: &mut Model, now: f64) {
+        use crate::fault::link;
+        let Some(key) = keys::LINK_KEYS.get(i).copied() else {
+            return;
+        };
+        let Ok(links) = link::Links::parse(key.link) else {
+            return;
+        };
+        let faulted = model.last().is_some_and(|s| {
+            s.links
+                .iter()
+                .any(|(name, faults)| !faults.is_empty() && name.starts_with(key.link))
+        });
+        if faulted {
+            return self.clear_links(Some(links), model, now);
+        }
+        let words = link::Words {
+            value: key.amount,
+            ..link::Words::default()
+        };
+        let fault = match link::fault(key.kind, &words) {
+            Ok(f) => f,
+            Err(e) => return model.note(now, e),
+        };
+        model.note(now, format!("{}…", key.label));
+        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
+        self.runtime.spawn(async move {
+            let note = match link::set(links, &fault, &layout, &config).await {
+                Ok((o, _)) => o.detail,
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.send(note);
+        });
+    }
+
+    fn clear_links(&self, links: Option<crate::fault::link::Links>, model: &mut Model, now: f64) {
+        model.note(now, "clearing link faults…".into());
+        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
+        self.runtime.spawn(async move {
+            let note = match crate::fault::link::clear(links, &layout, &config).await {
+                Ok(o) => format!("{}: {}", o.component, o.detail),
+                Err(e) => e.to_string(),
             };
             let _ = tx.send(note);
         });

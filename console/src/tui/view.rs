@@ -27,15 +27,21 @@ fn colored(text: String, state: &str) -> Span<'static> {
     Span::styled(text, Style::default().fg(state_color(state)))
 }
 
-pub const KEYS: &str = "q quit  p pause  l load  +/- rate  1-6 stop/start  r drill  ? help";
+pub const KEYS: &str =
+    "q quit  p pause  l load  +/- rate  1-6 stop/start  K P R G links  r drill  ? help";
 
-pub const HELP: [&str; 9] = [
+pub const HELP: [&str; 14] = [
     "q, Esc, Ctrl-C   quit (the terminal is restored; a running drill restores the stack)",
     "p                pause the display",
     "l                start / stop background load (the logctl load engine)",
     "+ / -            double / halve the load rate",
     "1 kafka  2 postgres  3 redis  4 producer  5 consumer  6 gateway:",
     "                 stop the component if it runs, start it if not",
+    "K                200 ms on every broker's link      (on a stack made with",
+    "P                PostgreSQL's link at 1 Mbit/s       `logctl up --with-proxies`;",
+    "R                Redis's link black-holed            the same key again clears",
+    "G                the gateway cut from its producers  the link)",
+    "C                clear every link's faults",
     "r / x            run the next --scenario drill / abort it (the stack is restored)",
     "?                this help",
     "",
@@ -101,9 +107,10 @@ pub fn render(frame: &mut Frame, model: &Model) {
     // A one-node stack keeps components and errors side by side; a cluster (or many
     // instances) gets the components a full-width pane and the brokers one beside the errors.
     let cluster = s.partitions_led.len() > 1 || s.brokers_up.is_some_and(|b| b > 1.0);
-    let spread = cluster || s.components.len() > 6;
+    let spread = cluster || s.components.len() > 6 || !s.links.is_empty();
     let per_line = if area.width >= 90 { 3 } else { 2 };
-    let component_lines = s.components.len().div_ceil(per_line).max(1) as u16;
+    let links_line = u16::from(!s.links.is_empty());
+    let component_lines = s.components.len().div_ceil(per_line).max(1) as u16 + links_line;
     let brokers = s
         .components
         .keys()
@@ -345,14 +352,38 @@ fn components_pane(frame: &mut Frame, area: Rect, s: &Signals) {
             ]
         })
         .collect();
-    let lines: Vec<Line> = cells
+    let mut lines: Vec<Line> = cells
         .chunks(if area.width >= 90 { 3 } else { 2 })
         .map(|row| Line::from(row.concat()))
         .collect();
+    if let Some(line) = links_line(s) {
+        lines.push(line);
+    }
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Components ")),
         area,
     );
+}
+
+/// The fault proxy's links with a fault (slowed, thinned, cut), on a stack that has it.
+fn links_line(s: &Signals) -> Option<Line<'static>> {
+    if s.links.is_empty() {
+        return None;
+    }
+    let faulted: Vec<String> = s
+        .links
+        .iter()
+        .filter(|(_, faults)| !faults.is_empty())
+        .map(|(name, faults)| format!("{name}: {}", faults.join(", ")))
+        .collect();
+    Some(Line::from(vec![
+        Span::raw("links      "),
+        if faulted.is_empty() {
+            colored("no faults".into(), "up")
+        } else {
+            colored(faulted.join("  "), "open")
+        },
+    ]))
 }
 
 fn errors_pane(frame: &mut Frame, area: Rect, s: &Signals) {

@@ -26,10 +26,12 @@ pub struct TestStack {
     pub gateways: u16,
     pub consumers: u16,
     pub with_prometheus: bool,
+    pub with_proxies: bool,
 }
 
 /// The ports a stack needs, by `logctl up` flag.
-const PORT_FLAGS: [&str; 9] = [
+const PORT_FLAGS: [&str; 10] = [
+    "fault-proxy-port",
     "prometheus-port",
     "gateway-backend-port",
     "kafka-port",
@@ -104,6 +106,11 @@ fn free_ports() -> Vec<(&'static str, u16)> {
             "producer-port" => (MAX_TEST_PRODUCERS, stride),
             "gateway-backend-port" => (MAX_TEST_GATEWAYS, stride),
             "kafka-port" => (2 * MAX_TEST_BROKERS, 1),
+            // The control port, then a link per slot: postgres, redis, each broker, each producer.
+            "fault-proxy-port" => (
+                1 + 2 + logctl::stack::layout::MAX_BROKERS + MAX_TEST_PRODUCERS,
+                1,
+            ),
             // The controller ports interleave with the client ports' run.
             "kafka-controller-port" => continue,
             _ => (1, 1),
@@ -184,6 +191,7 @@ impl TestStack {
             gateways: 1,
             consumers,
             with_prometheus: false,
+            with_proxies: false,
         };
         stack.spawn_reaper();
         stack
@@ -209,6 +217,9 @@ impl TestStack {
         if self.with_prometheus {
             args.push("--with-prometheus".to_owned());
         }
+        if self.with_proxies {
+            args.push("--with-proxies".to_owned());
+        }
         for (flag, port) in &self.ports {
             args.push(format!("--{flag}"));
             args.push(port.to_string());
@@ -222,6 +233,14 @@ impl TestStack {
         let mut stack = TestStack::new(name, consumers);
         stack.with_prometheus = true;
         stack.up_or_panic(env);
+        stack
+    }
+
+    /// Like [`TestStack::start`], with the fault proxy on the services' links.
+    pub fn start_with_proxies(name: &str) -> TestStack {
+        let mut stack = TestStack::new(name, 1);
+        stack.with_proxies = true;
+        stack.up_or_panic(&[]);
         stack
     }
 
