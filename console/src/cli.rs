@@ -239,6 +239,12 @@ pub struct UpArgs {
     /// Remembered by later `up`s; set on a stopped or new stack (the brokers advertise it).
     #[arg(long)]
     pub with_proxies: bool,
+    /// Each broker, PostgreSQL, Redis and each service instance on a host of its own: a
+    /// network namespace with its own address on a bridge of the stack's, so `logctl fault
+    /// isolate|heal|partition` can cut links while the processes keep running. Needs root;
+    /// HAProxy keeps the public port on 127.0.0.1. Remembered; set on a new or stopped stack.
+    #[arg(long)]
+    pub hosts: bool,
     /// The fault proxy's control port; its links listen on the ports right after it.
     #[arg(long)]
     pub fault_proxy_port: Option<u16>,
@@ -278,7 +284,8 @@ pub struct FaultArgs {
     /// the network faults, `kafka` and `producer` mean every instance's link. `clear` without
     /// one clears every link.
     pub component: Option<String>,
-    /// The amount: `200ms` for latency, `1mbit` (or kbit, gbit, bps, kbps, mbps) for bandwidth.
+    /// The amount: `200ms` for latency, `1mbit` (or kbit, gbit, bps, kbps, mbps) for
+    /// bandwidth; for `partition` and `heal`, the second host.
     pub amount: Option<String>,
     /// Latency only: each chunk held the latency give or take up to this much.
     #[arg(long)]
@@ -321,6 +328,13 @@ pub enum FaultVerb {
     Reset,
     /// Take the network faults off a link, or off every link.
     Clear,
+    /// On a stack on hosts: take the host off the network, its process running
+    /// (`isolate kafka-leader`).
+    Isolate,
+    /// Cut only the link between two hosts (`partition kafka kafka-2`).
+    Partition,
+    /// Undo isolation and partitions: of one host, of a pair, or (alone) of every host.
+    Heal,
 }
 
 impl FaultVerb {
@@ -333,6 +347,16 @@ impl FaultVerb {
             FaultVerb::Kill => Action::Kill,
             FaultVerb::Pause => Action::Pause,
             FaultVerb::Resume => Action::Resume,
+            _ => return None,
+        })
+    }
+
+    /// The host fault's verb, if it is one.
+    pub fn host(self) -> Option<&'static str> {
+        Some(match self {
+            FaultVerb::Isolate => "isolate",
+            FaultVerb::Partition => "partition",
+            FaultVerb::Heal => "heal",
             _ => return None,
         })
     }

@@ -57,7 +57,7 @@ fn database_url(
     let password = std::fs::read_to_string(layout.secret_file(stack::postgres::PASSWORD_SECRET))
         .context("checking the database needs the local stack's password, or --database-url")?;
     Ok(stack::postgres::database_url(
-        config.ports.postgres,
+        stack::Component::Postgres.listen(config),
         password.trim(),
     ))
 }
@@ -408,8 +408,8 @@ fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         for o in &outcomes {
             println!(
-                "{:<12} {:<16} pid {:<8} 127.0.0.1:{}",
-                o.name, o.action, o.pid, o.port
+                "{:<12} {:<16} pid {:<8} {}",
+                o.name, o.action, o.pid, o.address
             );
         }
         println!(
@@ -532,8 +532,10 @@ fn apply_flags(
     if a.with_prometheus {
         config.prometheus = true;
     }
-    if a.with_proxies && !config.proxies {
-        // Brokers advertise their link, services are given theirs: both fixed at start.
+    let readdress = (a.with_proxies && !config.proxies) || (a.hosts && config.hosts.is_none());
+    if readdress {
+        // Brokers advertise their address, services are given their dependencies': all
+        // fixed when each process starts.
         let running: Vec<String> = stack::status(layout, &config)
             .into_iter()
             .filter(|c| c.pid.is_some())
@@ -541,13 +543,27 @@ fn apply_flags(
             .collect();
         if !running.is_empty() {
             anyhow::bail!(
-                "--with-proxies changes every address the stack's processes were started with, \
-                 and {} still run: `logctl down` first (the data stays), then `logctl up \
-                 --with-proxies`",
+                "--with-proxies and --hosts change every address the stack's processes were \
+                 started with, and {} still run: `logctl down` first (the data stays), then \
+                 `logctl up` with the flag",
                 running.join(", ")
             );
         }
+    }
+    if a.with_proxies {
         config.proxies = true;
+    }
+    if a.hosts && config.hosts.is_none() {
+        if let Some(why) = stack::hosts::unavailable() {
+            anyhow::bail!(why);
+        }
+        config.hosts = Some(stack::hosts::pick()?.octet);
+    }
+    if config.proxies && config.hosts.is_some() {
+        anyhow::bail!(
+            "a stack on hosts cuts its links with `logctl fault isolate|partition`; the fault \
+             proxy (--with-proxies) is for a stack on loopback: choose one"
+        );
     }
     Ok(config)
 }
@@ -584,6 +600,7 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|c| c.name == stack::faultproxy::NAME && c.is_up());
     let links = proxy_up.then(|| fault_links(&config));
+    let hosts = config.net().map(|net| stack::hosts::status(net, &config));
     if args.json {
         let doc = serde_json::json!({
             "stateDir": layout.root,
@@ -592,6 +609,7 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
             "kafka": cluster,
             "links": links.as_ref().and_then(|l| l.as_ref().ok()),
             "linksError": links.as_ref().and_then(|l| l.as_ref().err().map(ToString::to_string)),
+            "hosts": hosts,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -605,12 +623,15 @@ fn status(layout: &Layout, args: StatusArgs) -> anyhow::Result<ExitCode> {
                 .rss_mib
                 .map_or_else(|| "-".into(), |m| format!("{m:.0} MiB"));
             println!(
-                "{:<12} {:<9} {:<8} {:>8}  127.0.0.1:{}",
-                c.name, c.status, pid, rss, c.port
+                "{:<12} {:<9} {:<8} {:>8}  {}",
+                c.name, c.status, pid, rss, c.address
             );
         }
         if let Some(k) = &cluster {
             print_cluster(k);
+        }
+        if let Some(hosts) = &hosts {
+            print_hosts(hosts);
         }
         match &links {
             Some(Ok(links)) => print_links(links),
@@ -631,6 +652,18 @@ fn fault_links(
 ) -> anyhow::Result<Vec<logctl_faultproxy::control::LinkView>> {
     let control = stack::faultproxy::Control::new(config)?;
     Ok(runtime()?.block_on(control.links())?)
+}
+
+fn print_hosts(hosts: &[stack::hosts::HostStatus]) {
+    println!("\n{:<12} {:<16} {:<9} CUT FROM", "HOST", "ADDRESS", "LINK");
+    for h in hosts {
+        let cut = if h.cut_from.is_empty() {
+            "-".to_owned()
+        } else {
+            h.cut_from.join(", ")
+        };
+        println!("{:<12} {:<16} {:<9} {cut}", h.name, h.address, h.link);
+    }
 }
 
 fn print_links(links: &[logctl_faultproxy::control::LinkView]) {
@@ -720,6 +753,11 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
             let component = target.resolve(action, layout, &config).await?;
             let driver = args.faults.driver();
             return anyhow::Ok(fault::apply(&driver, action, component, layout, &config).await?);
+        }
+        if let Some(verb) = args.action.host() {
+            let f = fault::host::HostFault::parse(verb, named, args.amount.as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            return Ok(fault::host::apply(f, layout, &config).await?.0);
         }
         let links = named
             .map(link::Links::parse)

@@ -91,6 +91,7 @@ fn compose_runs_every_component_on_the_local_stacks_ports() {
         ("consumer", ports.consumer),
         ("gateway", ports.gateway),
         ("prometheus", ports.prometheus),
+        ("faultproxy", ports.fault_proxy),
     ] {
         let published = strings(&compose_service(service)["ports"]);
         assert!(
@@ -544,4 +545,70 @@ fn compose_cluster_profile_is_the_shape_of_a_local_cluster() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn compose_faults_profile_proxies_the_links_logctl_up_proxies() {
+    let text = std::fs::read_to_string(repo().join("deploy/faultproxy/compose.toml"))
+        .expect("the compose fault proxy's config");
+    let settings: logctl_faultproxy::Settings = toml::from_str(&text).expect("proxy settings");
+    let local: Vec<String> = logctl::stack::faultproxy::links(&StackConfig {
+        proxies: true,
+        ..StackConfig::default()
+    })
+    .into_iter()
+    .map(|l| l.name)
+    .collect();
+    for link in &settings.proxies {
+        assert!(
+            local.contains(&link.name),
+            "{} is no link of logctl up",
+            link.name
+        );
+        assert_eq!(
+            settings.control.port(),
+            StackConfig::default().ports.fault_proxy
+        );
+    }
+    // The env file points each service through the proxy's links, and the profile runs it.
+    let vars: BTreeMap<String, String> =
+        std::fs::read_to_string(repo().join("deploy/compose-faults.env"))
+            .expect("faults env file")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+    let compose = compose_with(&vars);
+    assert!(active_services(&compose, &["faults"]).contains("faultproxy"));
+    let consumer = &compose["services"]["consumer"]["environment"];
+    let gateway = &compose["services"]["gateway"]["environment"];
+    let through = |v: &Value| v.as_str().unwrap_or_default().contains("faultproxy:");
+    assert!(
+        through(&consumer["LOGCTL_CONSUMER_DATABASE_URL"]),
+        "{consumer}"
+    );
+    assert!(
+        through(&consumer["LOGCTL_CONSUMER_REDIS__URL"]),
+        "{consumer}"
+    );
+    assert!(through(&gateway["LOGCTL_GATEWAY_REDIS__URL"]), "{gateway}");
+    assert!(
+        through(&gateway["LOGCTL_GATEWAY_PRODUCER_URL"]),
+        "{gateway}"
+    );
+    let listens: Vec<String> = settings
+        .proxies
+        .iter()
+        .map(|l| l.listen.port().to_string())
+        .collect();
+    for url in ["LOGCTL_CONSUMER_DATABASE_URL", "LOGCTL_CONSUMER_REDIS__URL"] {
+        let value = consumer[url].as_str().unwrap_or_default();
+        assert!(
+            listens
+                .iter()
+                .any(|p| value.contains(&format!("faultproxy:{p}"))),
+            "{url}: {value}"
+        );
+    }
 }

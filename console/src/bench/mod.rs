@@ -395,7 +395,7 @@ async fn pool(layout: &Layout, config: &StackConfig) -> anyhow::Result<sqlx::PgP
     Ok(PgPoolOptions::new()
         .max_connections(2)
         .connect(&stack::postgres::database_url(
-            config.ports.postgres,
+            stack::Component::Postgres.listen(config),
             &layout.secret(stack::postgres::PASSWORD_SECRET)?,
         ))
         .await?)

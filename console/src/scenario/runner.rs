@@ -130,6 +130,8 @@ struct Run<'a> {
     touched: BTreeMap<String, (Component, Action)>,
     /// Links this run put a network fault on, to clear at the end.
     faulted_links: std::collections::BTreeSet<String>,
+    /// Whether it isolated or partitioned a host, to heal every host at the end.
+    hosts_faulted: bool,
     events: UnboundedSender<RunEvent>,
 }
 
@@ -167,6 +169,7 @@ pub async fn run(
         load: DrillLoad::new(ctx.gateway.clone(), ctx.layout.clone()),
         touched: BTreeMap::new(),
         faulted_links: Default::default(),
+        hosts_faulted: false,
         events: events.clone(),
     };
     let mut report = ScenarioReport {
@@ -310,6 +313,17 @@ impl Run<'_> {
                 Step::Fault(FaultStep::Link { .. } | FaultStep::Clear { .. })
             )
         });
+        let host_faults = scenario
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Fault(FaultStep::Host(_))));
+        if host_faults && self.config.hosts.is_none() {
+            return Err(
+                "this drill cuts hosts off and the stack runs on loopback: run it \
+                        against a stack started with `logctl up --hosts` (as root)"
+                    .into(),
+            );
+        }
         if network_faults && !self.config.proxies {
             return Err(
                 "this drill sets network faults and the stack has no fault proxy: run \
@@ -527,6 +541,14 @@ impl Run<'_> {
                     .map(|(o, _)| o.detail)
                     .map_err(|e| e.to_string());
             }
+            FaultStep::Host(h) => {
+                // Recorded before acting: a half-made cut is healed too.
+                self.hosts_faulted = true;
+                return fault::host::apply(*h, &self.ctx.layout, &self.config)
+                    .await
+                    .map(|(o, _)| o.detail)
+                    .map_err(|e| e.to_string());
+            }
             FaultStep::Clear { links } => {
                 return fault::link::clear(*links, &self.ctx.layout, &self.config)
                     .await
@@ -623,6 +645,19 @@ impl Run<'_> {
         let mut done = Vec::new();
         if let Some(rep) = self.load.stop().await {
             done.push(format!("load stopped ({} events sent)", rep.events_sent));
+        }
+        if std::mem::take(&mut self.hosts_faulted) {
+            let line = match self.config.net() {
+                Some(net) => match fault::host::heal(net, &self.config, None) {
+                    Ok(()) => "healed every host".to_owned(),
+                    Err(e) => format!("healing the hosts FAILED: {e}"),
+                },
+                None => "no hosts to heal".to_owned(),
+            };
+            let _ = self
+                .events
+                .send(RunEvent::Note(format!("restoring: {line}")));
+            done.push(line);
         }
         if !self.faulted_links.is_empty() {
             let names: Vec<String> = std::mem::take(&mut self.faulted_links)

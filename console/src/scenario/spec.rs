@@ -11,6 +11,7 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Seq
 use serde::Deserialize;
 
 use super::condition::{nearest, Condition};
+use crate::fault::host::HostFault;
 use crate::fault::link::{self, Links};
 use crate::fault::{Action, Target};
 use crate::stack::Component;
@@ -268,7 +269,7 @@ impl<'de> Deserialize<'de> for Named {
 }
 
 fn process_action(s: &str) -> Result<Action, String> {
-    const ACTIONS: [&str; 10] = [
+    const ACTIONS: [&str; 13] = [
         "stop",
         "start",
         "kill",
@@ -279,6 +280,9 @@ fn process_action(s: &str) -> Result<Action, String> {
         "blackhole",
         "reset",
         "clear",
+        "isolate",
+        "partition",
+        "heal",
     ];
     Ok(match s {
         "stop" => Action::Stop,
@@ -528,6 +532,8 @@ pub enum FaultStep {
     Clear {
         links: Option<Links>,
     },
+    /// On a stack on hosts: `isolate kafka-leader`, `partition kafka kafka-2`, `heal`.
+    Host(HostFault),
 }
 
 impl FaultStep {
@@ -541,11 +547,15 @@ impl FaultStep {
             FaultStep::Link { links, fault } => format!("fault {fault} on {}", links.name()),
             FaultStep::Clear { links: Some(l) } => format!("fault clear {}", l.name()),
             FaultStep::Clear { links: None } => "fault clear every link".into(),
+            FaultStep::Host(h) => format!("fault {}", h.describe()),
         }
     }
 
     fn new(action: &str, component: Option<&str>, words: &link::Words<'_>) -> Result<Self, String> {
         let links = || -> Result<Option<Links>, String> { component.map(Links::parse).transpose() };
+        if matches!(action, "isolate" | "partition" | "heal") {
+            return HostFault::parse(action, component, words.value).map(FaultStep::Host);
+        }
         if action == "clear" {
             return Ok(FaultStep::Clear { links: links()? });
         }
@@ -789,6 +799,9 @@ steps:
   - fault: blackhole redis
   - fault: clear redis
   - fault: clear
+  - fault: isolate kafka-leader
+  - fault: partition kafka kafka-2
+  - fault: heal
   - wait: 5s
   - wait: {until: lag > 100, timeout: 20s}
   - assert: ["http_5xx == 0", "load.error_rate < 0.1%"]
@@ -804,7 +817,7 @@ steps:
     #[test]
     fn every_step_kind_reads() {
         let s = parse("good.yaml", GOOD).expect("parses");
-        assert_eq!(s.steps.len(), 18);
+        assert_eq!(s.steps.len(), 21);
         assert_eq!(s.stack.up.len(), 3);
         assert_eq!(
             s.steady_state.as_ref().map(|s| s.within.0.as_secs()),
@@ -814,11 +827,15 @@ steps:
         assert_eq!(
             kinds,
             [
-                "load", "fault", "fault", "fault", "fault", "fault", "fault", "fault", "wait",
-                "wait", "assert", "http", "publish", "exec", "scale", "load", "verify", "verify"
+                "load", "fault", "fault", "fault", "fault", "fault", "fault", "fault", "fault",
+                "fault", "fault", "wait", "wait", "assert", "http", "publish", "exec", "scale",
+                "load", "verify", "verify"
             ]
         );
-        assert_eq!(s.steps[14].describe(), "scale consumers to 3");
+        assert_eq!(s.steps[17].describe(), "scale consumers to 3");
+        assert_eq!(s.steps[8].describe(), "fault isolate kafka-leader");
+        assert_eq!(s.steps[9].describe(), "fault partition kafka kafka-2");
+        assert_eq!(s.steps[10].describe(), "fault heal every host");
         assert_eq!(
             s.steps[0].describe(),
             "load 500 events/s in batches of 10 for 1m"

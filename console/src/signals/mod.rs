@@ -145,6 +145,7 @@ impl Collector {
             pid: None,
             rss_mib: None,
             port: 0,
+            address: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             log: std::path::PathBuf::new(),
         };
         let mut services = vec![
@@ -214,7 +215,7 @@ impl Collector {
                     };
                     let up = components.iter().any(|s| s.name == c.name() && s.is_up());
                     if up {
-                        let base = format!("http://127.0.0.1:{}", c.port(config));
+                        let base = format!("http://{}", c.listen(config));
                         if let Some(scrape) = self.scrape(&base).await {
                             target.samples.extend(scrape.samples);
                         }

@@ -34,9 +34,9 @@ pub fn config(stack: &StackConfig) -> String {
                 for i in 0..stack.gateways.max(1) {
                     let gateway = Component::Gateway(i);
                     out.push_str(&format!(
-                        "{indent}server {} 127.0.0.1:{}\n",
+                        "{indent}server {} {}\n",
                         gateway.name(),
-                        gateway.port(stack)
+                        gateway.addr(stack)
                     ));
                 }
                 servers_written = true;

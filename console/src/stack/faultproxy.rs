@@ -36,7 +36,7 @@ pub fn links(config: &StackConfig) -> Vec<Link> {
         .map(|c| Link {
             name: c.name(),
             listen: loopback(c.reach(config)),
-            upstream: loopback(c.port(config)),
+            upstream: c.listen(config).to_string(),
         })
         .collect()
 }
@@ -228,8 +228,19 @@ mod tests {
             links.len(),
             "two links share a port: {links:?}"
         );
-        let upstreams: Vec<u16> = links.iter().map(|l| l.upstream.port()).collect();
-        assert_eq!(upstreams, [5432, 6379, 9092, 9094, 9096, 8081, 8091]);
+        let upstreams: Vec<&str> = links.iter().map(|l| l.upstream.as_str()).collect();
+        assert_eq!(
+            upstreams,
+            [
+                "127.0.0.1:5432",
+                "127.0.0.1:6379",
+                "127.0.0.1:9092",
+                "127.0.0.1:9094",
+                "127.0.0.1:9096",
+                "127.0.0.1:8081",
+                "127.0.0.1:8091"
+            ]
+        );
         assert!(links.iter().all(|l| l.listen.port() > 8474));
         // What the services are given is the link, what the link forwards to is the component.
         assert_eq!(Component::Redis.reach(&stack), links[1].listen.port());

@@ -186,7 +186,10 @@ fn properties_path(dir: &Path) -> PathBuf {
 
 fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
     let voters: Vec<String> = (0..config.brokers.max(1))
-        .map(|i| format!("{}@127.0.0.1:{}", i + 1, config.ports.controller(i)))
+        .map(|i| {
+            let ip = super::Component::Kafka(i).ip(config);
+            format!("{}@{ip}:{}", i + 1, config.ports.controller(i))
+        })
         .collect();
     let rf = config.replication_factor();
     let min_isr = config.min_insync_replicas();
@@ -195,8 +198,8 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
          process.roles=broker,controller\n\
          node.id={node}\n\
          controller.quorum.voters={voters}\n\
-         listeners=PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}\n\
-         advertised.listeners=PLAINTEXT://127.0.0.1:{advertised}\n\
+         listeners=PLAINTEXT://{ip}:{broker},CONTROLLER://{ip}:{controller}\n\
+         advertised.listeners=PLAINTEXT://{advertised}\n\
          controller.listener.names=CONTROLLER\n\
          inter.broker.listener.name=PLAINTEXT\n\
          listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
@@ -225,7 +228,8 @@ fn server_properties(config: &StackConfig, index: u16, data: &Path) -> String {
         broker = config.ports.broker(index),
         // Through its link when the stack has the fault proxy: clients and the other
         // brokers' fetchers then cross it, so a fault on the link reaches all of them.
-        advertised = super::Component::Kafka(index).reach(config),
+        advertised = super::Component::Kafka(index).addr(config),
+        ip = super::Component::Kafka(index).ip(config),
         controller = config.ports.controller(index),
         data = data.display(),
     )

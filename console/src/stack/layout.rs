@@ -14,7 +14,7 @@ use super::StackError;
 /// `logctl token` signs them with.
 pub const JWT_SECRET: &str = "jwt-secret";
 
-/// Ports of every component; all on 127.0.0.1.
+/// Ports of every component: on 127.0.0.1, or on each component's own host (`--hosts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Ports {
@@ -90,6 +90,9 @@ pub struct StackConfig {
     /// so `logctl fault latency|bandwidth|blackhole|reset` can act on the network between
     /// them. Fixed while the stack runs: each broker advertises its proxy's address.
     pub proxies: bool,
+    /// When each component runs on a host of its own (`logctl up --hosts`): the third octet
+    /// of the hosts' network, `198.18.<octet>.0/24`, picked when the stack is made.
+    pub hosts: Option<u8>,
 }
 
 impl Default for StackConfig {
@@ -102,6 +105,7 @@ impl Default for StackConfig {
             gateways: 1,
             prometheus: false,
             proxies: false,
+            hosts: None,
         }
     }
 }
@@ -124,9 +128,15 @@ impl Ports {
 }
 
 impl StackConfig {
-    /// Whether HAProxy takes the public port (several gateways behind it).
+    /// Whether HAProxy takes the public port: in front of several gateways, or as the edge
+    /// of a stack on hosts (the public port stays on the machine's loopback).
     pub fn balanced(&self) -> bool {
-        self.gateways > 1
+        self.gateways > 1 || self.hosts.is_some()
+    }
+
+    /// The hosts' network, when the stack runs on hosts.
+    pub fn net(&self) -> Option<super::hosts::Net> {
+        self.hosts.map(|octet| super::hosts::Net { octet })
     }
 
     /// Every broker's address, for clients: one down broker then costs a client nothing.
@@ -134,7 +144,7 @@ impl StackConfig {
     /// advertise themselves.
     pub fn bootstrap_servers(&self) -> String {
         (0..self.brokers.max(1))
-            .map(|i| format!("127.0.0.1:{}", super::Component::Kafka(i).reach(self)))
+            .map(|i| super::Component::Kafka(i).addr(self).to_string())
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod cluster;
 pub mod faultproxy;
+pub mod hosts;
 pub mod kafka;
 pub mod layout;
 pub mod postgres;
@@ -200,6 +201,39 @@ impl Component {
         }
     }
 
+    /// Its address on a stack on hosts (`up --hosts`): the last octet of its host's. The edge
+    /// (HAProxy, Prometheus, the fault proxy) stays on the machine.
+    pub fn host_slot(self) -> Option<u8> {
+        let nth = |first: u16, i: u16, most: u16| (i < most).then(|| (first + i) as u8);
+        match self {
+            Component::Postgres => Some(2),
+            Component::Redis => Some(3),
+            Component::Kafka(i) => nth(10, i, layout::MAX_BROKERS),
+            Component::Producer(i) => nth(20, i, MAX_INSTANCES),
+            Component::Consumer(i) => nth(100, i, MAX_INSTANCES),
+            Component::Gateway(i) => nth(170, i, MAX_INSTANCES),
+            _ => None,
+        }
+    }
+
+    /// The address it listens on and is reached at: its host's, or the machine's loopback.
+    pub fn ip(self, config: &StackConfig) -> std::net::Ipv4Addr {
+        config
+            .net()
+            .and_then(|net| net.ip(self))
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// Where the other components reach it: its address and [`Component::reach`]'s port.
+    pub fn addr(self, config: &StackConfig) -> std::net::SocketAddr {
+        std::net::SocketAddr::from((self.ip(config), self.reach(config)))
+    }
+
+    /// Where it listens: its address and its own port.
+    pub fn listen(self, config: &StackConfig) -> std::net::SocketAddr {
+        std::net::SocketAddr::from((self.ip(config), self.port(config)))
+    }
+
     /// The port the other components reach it on: its link's, when the stack has the fault
     /// proxy, else its own.
     pub fn reach(self, config: &StackConfig) -> u16 {
@@ -259,13 +293,16 @@ impl Component {
 pub struct ComponentStatus {
     pub name: String,
     /// `up` (process alive and its port accepts connections), `starting` (alive, port not yet
-    /// open), `paused` (stopped by SIGSTOP) or `down`.
+    /// open), `paused` (stopped by SIGSTOP), `isolated` (alive on a host cut off by `fault
+    /// isolate`) or `down`.
     pub status: &'static str,
     pub pid: Option<u32>,
     /// Resident memory of its main process (PostgreSQL's backends not included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_mib: Option<f64>,
     pub port: u16,
+    /// Where it listens: loopback, or its host's address (`up --hosts`).
+    pub address: std::net::SocketAddr,
     pub log: PathBuf,
 }
 
@@ -281,12 +318,8 @@ pub fn running_pid(c: Component, layout: &Layout) -> Option<u32> {
         .filter(|pid| process::is_ours(*pid, &c.marker(layout)))
 }
 
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(300),
-    )
-    .is_ok()
+fn port_open(addr: std::net::SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
 pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
@@ -298,7 +331,8 @@ pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
             let status = match pid {
                 None => "down",
                 Some(pid) if process::is_stopped(pid) => "paused",
-                Some(_) if port_open(port) => "up",
+                Some(_) if port_open(c.listen(config)) => "up",
+                Some(_) if config.net().is_some_and(|net| hosts::is_isolated(net, c)) => "isolated",
                 Some(_) => "starting",
             };
             ComponentStatus {
@@ -307,6 +341,7 @@ pub fn status(layout: &Layout, config: &StackConfig) -> Vec<ComponentStatus> {
                 pid,
                 rss_mib: pid.and_then(process::rss_mib),
                 port,
+                address: c.listen(config),
                 log: layout.log_file(&c.name()),
             }
         })
@@ -320,6 +355,7 @@ pub struct UpOutcome {
     pub action: &'static str,
     pub pid: u32,
     pub port: u16,
+    pub address: std::net::SocketAddr,
 }
 
 /// Starts every component that is not running and waits until each is ready.
@@ -332,6 +368,12 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
         .filter(|c| running_pid(*c, layout).is_none())
         .collect();
     preflight(&to_start, config)?;
+    if let Some(net) = config.net() {
+        if let Some(why) = hosts::unavailable() {
+            return Err(StackError::Other(why));
+        }
+        hosts::create(net, config)?;
+    }
     let db_password = layout.secret(postgres::PASSWORD_SECRET)?;
     let starting = |c: &Component| to_start.contains(c);
     let mut pids = BTreeMap::new();
@@ -389,6 +431,7 @@ pub async fn up(layout: &Layout, config: &StackConfig) -> Result<Vec<UpOutcome>,
                 action,
                 pid,
                 port: c.port(config),
+                address: c.listen(config),
             }
         })
         .collect())
@@ -445,8 +488,21 @@ fn ready_deadline(c: Component) -> Duration {
     }
 }
 
-/// Starts the process of `c` (Postgres also waits until it accepts connections).
+/// Starts the process of `c` (Postgres also waits until it accepts connections), on its own
+/// host when the stack has hosts.
 fn launch(
+    c: Component,
+    layout: &Layout,
+    config: &StackConfig,
+    db_password: &str,
+) -> Result<u32, StackError> {
+    match config.net().filter(|_| c.host_slot().is_some()) {
+        Some(net) => hosts::within(net, c, || launch_here(c, layout, config, db_password)),
+        None => launch_here(c, layout, config, db_password),
+    }
+}
+
+fn launch_here(
     c: Component,
     layout: &Layout,
     config: &StackConfig,
@@ -455,9 +511,16 @@ fn launch(
     match c {
         Component::Kafka(i) => kafka::Kafka::new(layout, i)?.start(layout, config),
         Component::Postgres => {
-            postgres::Postgres::new(layout)?.start(layout, &config.ports, db_password)
+            let clients = config.net().map(|net| net.subnet());
+            postgres::Postgres::new(layout)?.start(
+                layout,
+                &config.ports,
+                c.ip(config),
+                clients.as_deref(),
+                db_password,
+            )
         }
-        Component::Redis => redis::start(layout, &config.ports),
+        Component::Redis => redis::start(layout, c.listen(config)),
         Component::Prometheus => prometheus::start(layout, config),
         Component::Balancer => balancer::start(layout, config),
         Component::FaultProxy => faultproxy::start(layout, config),
@@ -470,7 +533,9 @@ fn launch(
 fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackError> {
     for c in to_start {
         let port = c.port(config);
-        if !process::port_is_free(port) {
+        // On a host of its own, its ports are its namespace's: nothing else can hold them.
+        let own_host = config.net().is_some() && c.host_slot().is_some();
+        if !own_host && !process::port_is_free(port) {
             return Err(StackError::PortTaken {
                 component: c.name(),
                 port,
@@ -479,7 +544,7 @@ fn preflight(to_start: &[Component], config: &StackConfig) -> Result<(), StackEr
         }
         if let Component::Kafka(i) = c {
             let port = config.ports.controller(*i);
-            if !process::port_is_free(port) {
+            if !own_host && !process::port_is_free(port) {
                 return Err(StackError::PortTaken {
                     component: format!("{} controller", c.name()),
                     port,
@@ -534,7 +599,10 @@ fn stop_extra_instances(layout: &Layout, config: &StackConfig) -> Result<(), Sta
     let reshaped = if config.balanced() {
         !balancer_running
             && running_pid(Component::Gateway(0), layout).is_some()
-            && port_open(config.ports.gateway)
+            && port_open(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                config.ports.gateway,
+            )))
     } else {
         balancer_running
     };
@@ -632,7 +700,7 @@ async fn prepare_kafka_and_database(
         },
     )
     .await?;
-    let url = postgres::database_url(config.ports.postgres, db_password);
+    let url = postgres::database_url(Component::Postgres.listen(config), db_password);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
@@ -678,7 +746,6 @@ async fn wait_ready(
     config: &StackConfig,
     within: Duration,
 ) -> Result<(), StackError> {
-    let port = c.port(config);
     let deadline = Instant::now() + within;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
@@ -694,7 +761,7 @@ async fn wait_ready(
         }
         let ready = match c.ready_path() {
             Some(path) => match http
-                .get(format!("http://127.0.0.1:{port}{path}"))
+                .get(format!("http://{}{path}", c.listen(config)))
                 .send()
                 .await
             {
@@ -712,7 +779,7 @@ async fn wait_ready(
                     false
                 }
             },
-            None => port_open(port),
+            None => port_open(c.listen(config)),
         };
         if ready {
             return Ok(());
@@ -785,7 +852,7 @@ pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
     let configured = Component::all(config);
     let mut components = Component::all(&everything);
     components.reverse();
-    components
+    let outcomes = components
         .into_iter()
         .filter_map(|c| {
             let was_running = stop_one(layout, c);
@@ -798,5 +865,10 @@ pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
                 },
             })
         })
-        .collect()
+        .collect();
+    // The hosts go once nothing runs on them, and with them every link they had.
+    if let Some(net) = config.net() {
+        hosts::remove(net);
+    }
+    outcomes
 }

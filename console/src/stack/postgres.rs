@@ -65,7 +65,16 @@ impl Postgres {
 
     /// Initializes (first time), starts and waits for the server, then makes sure the
     /// `loguser` role (with the stack's password) and the `logprocessor` database exist.
-    pub fn start(&self, layout: &Layout, ports: &Ports, password: &str) -> Result<u32, StackError> {
+    /// On a stack on hosts it listens on its host's address and lets the hosts' network in
+    /// (`clients`, a CIDR), with the same scram passwords.
+    pub fn start(
+        &self,
+        layout: &Layout,
+        ports: &Ports,
+        listen: std::net::Ipv4Addr,
+        clients: Option<&str>,
+        password: &str,
+    ) -> Result<u32, StackError> {
         self.prepare_dirs()?;
         if !self.data().join("PG_VERSION").exists() {
             let mut initdb = self.command("initdb");
@@ -81,8 +90,11 @@ impl Postgres {
                 .args(["-E", "UTF8", "--locale=C", "--no-instructions"]);
             run_checked(initdb, "initdb")?;
         }
+        if let Some(cidr) = clients {
+            self.allow_clients(cidr)?;
+        }
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            "-p {} -k {} -c listen_addresses={listen} -c max_connections=100",
             ports.postgres,
             self.socket_dir().display()
         );
@@ -101,6 +113,21 @@ impl Postgres {
         std::fs::write(&pid_file, format!("{pid}\n")).map_err(|e| StackError::io(&pid_file, e))?;
         self.ensure_role_and_database(ports.postgres, password)?;
         Ok(pid)
+    }
+
+    /// Adds a scram line for `cidr` to pg_hba.conf, once.
+    fn allow_clients(&self, cidr: &str) -> Result<(), StackError> {
+        let hba = self.data().join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).map_err(|e| StackError::io(&hba, e))?;
+        let line = format!("host all all {cidr} scram-sha-256");
+        if !text.lines().any(|l| l.trim() == line) {
+            std::fs::write(
+                &hba,
+                format!("{text}\n# the stack's hosts (logctl up --hosts)\n{line}\n"),
+            )
+            .map_err(|e| StackError::io(&hba, e))?;
+        }
+        Ok(())
     }
 
     pub fn stop(&self) -> Result<(), StackError> {
@@ -180,8 +207,8 @@ impl Postgres {
 }
 
 /// The URL the services use (TCP, password auth).
-pub fn database_url(port: u16, password: &str) -> String {
-    format!("postgres://{USER}:{password}@127.0.0.1:{port}/{DATABASE}")
+pub fn database_url(at: std::net::SocketAddr, password: &str) -> String {
+    format!("postgres://{USER}:{password}@{at}/{DATABASE}")
 }
 
 /// Debian keeps `initdb` and `pg_ctl` off PATH, in a versioned folder; take the newest.

@@ -14,7 +14,7 @@ pub const MARKER: &str = "prometheus/prometheus.yml";
 
 /// The local scrape config: one job per service, the same names as in docker-compose.
 pub fn config(config: &StackConfig, rules: &std::path::Path) -> String {
-    let target = |c: Component| format!("\"127.0.0.1:{}\"", c.port(config));
+    let target = |c: Component| format!("\"{}\"", c.listen(config));
     let consumers: Vec<String> = (0..config.consumers.max(1))
         .map(|i| target(Component::Consumer(i)))
         .collect();

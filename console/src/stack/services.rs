@@ -67,29 +67,29 @@ pub fn env(
     db_password: &str,
     jwt_secret: &str,
 ) -> Result<Vec<(&'static str, String)>, StackError> {
-    let p = &config.ports;
-    let loopback = |port: u16| format!("127.0.0.1:{port}");
-    // Dependencies through their links when the stack has the fault proxy.
-    let redis = format!("redis://{}", loopback(Component::Redis.reach(config)));
+    // Each listens on its own address (its host's, or loopback); dependencies are reached at
+    // theirs, through their links when the stack has the fault proxy.
+    let listen = component.listen(config).to_string();
+    let redis = format!("redis://{}", Component::Redis.addr(config));
     Ok(match component {
         Component::Gateway(_) => vec![
-            ("LOGCTL_GATEWAY_LISTEN", loopback(component.port(config))),
+            ("LOGCTL_GATEWAY_LISTEN", listen),
             (
                 "LOGCTL_GATEWAY_PRODUCER_URL",
                 (0..config.producers.max(1))
-                    .map(|i| format!("http://{}", loopback(Component::Producer(i).reach(config))))
+                    .map(|i| format!("http://{}", Component::Producer(i).addr(config)))
                     .collect::<Vec<_>>()
                     .join(","),
             ),
             (
                 "LOGCTL_GATEWAY_QUERY_URL",
-                format!("http://{}", loopback(p.consumer)),
+                format!("http://{}", Component::Consumer(0).addr(config)),
             ),
             ("LOGCTL_GATEWAY_AUTH__HS256_SECRET", jwt_secret.to_owned()),
             ("LOGCTL_GATEWAY_REDIS__URL", redis),
         ],
         Component::Producer(_) => vec![
-            ("LOGCTL_PRODUCER_LISTEN", loopback(component.port(config))),
+            ("LOGCTL_PRODUCER_LISTEN", listen),
             (
                 "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),
@@ -100,14 +100,14 @@ pub fn env(
             ),
         ],
         Component::Consumer(_) => vec![
-            ("LOGCTL_CONSUMER_LISTEN", loopback(component.port(config))),
+            ("LOGCTL_CONSUMER_LISTEN", listen),
             (
                 "LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),
             ),
             (
                 "LOGCTL_CONSUMER_DATABASE_URL",
-                postgres::database_url(Component::Postgres.reach(config), db_password),
+                postgres::database_url(Component::Postgres.addr(config), db_password),
             ),
             // `logctl up` migrates before any consumer starts (prepare_kafka_and_database):
             // the one place the local stack's schema is applied.

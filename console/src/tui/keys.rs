@@ -86,6 +86,8 @@ pub enum Action {
     ToggleLink(usize),
     /// Clear every link's faults.
     ClearLinks,
+    /// On a stack on hosts: cut the leading broker off, or heal every host if one is cut.
+    ToggleIsolation,
 }
 
 /// The action of a key press; None for releases, repeats of nothing, and unbound keys.
@@ -104,6 +106,7 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('r') => Action::RunDrill,
         KeyCode::Char('x') => Action::AbortDrill,
         KeyCode::Char('C') => Action::ClearLinks,
+        KeyCode::Char('I') => Action::ToggleIsolation,
         KeyCode::Char(k) if k.is_ascii_uppercase() => {
             Action::ToggleLink(LINK_KEYS.iter().position(|l| l.key == k)?)
         }
@@ -160,6 +163,7 @@ mod tests {
         assert_eq!(key('K'), Some(Action::ToggleLink(0)));
         assert_eq!(key('G'), Some(Action::ToggleLink(3)));
         assert_eq!(key('C'), Some(Action::ClearLinks));
+        assert_eq!(key('I'), Some(Action::ToggleIsolation));
         assert_eq!(key('Z'), None);
         assert_eq!(key('7'), None);
         assert_eq!(key('z'), None);

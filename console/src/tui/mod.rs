@@ -256,6 +256,7 @@ impl Console<'_> {
             Action::ToggleComponent(c) => self.toggle(c, model, now),
             Action::ToggleLink(i) => self.toggle_link(i, model, now),
             Action::ClearLinks => self.clear_links(None, model, now),
+            Action::ToggleIsolation => self.toggle_isolation(model, now),
         }
         Ok(Flow::Continue)
     }
@@ -395,6 +396,28 @@ impl Console<'_> {
         let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
         self.runtime.spawn(async move {
             let note = match link::set(links, &fault, &layout, &config).await {
+                Ok((o, _)) => o.detail,
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.send(note);
+        });
+    }
+
+    /// Cuts the leading broker off, or heals every host when the last reading saw one cut.
+    fn toggle_isolation(&self, model: &mut Model, now: f64) {
+        use crate::fault::host::HostFault;
+        let cut = model
+            .last()
+            .is_some_and(|s| s.components.values().any(|st| st == "isolated"));
+        let fault = if cut {
+            HostFault::Heal(None, None)
+        } else {
+            HostFault::Isolate(fault::Target::KafkaLeader)
+        };
+        model.note(now, format!("{}…", fault.describe()));
+        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
+        self.runtime.spawn(async move {
+            let note = match crate::fault::host::apply(fault, &layout, &config).await {
                 Ok((o, _)) => o.detail,
                 Err(e) => e.to_string(),
             };

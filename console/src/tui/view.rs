@@ -28,9 +28,9 @@ fn colored(text: String, state: &str) -> Span<'static> {
 }
 
 pub const KEYS: &str =
-    "q quit  p pause  l load  +/- rate  1-6 stop/start  K P R G links  r drill  ? help";
+    "q quit  p pause  l load  +/- rate  1-6 stop/start  K P R G links  I isolate  r drill  ? help";
 
-pub const HELP: [&str; 14] = [
+pub const HELP: [&str; 15] = [
     "q, Esc, Ctrl-C   quit (the terminal is restored; a running drill restores the stack)",
     "p                pause the display",
     "l                start / stop background load (the logctl load engine)",
@@ -42,6 +42,7 @@ pub const HELP: [&str; 14] = [
     "R                Redis's link black-holed            the same key again clears",
     "G                the gateway cut from its producers  the link)",
     "C                clear every link's faults",
+    "I                cut the leading broker off (`up --hosts`), or heal every host",
     "r / x            run the next --scenario drill / abort it (the stack is restored)",
     "?                this help",
     "",

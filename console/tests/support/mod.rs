@@ -27,6 +27,7 @@ pub struct TestStack {
     pub consumers: u16,
     pub with_prometheus: bool,
     pub with_proxies: bool,
+    pub with_hosts: bool,
 }
 
 /// The ports a stack needs, by `logctl up` flag.
@@ -192,6 +193,7 @@ impl TestStack {
             consumers,
             with_prometheus: false,
             with_proxies: false,
+            with_hosts: false,
         };
         stack.spawn_reaper();
         stack
@@ -220,6 +222,9 @@ impl TestStack {
         if self.with_proxies {
             args.push("--with-proxies".to_owned());
         }
+        if self.with_hosts {
+            args.push("--hosts".to_owned());
+        }
         for (flag, port) in &self.ports {
             args.push(format!("--{flag}"));
             args.push(port.to_string());
@@ -240,6 +245,15 @@ impl TestStack {
     pub fn start_with_proxies(name: &str) -> TestStack {
         let mut stack = TestStack::new(name, 1);
         stack.with_proxies = true;
+        stack.up_or_panic(&[]);
+        stack
+    }
+
+    /// A cluster of `brokers` with every component on a host of its own (`--hosts`, root).
+    pub fn start_on_hosts(name: &str, brokers: u16) -> TestStack {
+        let mut stack = TestStack::new(name, 1);
+        stack.brokers = brokers;
+        stack.with_hosts = true;
         stack.up_or_panic(&[]);
         stack
     }
@@ -284,11 +298,17 @@ impl TestStack {
     pub fn database_url(&self) -> String {
         let password = std::fs::read_to_string(self.dir.join("secrets/postgres-password"))
             .expect("postgres password");
-        format!(
-            "postgres://loguser:{}@127.0.0.1:{}/logprocessor",
-            password.trim(),
-            self.port("postgres-port")
-        )
+        // On hosts PostgreSQL listens on its host's address, as `status` reports it.
+        let at = if self.with_hosts {
+            self.status_json()["components"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == "postgres"))
+                .and_then(|c| c["address"].as_str().map(str::to_owned))
+                .expect("postgres in status")
+        } else {
+            format!("127.0.0.1:{}", self.port("postgres-port"))
+        };
+        format!("postgres://loguser:{}@{at}/logprocessor", password.trim())
     }
 
     /// Runs `logctl --state-dir <this stack> ARGS`.

@@ -13,9 +13,14 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = logctl_core::shutdown::on_signal();
     let mut links = BTreeMap::new();
     for link in &settings.proxies {
-        let proxy = Proxy::start(&link.name, link.listen, link.upstream, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot listen on {} for {}", link.listen, link.name))?;
+        let proxy = Proxy::start(
+            &link.name,
+            link.listen,
+            link.upstream.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot listen on {} for {}", link.listen, link.name))?;
         tracing::info!(name = %link.name, listen = %proxy.listen_addr(), upstream = %link.upstream, "proxying");
         links.insert(link.name.clone(), proxy);
     }

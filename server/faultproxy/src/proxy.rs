@@ -37,7 +37,8 @@ pub struct Counters {
 pub struct Proxy {
     name: String,
     listen: SocketAddr,
-    upstream: SocketAddr,
+    /// `host:port`, resolved on each connection: a name (a compose service) may move.
+    upstream: String,
     faults: watch::Sender<Faults>,
     counters: Arc<Counters>,
 }
@@ -47,7 +48,7 @@ impl Proxy {
     pub async fn start(
         name: impl Into<String>,
         listen: SocketAddr,
-        upstream: SocketAddr,
+        upstream: impl Into<String>,
         shutdown: CancellationToken,
     ) -> std::io::Result<Arc<Self>> {
         let listener = TcpListener::bind(listen).await?;
@@ -55,7 +56,7 @@ impl Proxy {
         let proxy = Arc::new(Self {
             name: name.into(),
             listen: listener.local_addr()?,
-            upstream,
+            upstream: upstream.into(),
             faults,
             counters: Arc::default(),
         });
@@ -71,8 +72,8 @@ impl Proxy {
         self.listen
     }
 
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
+    pub fn upstream(&self) -> &str {
+        &self.upstream
     }
 
     pub fn faults(&self) -> Vec<Fault> {
@@ -186,7 +187,9 @@ async fn connection(mut client: TcpStream, proxy: &Proxy, shutdown: Cancellation
         return;
     }
     let mut server =
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(proxy.upstream)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(proxy.upstream.as_str()))
+            .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::debug!(proxy = %proxy.name, error = %e, "upstream refused");

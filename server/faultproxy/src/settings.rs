@@ -19,7 +19,8 @@ pub struct Settings {
 pub struct Link {
     pub name: String,
     pub listen: SocketAddr,
-    pub upstream: SocketAddr,
+    /// `host:port`: an address, or a name resolved on each connection.
+    pub upstream: String,
 }
 
 impl Default for Settings {

@@ -14,7 +14,7 @@ async fn proxy() -> (std::sync::Arc<Proxy>, CancellationToken) {
     let shutdown = CancellationToken::new();
     let upstream = logctl_faultproxy::echo::serve().await.expect("echo server");
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let p = Proxy::start("echo", local, upstream, shutdown.clone())
+    let p = Proxy::start("echo", local, upstream.to_string(), shutdown.clone())
         .await
         .expect("proxy starts");
     (p, shutdown)
@@ -38,6 +38,23 @@ async fn round_trip(addr: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>
 
 fn everywhere(t: Toxic) -> Fault {
     Fault::everywhere(t).expect("valid")
+}
+
+#[tokio::test]
+async fn an_upstream_given_by_name_is_resolved_on_connect() {
+    // As docker compose names its services: `postgres:5432`.
+    let shutdown = CancellationToken::new();
+    let upstream = logctl_faultproxy::echo::serve().await.expect("echo server");
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let by_name = format!("localhost:{}", upstream.port());
+    let p = Proxy::start("named", local, by_name, shutdown.clone())
+        .await
+        .expect("proxy starts");
+    let back = round_trip(p.listen_addr(), b"by name")
+        .await
+        .expect("round trip");
+    assert_eq!(back, b"by name");
+    shutdown.cancel();
 }
 
 #[tokio::test]
