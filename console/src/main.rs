@@ -559,12 +559,6 @@ fn apply_flags(
         }
         config.hosts = Some(stack::hosts::pick()?.octet);
     }
-    if config.proxies && config.hosts.is_some() {
-        anyhow::bail!(
-            "a stack on hosts cuts its links with `logctl fault isolate|partition`; the fault \
-             proxy (--with-proxies) is for a stack on loopback: choose one"
-        );
-    }
     Ok(config)
 }
 
@@ -667,7 +661,7 @@ fn print_hosts(hosts: &[stack::hosts::HostStatus]) {
 }
 
 fn print_links(links: &[logctl_faultproxy::control::LinkView]) {
-    println!("\n{:<12} {:<16} {:>6}  FAULTS", "LINK", "TO", "OPEN");
+    println!("\n{:<12} {:<22} {:>6}  FAULTS", "LINK", "TO", "OPEN");
     for l in links {
         let faults = if l.faults.is_empty() {
             "-".to_owned()
@@ -678,7 +672,7 @@ fn print_links(links: &[logctl_faultproxy::control::LinkView]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("{:<12} {:<16} {:>6}  {faults}", l.name, l.upstream, l.open);
+        println!("{:<12} {:<22} {:>6}  {faults}", l.name, l.upstream, l.open);
     }
 }
 

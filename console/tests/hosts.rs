@@ -1,9 +1,14 @@
-//! `logctl up --brokers 3 --hosts`: every broker, PostgreSQL, Redis and each service on a
-//! network namespace of its own, joined by the stack's own bridge. The test's own client posts
-//! through the public port while the leading broker is cut off from everyone (its process
-//! running), and PostgreSQL judges that every acknowledged event is stored exactly once; a
-//! partition between two brokers shows in `status` and heals; the library's `broker-partition`
-//! drill passes headless; `down` leaves no namespace or link behind. Namespaces need root: CI runs as root, elsewhere the test says it was skipped.
+//! `logctl up --brokers 3 --hosts --with-proxies`: every broker, PostgreSQL, Redis and each
+//! service on a network namespace of its own, joined by the stack's own bridge. The test's own
+//! client posts through the public port while the leading broker is cut off from everyone (its
+//! process running), then while 200 ms is added to Kafka, and PostgreSQL judges that every
+//! acknowledged event is stored exactly once; a partition between two brokers shows in
+//! `status` and heals; the library's `broker-partition` drill passes headless; `down` leaves
+//! no namespace or link behind. A `--hosts` without root is refused and makes nothing.
+//! Namespaces need root: CI runs as root; elsewhere the tests say they were skipped.
+
+// One test at a time (they count the machine's namespaces), each on its own runtime, on purpose.
+#![allow(clippy::await_holding_lock)]
 
 mod support;
 
@@ -42,6 +47,8 @@ async fn a_stack_on_hosts_loses_nothing_while_the_leading_broker_is_cut_off() {
         eprintln!("skipped: network namespaces need root (CI runs this as root)");
         return;
     }
+    // One at a time: the other test counts the namespaces.
+    let _serial = support::serial();
     let stack = TestStack::start_on_hosts("hosts", 3);
     let status = stack.status_json();
     let prefix = host(&status, "kafka")["namespace"]
@@ -81,7 +88,13 @@ async fn a_stack_on_hosts_loses_nothing_while_the_leading_broker_is_cut_off() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     logctl_ok(&stack, &["fault", "heal", "kafka-leader"]);
     assert_eq!(host(&stack.status_json(), &leader)["link"], "up");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Then 200 ms on every answer from the brokers: the proxy on the machine, its links on
+    // the hosts' uplink.
+    logctl_ok(&stack, &["fault", "latency", "kafka", "200ms"]);
     tokio::time::sleep(Duration::from_secs(10)).await;
+    logctl_ok(&stack, &["fault", "clear"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let report = load.stop().await;
 
     assert_eq!(report.server_errors(), 0, "{:?}", report.statuses);
@@ -132,4 +145,43 @@ async fn a_stack_on_hosts_loses_nothing_while_the_leading_broker_is_cut_off() {
         .output()
         .expect("ip link");
     assert!(!uplink.status.success(), "the uplink was left behind");
+}
+
+#[test]
+fn without_root_hosts_are_refused_with_what_to_run_and_nothing_is_made() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run logctl as another user");
+        return;
+    }
+    let _serial = support::serial();
+    let dir = support::scratch_dir("hosts-unprivileged");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("open the state dir to nobody");
+    // A copy nobody can run: the build's own folder is under root's closed home.
+    let bin = dir.join("logctl");
+    std::fs::copy(support::logctl_bin(), &bin).expect("copy logctl");
+    let before = netns();
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["up", "--hosts", "--free-ports"])
+        .output()
+        .expect("runuser");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "an unprivileged --hosts was accepted"
+    );
+    assert!(
+        text.contains("needs root") && text.contains("--with-proxies"),
+        "{text}"
+    );
+    assert_eq!(netns(), before, "namespaces were made");
+    assert!(
+        !dir.join("state/stack.toml").exists(),
+        "the refused shape was saved"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,7 +2,9 @@
 //! the links the services depend on (PostgreSQL, Redis, each broker, each producer), so a
 //! drill can slow, thin, black-hole or reset the network between them while every process
 //! keeps running. Each broker advertises its link's address, so clients and the other
-//! brokers' replica fetchers reach it through the proxy; the controller quorum does not.
+//! brokers' replica fetchers reach it through the proxy; the controller quorum does not. On a
+//! stack on hosts (`--hosts`) the proxy stays on the machine and its links listen on the hosts'
+//! uplink, so a host reaches a dependency through the machine: both kinds of fault then apply.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -30,12 +32,11 @@ pub fn linked(config: &StackConfig) -> Vec<Component> {
 
 /// One link per linked component, named as the component is.
 pub fn links(config: &StackConfig) -> Vec<Link> {
-    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     linked(config)
         .into_iter()
         .map(|c| Link {
             name: c.name(),
-            listen: loopback(c.reach(config)),
+            listen: c.addr(config),
             upstream: c.listen(config).to_string(),
         })
         .collect()

@@ -226,7 +226,16 @@ impl Component {
 
     /// Where the other components reach it: its address and [`Component::reach`]'s port.
     pub fn addr(self, config: &StackConfig) -> std::net::SocketAddr {
-        std::net::SocketAddr::from((self.ip(config), self.reach(config)))
+        match self.link_slot() {
+            // Its link, on the machine: on loopback, or on the hosts' uplink.
+            Some(_) if config.proxies => std::net::SocketAddr::from((
+                config
+                    .net()
+                    .map_or(std::net::Ipv4Addr::LOCALHOST, |net| net.edge()),
+                self.reach(config),
+            )),
+            _ => std::net::SocketAddr::from((self.ip(config), self.reach(config))),
+        }
     }
 
     /// Where it listens: its address and its own port.

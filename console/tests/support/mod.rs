@@ -249,11 +249,13 @@ impl TestStack {
         stack
     }
 
-    /// A cluster of `brokers` with every component on a host of its own (`--hosts`, root).
+    /// A cluster of `brokers` with every component on a host of its own (`--hosts`, root),
+    /// and the fault proxy on the links between them.
     pub fn start_on_hosts(name: &str, brokers: u16) -> TestStack {
         let mut stack = TestStack::new(name, 1);
         stack.brokers = brokers;
         stack.with_hosts = true;
+        stack.with_proxies = true;
         stack.up_or_panic(&[]);
         stack
     }
