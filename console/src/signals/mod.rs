@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub cluster: Option<ClusterView>,
     /// The fault proxy's links and the faults on each (`up --with-proxies`); empty without.
     pub links: BTreeMap<String, Vec<String>>,
+    /// On a stack on hosts: each host cut off, and the hosts each is partitioned from.
+    pub hosts: Vec<stack::hosts::HostStatus>,
 }
 
 impl Snapshot {
@@ -200,6 +202,7 @@ impl Collector {
         let mut producer = Scrape::default();
         let mut consumers = Scrape::default();
         let mut links = BTreeMap::new();
+        let mut hosts = Vec::new();
         let components = match &self.source {
             Source::Local { layout, config } => {
                 // Read again each time: `logctl up --consumers N` (or a drill's scale step)
@@ -224,6 +227,12 @@ impl Collector {
                 if config.proxies {
                     links = link_faults(config).await;
                 }
+                if let Some(net) = config.net() {
+                    let config = config.clone();
+                    hosts = tokio::task::spawn_blocking(move || stack::hosts::status(net, &config))
+                        .await
+                        .unwrap_or_default();
+                }
                 components
             }
             Source::Remote(e) => {
@@ -246,8 +255,27 @@ impl Collector {
             lag,
             cluster,
             links,
+            hosts,
         }
     }
+}
+
+/// What is cut on a stack on hosts, each pair once.
+fn cuts(hosts: &[stack::hosts::HostStatus]) -> Vec<String> {
+    let mut out: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.link == "isolated")
+        .map(|h| format!("{} isolated", h.name))
+        .collect();
+    for h in hosts {
+        out.extend(
+            h.cut_from
+                .iter()
+                .filter(|peer| h.name < **peer)
+                .map(|peer| format!("{} × {peer}", h.name)),
+        );
+    }
+    out
 }
 
 /// Each link of the stack's fault proxy with its faults, as text; empty when it does not
@@ -339,6 +367,8 @@ pub struct Signals {
     pub processes: BTreeMap<String, (u32, Option<f64>)>,
     /// Link name → the network faults on it, on a stack with the fault proxy.
     pub links: BTreeMap<String, Vec<String>>,
+    /// On a stack on hosts, what is cut: `kafka-2 isolated`, `kafka-2 × kafka-3`.
+    pub cuts: Vec<String>,
 }
 
 /// Per second growth of a counter read `b` then `a`. A restarted service starts its counters
@@ -491,6 +521,7 @@ impl Signals {
                 .filter_map(|c| Some((c.name.clone(), (c.pid?, c.rss_mib))))
                 .collect(),
             links: after.links.clone(),
+            cuts: cuts(&after.hosts),
         }
     }
 }
@@ -498,6 +529,25 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuts_name_each_isolated_host_and_each_pair_once() {
+        let host = |name: &str, link: &'static str, cut: &[&str]| stack::hosts::HostStatus {
+            name: name.into(),
+            namespace: format!("lc9-{name}"),
+            address: std::net::Ipv4Addr::new(198, 18, 9, 10),
+            link,
+            cut_from: cut.iter().map(|c| c.to_string()).collect(),
+        };
+        let hosts = [
+            host("kafka", "isolated", &[]),
+            host("kafka-2", "up", &["kafka-3"]),
+            host("kafka-3", "up", &["kafka-2"]),
+            host("redis", "up", &[]),
+        ];
+        assert_eq!(cuts(&hosts), ["kafka isolated", "kafka-2 × kafka-3"]);
+        assert!(cuts(&[]).is_empty());
+    }
 
     fn snap(
         at: Instant,
@@ -514,6 +564,7 @@ mod tests {
             lag,
             cluster: None,
             links: BTreeMap::new(),
+            hosts: Vec::new(),
         }
     }
 

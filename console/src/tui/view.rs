@@ -108,9 +108,9 @@ pub fn render(frame: &mut Frame, model: &Model) {
     // A one-node stack keeps components and errors side by side; a cluster (or many
     // instances) gets the components a full-width pane and the brokers one beside the errors.
     let cluster = s.partitions_led.len() > 1 || s.brokers_up.is_some_and(|b| b > 1.0);
-    let spread = cluster || s.components.len() > 6 || !s.links.is_empty();
+    let links_line = u16::from(!s.links.is_empty() || !s.cuts.is_empty());
+    let spread = cluster || s.components.len() > 6 || links_line > 0;
     let per_line = if area.width >= 90 { 3 } else { 2 };
-    let links_line = u16::from(!s.links.is_empty());
     let component_lines = s.components.len().div_ceil(per_line).max(1) as u16 + links_line;
     let brokers = s
         .components
@@ -368,8 +368,14 @@ fn components_pane(frame: &mut Frame, area: Rect, s: &Signals) {
 
 /// The fault proxy's links with a fault (slowed, thinned, cut), on a stack that has it.
 fn links_line(s: &Signals) -> Option<Line<'static>> {
-    if s.links.is_empty() {
+    if s.links.is_empty() && s.cuts.is_empty() {
         return None;
+    }
+    if s.links.is_empty() {
+        return Some(Line::from(vec![
+            Span::raw("cut        "),
+            colored(s.cuts.join("  "), "open"),
+        ]));
     }
     let faulted: Vec<String> = s
         .links
@@ -379,10 +385,17 @@ fn links_line(s: &Signals) -> Option<Line<'static>> {
         .collect();
     Some(Line::from(vec![
         Span::raw("links      "),
-        if faulted.is_empty() {
+        if faulted.is_empty() && s.cuts.is_empty() {
             colored("no faults".into(), "up")
         } else {
-            colored(faulted.join("  "), "open")
+            colored(
+                faulted
+                    .into_iter()
+                    .chain(s.cuts.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("  "),
+                "open",
+            )
         },
     ]))
 }
