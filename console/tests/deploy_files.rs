@@ -45,10 +45,10 @@ fn compose_service(name: &str) -> Value {
     compose_with(&BTreeMap::new())["services"][name].clone()
 }
 
-/// The variables of `docker compose --env-file deploy/compose-cluster.env`.
-fn cluster_env() -> BTreeMap<String, String> {
-    std::fs::read_to_string(repo().join("deploy/compose-cluster.env"))
-        .expect("cluster env file")
+/// The variables of a compose env file in the repo (`docker compose --env-file PATH`).
+fn env_file(path: &str) -> BTreeMap<String, String> {
+    std::fs::read_to_string(repo().join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
@@ -384,7 +384,7 @@ fn compose_cluster_profile_is_the_shape_of_a_local_cluster() {
         consumers: 3,
         ..StackConfig::default()
     };
-    let env = cluster_env();
+    let env = env_file("deploy/compose-cluster.env");
     let profiles: Vec<&str> = env["COMPOSE_PROFILES"].split(',').collect();
     let compose = compose_with(&env);
     let service = |name: &str| compose["services"][name].clone();
@@ -571,15 +571,7 @@ fn compose_faults_profile_proxies_the_links_logctl_up_proxies() {
         );
     }
     // The env file points each service through the proxy's links, and the profile runs it.
-    let vars: BTreeMap<String, String> =
-        std::fs::read_to_string(repo().join("deploy/compose-faults.env"))
-            .expect("faults env file")
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-    let compose = compose_with(&vars);
+    let compose = compose_with(&env_file("deploy/compose-faults.env"));
     assert!(active_services(&compose, &["faults"]).contains("faultproxy"));
     let consumer = &compose["services"]["consumer"]["environment"];
     let gateway = &compose["services"]["gateway"]["environment"];

@@ -86,6 +86,19 @@ async fn resolve(
     t.resolve(Action::Kill, layout, config).await
 }
 
+async fn resolve_pair(
+    a: Target,
+    b: Target,
+    healing: bool,
+    layout: &Layout,
+    config: &StackConfig,
+) -> Result<(Component, Component), StackError> {
+    Ok((
+        resolve(a, healing, layout, config).await?,
+        resolve(b, healing, layout, config).await?,
+    ))
+}
+
 /// Applies the fault; the outcome names the hosts it resolved to, and `touched` the
 /// components whose links changed (for a drill to undo).
 pub async fn apply(
@@ -105,10 +118,7 @@ pub async fn apply(
             )
         }
         HostFault::Partition(a, b) => {
-            let (a, b) = (
-                resolve(a, false, layout, config).await?,
-                resolve(b, false, layout, config).await?,
-            );
+            let (a, b) = resolve_pair(a, b, false, layout, config).await?;
             hosts::set_partitioned(net, a, b, true)?;
             (
                 "partition",
@@ -117,10 +127,7 @@ pub async fn apply(
             )
         }
         HostFault::Heal(Some(a), Some(b)) => {
-            let (a, b) = (
-                resolve(a, true, layout, config).await?,
-                resolve(b, true, layout, config).await?,
-            );
+            let (a, b) = resolve_pair(a, b, true, layout, config).await?;
             hosts::set_partitioned(net, a, b, false)?;
             (
                 "heal",

@@ -314,7 +314,15 @@ pub fn is_isolated(net: Net, c: Component) -> bool {
         return false;
     };
     ip(&["-n", &net.switch(), "-br", "link", "show", "dev", &port])
-        .is_ok_and(|l| l.split_whitespace().nth(1) == Some("DOWN"))
+        .is_ok_and(|brief| port_down(&brief, &port))
+}
+
+/// Whether `ip -br link show` (one port's or the bridge's every port) lists `port` as DOWN.
+fn port_down(brief: &str, port: &str) -> bool {
+    brief.lines().any(|l| {
+        let mut cols = l.split_whitespace();
+        cols.next().and_then(|n| n.split('@').next()) == Some(port) && cols.next() == Some("DOWN")
+    })
 }
 
 /// One host as `status` shows it.
@@ -343,14 +351,7 @@ pub fn status(net: Net, config: &StackConfig) -> Vec<HostStatus> {
         .iter()
         .filter_map(|c| {
             let port = net.port(*c)?;
-            let isolated = down
-                .lines()
-                .find(|l| {
-                    l.split_whitespace()
-                        .next()
-                        .is_some_and(|n| n.split('@').next() == Some(port.as_str()))
-                })
-                .is_some_and(|l| l.contains(" DOWN "));
+            let isolated = port_down(&down, &port);
             let cut = nft(&net.namespace(*c), "list set ip logctl cut").unwrap_or_default();
             let cut_from = cut
                 .split(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
@@ -397,5 +398,15 @@ mod tests {
         }
         assert!(net.uplink().len() <= 15);
         assert_eq!(net.ip(Component::Balancer), None, "the edge is the machine");
+    }
+
+    #[test]
+    fn a_ports_state_is_read_from_its_own_line_only() {
+        let brief = "br0              UP             16:53 <UP>\n\
+                     lc2h10@if2       DOWN           56:2b <NO-CARRIER>\n\
+                     lc2h100@if9      UP             56:2c <UP>\n";
+        assert!(port_down(brief, "lc2h10"));
+        assert!(!port_down(brief, "lc2h100"));
+        assert!(!port_down(brief, "lc2h1"));
     }
 }

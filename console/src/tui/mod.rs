@@ -357,13 +357,23 @@ impl Console<'_> {
                 c.name()
             ),
         );
-        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
-        self.runtime.spawn(async move {
-            let note = match fault::apply(&driver, action, c, &layout, &config).await {
+        self.act(move |layout, config| async move {
+            match fault::apply(&driver, action, c, &layout, &config).await {
                 Ok(o) => format!("{}: {}", o.component, o.detail),
                 Err(e) => format!("{}: {e}", c.name()),
-            };
-            let _ = tx.send(note);
+            }
+        });
+    }
+
+    /// Runs a fault off the input loop; what it says arrives as a note in the event log.
+    fn act<F, Fut>(&self, fault: F)
+    where
+        F: FnOnce(Layout, StackConfig) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = String> + Send + 'static,
+    {
+        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(fault(layout, config).await);
         });
     }
 
@@ -393,13 +403,11 @@ impl Console<'_> {
             Err(e) => return model.note(now, e),
         };
         model.note(now, format!("{}…", key.label));
-        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
-        self.runtime.spawn(async move {
-            let note = match link::set(links, &fault, &layout, &config).await {
+        self.act(move |layout, config| async move {
+            match link::set(links, &fault, &layout, &config).await {
                 Ok((o, _)) => o.detail,
                 Err(e) => e.to_string(),
-            };
-            let _ = tx.send(note);
+            }
         });
     }
 
@@ -415,25 +423,21 @@ impl Console<'_> {
             HostFault::Isolate(fault::Target::KafkaLeader)
         };
         model.note(now, format!("{}…", fault.describe()));
-        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
-        self.runtime.spawn(async move {
-            let note = match crate::fault::host::apply(fault, &layout, &config).await {
+        self.act(move |layout, config| async move {
+            match crate::fault::host::apply(fault, &layout, &config).await {
                 Ok((o, _)) => o.detail,
                 Err(e) => e.to_string(),
-            };
-            let _ = tx.send(note);
+            }
         });
     }
 
     fn clear_links(&self, links: Option<crate::fault::link::Links>, model: &mut Model, now: f64) {
         model.note(now, "clearing link faults…".into());
-        let (layout, config, tx) = (self.layout.clone(), self.config.clone(), self.notes.clone());
-        self.runtime.spawn(async move {
-            let note = match crate::fault::link::clear(links, &layout, &config).await {
+        self.act(move |layout, config| async move {
+            match crate::fault::link::clear(links, &layout, &config).await {
                 Ok(o) => format!("{}: {}", o.component, o.detail),
                 Err(e) => e.to_string(),
-            };
-            let _ = tx.send(note);
+            }
         });
     }
 
