@@ -40,6 +40,10 @@ pub enum Command {
     /// Show or replay the records the consumer sent to the dead-letter topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// How the stack keeps events: PostgreSQL's time partitions (rows, sizes, the oldest kept,
+    /// the next drop) and Kafka's topic retention. `logctl storage prune --older-than 3d` drops
+    /// old partitions now.
+    Storage(StorageArgs),
     /// Constant-rate, open-loop load against the gateway: latency from each request's planned
     /// send time (no coordinated omission), HdrHistogram percentiles, optional exactly-once check
     /// in PostgreSQL and pass/fail thresholds for CI.
@@ -252,6 +256,21 @@ pub struct UpArgs {
     /// (remembered by later `up`s): for a second stack beside one on the default ports, or CI.
     #[arg(long)]
     pub free_ports: bool,
+    /// How long PostgreSQL keeps events, by their event time (`7d` by default): partitions
+    /// wholly older are dropped. Remembered by later `up`s.
+    #[arg(long)]
+    pub retention: Option<String>,
+    /// The width of one PostgreSQL partition, whole minutes (`1d` by default; `2m` for a soak).
+    /// Remembered.
+    #[arg(long)]
+    pub partition_interval: Option<String>,
+    /// How long Kafka keeps the events topic (`retention.ms`, `7d` by default); the
+    /// dead-letter topic keeps four times as long. Remembered.
+    #[arg(long)]
+    pub kafka_retention: Option<String>,
+    /// `retention.bytes` of each events-topic partition (none by default). Remembered.
+    #[arg(long)]
+    pub kafka_retention_bytes: Option<i64>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -456,6 +475,36 @@ pub struct ScenarioRunArgs {
     /// Time between readings of the stack's signals.
     #[arg(long, default_value = "1s")]
     pub sample_every: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    #[command(subcommand)]
+    pub command: Option<StorageCommand>,
+    /// Count each partition's rows (PostgreSQL's live-row estimate otherwise, which is cheap
+    /// but may lag a few seconds behind).
+    #[arg(long)]
+    pub exact: bool,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The database (the local stack's by default).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Retention by hand: drop every partition whose events are all older than --older-than
+    /// (and the default partition's rows that are), now. Whole partitions only, never a DELETE.
+    Prune {
+        /// `3d`, `12h`: events older than this go.
+        #[arg(long)]
+        older_than: String,
+        /// Only list what would be dropped.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ pub mod load;
 pub mod scenario;
 pub mod signals;
 pub mod stack;
+pub mod storage;
 pub mod token;
 pub mod tui;
 pub mod units;

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use logctl::cli::{
     BenchArgs, Cli, Command, DlqCommand, DownArgs, FaultArgs, KafkaArgs, LoadArgs, ScenarioCommand,
-    ScenarioRunArgs, StatusArgs, TokenArgs, TuiArgs, UpArgs,
+    ScenarioRunArgs, StatusArgs, StorageArgs, StorageCommand, TokenArgs, TuiArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -37,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kafka(args) => kafka_tool(&layout, args),
         Command::Fault(args) => fault(&layout, args),
         Command::Dlq(cmd) => dead_letters(&layout, cmd),
+        Command::Storage(args) => storage(&layout, args),
         Command::Token(args) => token(&layout, args),
         Command::Load(args) => load(&layout, args),
         Command::Bench(args) => bench(&layout, args),
@@ -532,6 +533,7 @@ fn apply_flags(
     if a.with_prometheus {
         config.prometheus = true;
     }
+    apply_storage_flags(&mut config.storage, a)?;
     let readdress = (a.with_proxies && !config.proxies) || (a.hosts && config.hosts.is_none());
     if readdress {
         // Brokers advertise their address, services are given their dependencies': all
@@ -784,6 +786,77 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--retention`, `--partition-interval`, `--kafka-retention[-bytes]`, checked together.
+fn apply_storage_flags(
+    storage: &mut stack::layout::StorageConfig,
+    a: &UpArgs,
+) -> anyhow::Result<()> {
+    let secs = |flag: &str, v: &String| -> anyhow::Result<u64> {
+        logctl_contracts::duration::parse(v)
+            .map(|d| d.as_secs())
+            .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    if let Some(v) = &a.retention {
+        storage.postgres.retention_secs = secs("retention", v)?;
+    }
+    if let Some(v) = &a.partition_interval {
+        storage.postgres.partition_interval_secs = secs("partition-interval", v)?;
+    }
+    if let Some(v) = &a.kafka_retention {
+        storage.kafka.retention_secs = secs("kafka-retention", v)?.max(1);
+    }
+    if let Some(v) = a.kafka_retention_bytes {
+        storage.kafka.retention_bytes = if v <= 0 { -1 } else { v };
+    }
+    logctl_contracts::schema::partitions::Policy::try_from(&storage.postgres)
+        .map_err(|e| anyhow::anyhow!("--retention / --partition-interval: {e}"))?;
+    Ok(())
+}
+
+fn storage(layout: &Layout, args: StorageArgs) -> anyhow::Result<ExitCode> {
+    use logctl::storage;
+    let config = layout.load_config()?;
+    let url = database_url(layout, &config, args.database_url.as_ref())?;
+    let policy = logctl_contracts::schema::partitions::Policy::try_from(&config.storage.postgres)
+        .map_err(|e| anyhow::anyhow!("stack.toml's storage settings: {e}"))?;
+    let kafka = logctl_core::kafka::KafkaSettings {
+        bootstrap_servers: config.bootstrap_servers(),
+        ..Default::default()
+    };
+    runtime()?.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .context("cannot reach the stack's PostgreSQL: is it up (`logctl status`)?")?;
+        match args.command {
+            None => {
+                let report = storage::report(&pool, &policy, &kafka, args.exact).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", storage::render(&report));
+                }
+            }
+            Some(StorageCommand::Prune {
+                older_than,
+                dry_run,
+            }) => {
+                let older_than = logctl_contracts::duration::parse(&older_than)
+                    .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+                let pruned = storage::prune(&pool, older_than, dry_run).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&pruned)?);
+                } else {
+                    print!("{}", storage::render_prune(&pruned));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn dead_letters(layout: &Layout, cmd: DlqCommand) -> anyhow::Result<ExitCode> {

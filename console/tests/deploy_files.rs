@@ -304,7 +304,7 @@ fn job_names(config: &Value) -> Vec<String> {
 fn prometheus_configs_and_rules_pass_promtool_and_agree() {
     let rules = repo().join("deploy/prometheus/rules.yml");
     let out = promtool(&["check", "rules", rules.to_str().expect("utf8")]);
-    assert!(out.contains("8 rules found"), "{out}");
+    assert!(out.contains("10 rules found"), "{out}");
 
     let compose_config = repo().join("deploy/prometheus/prometheus.yml");
     promtool(&[
@@ -601,6 +601,24 @@ fn compose_faults_profile_proxies_the_links_logctl_up_proxies() {
                 .iter()
                 .any(|p| value.contains(&format!("faultproxy:{p}"))),
             "{url}: {value}"
+        );
+    }
+}
+
+#[test]
+fn compose_topics_keep_events_as_long_as_logctl_up_does() {
+    let command = strings(&compose_service("kafka-init")["command"]).join(" ");
+    let [events, dead_letters] = logctl_core::kafka::TopicRetention::default().configs();
+    for (topic, configs) in [("log-events", events), ("log-events-dlq", dead_letters)] {
+        let (key, ms) = &configs[0];
+        assert_eq!(*key, "retention.ms");
+        let created = command
+            .split("&&")
+            .find(|c| c.contains(&format!("--topic {topic} ")))
+            .unwrap_or_else(|| panic!("{topic} is created: {command}"));
+        assert!(
+            created.contains(&format!("retention.ms={ms}")),
+            "{topic}: {created}"
         );
     }
 }

@@ -52,12 +52,20 @@ async fn wait_total(stack: &TestStack, org: &str, total: usize) {
     .await;
 }
 
+/// The events' day: recent enough to be well inside the retention (a week by default), so
+/// their partition exists and no retention pass drops them during the test.
+fn yesterday() -> String {
+    (chrono::Utc::now() - chrono::TimeDelta::days(1))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 fn event(org: &str, i: usize, level: &str, source: &str) -> Value {
     // One event per minute, so the expected order is known.
     let minute = i % 60;
     let hour = 10 + i / 60;
     json!({"organizationId": org, "level": level, "message": format!("e{i}"), "source": source,
-           "timestamp": format!("2026-11-20T{hour:02}:{minute:02}:00Z")})
+           "timestamp": format!("{}T{hour:02}:{minute:02}:00Z", yesterday())})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +113,10 @@ async fn pages_filters_and_isolation() {
     let (_, window) = get(
         stack,
         &a,
-        "/api/logs?since=2026-11-20T10:05:00Z&until=2026-11-20T10:10:00Z",
+        &format!(
+            "/api/logs?since={d}T10:05:00Z&until={d}T10:10:00Z",
+            d = yesterday()
+        ),
     )
     .await;
     let window: Vec<&str> = window["items"]
@@ -195,7 +206,12 @@ async fn stats_are_cached_and_stay_right_after_new_events() {
         by_level,
         BTreeMap::from([("ERROR".into(), 4), ("INFO".into(), 8), ("WARN".into(), 3)])
     );
-    let (_, since) = get(stack, &o, "/api/stats?since=2026-11-20T10:12:00Z").await;
+    let (_, since) = get(
+        stack,
+        &o,
+        &format!("/api/stats?since={}T10:12:00Z", yesterday()),
+    )
+    .await;
     assert_eq!(since["total"], 3);
 }
 

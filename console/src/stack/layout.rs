@@ -93,6 +93,17 @@ pub struct StackConfig {
     /// When each component runs on a host of its own (`logctl up --hosts`): the third octet
     /// of the hosts' network, `198.18.<octet>.0/24`, picked when the stack is made.
     pub hosts: Option<u8>,
+    /// How long events are kept, in PostgreSQL and in Kafka. Remembered by later `up`s.
+    pub storage: StorageConfig,
+}
+
+/// Retention of the stack's events: PostgreSQL's time partitions (passed to every consumer,
+/// which does the upkeep) and the Kafka topics' (set by `up`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub postgres: logctl_contracts::schema::partitions::RetentionSettings,
+    pub kafka: logctl_core::kafka::TopicRetention,
 }
 
 impl Default for StackConfig {
@@ -106,6 +117,7 @@ impl Default for StackConfig {
             prometheus: false,
             proxies: false,
             hosts: None,
+            storage: StorageConfig::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use layout::{Layout, Ports, StackConfig};
+use logctl_contracts::schema::partitions::{self, Policy};
 
 use std::collections::BTreeMap;
 
@@ -665,7 +666,11 @@ async fn prepare_kafka_and_database(
         let kafka = kafka.clone();
         async move {
             kafka
-                .ensure_topics(Duration::from_secs(10), i32::from(rf))
+                .ensure_topics(
+                    Duration::from_secs(10),
+                    i32::from(rf),
+                    &config.storage.kafka,
+                )
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -728,7 +733,15 @@ async fn prepare_kafka_and_database(
             }
         },
     )
-    .await
+    .await?;
+    // Today's partitions and those ahead before any consumer inserts (the consumers keep them
+    // up from then on).
+    let policy = Policy::try_from(&config.storage.postgres)
+        .map_err(|e| StackError::Other(format!("storage settings: {e}")))?;
+    partitions::maintain(&pool, &policy, chrono::Utc::now())
+        .await
+        .map(drop)
+        .map_err(|e| StackError::Other(format!("making the events table's partitions: {e}")))
 }
 
 async fn retry<F, Fut>(what: &str, within: Duration, mut attempt: F) -> Result<(), StackError>

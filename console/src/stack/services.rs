@@ -113,6 +113,18 @@ pub fn env(
             // the one place the local stack's schema is applied.
             ("LOGCTL_CONSUMER_MIGRATE_ON_START", "false".to_owned()),
             ("LOGCTL_CONSUMER_REDIS__URL", redis),
+            (
+                "LOGCTL_CONSUMER_STORAGE__PARTITION_INTERVAL_SECS",
+                config.storage.postgres.partition_interval_secs.to_string(),
+            ),
+            (
+                "LOGCTL_CONSUMER_STORAGE__RETENTION_SECS",
+                config.storage.postgres.retention_secs.to_string(),
+            ),
+            (
+                "LOGCTL_CONSUMER_STORAGE__PARTITIONS_AHEAD",
+                config.storage.postgres.partitions_ahead.to_string(),
+            ),
         ],
         other => {
             return Err(StackError::Other(format!(

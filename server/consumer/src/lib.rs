@@ -1,12 +1,14 @@
 //! The consumer service: Kafka → PostgreSQL, plus the read endpoint for stored events.
 //!
-//! Guarantee: offsets are committed only after the rows are durable, and the event id is the
-//! primary key, so every acknowledged event is stored exactly once even across crashes,
-//! redeliveries and rebalances.
+//! Guarantee: offsets are committed only after the rows are durable, and the event's id with
+//! its event time (fixed at the gateway, carried in the record) is the primary key, so every
+//! acknowledged event is stored exactly once even across crashes, redeliveries and rebalances.
+//! Each instance also keeps the table's time partitions ([`retention`]).
 
 pub mod dead_letter;
 pub mod ingest;
 pub mod query;
+pub mod retention;
 pub mod settings;
 pub mod storage;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use logctl_contracts::metric;
+use logctl_contracts::schema::partitions::Policy;
 use logctl_core::breaker::Breaker;
 use logctl_core::kv::Kv;
 use logctl_core::lag::{self, LagBoard, LagReader};
@@ -47,8 +50,11 @@ pub async fn run(
     let metrics = telemetry::metrics_handle();
     // Every series from the first scrape, so rules and panels see zeros, not gaps.
     logctl_contracts::metric::register(logctl_contracts::metric::Service::Consumer);
+    let policy = Policy::try_from(&settings.storage.retention)
+        .map_err(|e| anyhow::anyhow!("storage settings: {e}"))?;
     let storage =
-        Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?;
+        Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?
+            .with_dedup_window(policy.interval());
     // Readiness asks Kafka for metadata through a client of its own, so it keeps working
     // while the group consumer is being recreated.
     let metadata: Arc<BaseConsumer> = Arc::new(settings.kafka.client_config().create()?);
@@ -65,6 +71,13 @@ pub async fn run(
         settings.database_pool_size,
         shutdown.clone(),
     ));
+    metrics::gauge!(metric::STORAGE_BUDGET).set(settings.storage.budget_bytes as f64);
+    let retention_task = tokio::spawn(retention::run(
+        storage.clone(),
+        policy,
+        Duration::from_secs(settings.storage.maintain_every_secs.max(1)),
+        shutdown.clone(),
+    ));
     let dead_letters = DeadLetters::new(&settings.kafka)?;
     let cache = Cache::new(Kv::new(&settings.redis)?, settings.cache.clone());
     let ingest = tokio::spawn({
@@ -78,6 +91,11 @@ pub async fn run(
                     .await
             {
                 return Ok(());
+            }
+            // Partitions for today before the first insert; if this fails, inserts still land
+            // (in the default partition) and the next pass sorts them.
+            if let Err(e) = retention::pass(&storage, &policy).await {
+                tracing::warn!(error = %e, "first partition maintenance failed; inserting anyway");
             }
             let exporter = logctl_core::otlp::Exporter::start(&settings.otlp, "consumer");
             // One sink for the life of the service: its breaker remembers an outage across a
@@ -161,6 +179,7 @@ pub async fn run(
                 shutdown.cancel();
                 lag_task.abort();
                 pool_task.abort();
+                retention_task.abort();
                 tracing::error!(outcome = ?ended, "the Kafka to PostgreSQL loop stopped unexpectedly");
                 anyhow::bail!("the Kafka to PostgreSQL loop stopped unexpectedly: {ended:?}");
             }
@@ -177,6 +196,7 @@ pub async fn run(
     }
     lag_task.abort();
     pool_task.abort();
+    retention_task.abort();
     tracing::info!("consumer stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use logctl_contracts::schema::partitions::RetentionSettings;
 use logctl_core::breaker::BreakerSettings;
 use logctl_core::config::Secret;
 use logctl_core::kafka::{ConsumerTuning, KafkaSettings};
@@ -38,6 +39,31 @@ pub struct Settings {
     /// The read API's cache (and where ingest invalidates it).
     pub redis: RedisSettings,
     pub cache: CacheSettings,
+    /// Time partitions and retention (`LOGCTL_CONSUMER_STORAGE__RETENTION_SECS=7d`).
+    pub storage: StorageSettings,
+}
+
+/// The events table's partitions: their width, how long they are kept, how often a consumer
+/// checks (one consumer of several works at a time).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageSettings {
+    #[serde(flatten)]
+    pub retention: RetentionSettings,
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
+    pub maintain_every_secs: u64,
+    /// Bytes the events table may take (0: no budget), exported for the over-budget alert.
+    pub budget_bytes: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            retention: RetentionSettings::default(),
+            maintain_every_secs: 60,
+            budget_bytes: 0,
+        }
+    }
 }
 
 /// How rows are grouped into one INSERT: whichever limit is reached first closes the batch.
@@ -118,6 +144,7 @@ impl Default for Settings {
             shutdown_timeout_secs: 15,
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
+            storage: StorageSettings::default(),
         }
     }
 }

@@ -1,15 +1,20 @@
 //! PostgreSQL storage of events.
 //!
 //! A batch is one `INSERT ... SELECT FROM UNNEST(...)` statement (one array per column, so no
-//! bind-parameter limit and one round trip per batch) with `ON CONFLICT (id) DO NOTHING`, which
-//! makes a redelivered record harmless: an event is stored once whatever Kafka replays.
+//! bind-parameter limit and one round trip per batch) with `ON CONFLICT (id, event_time) DO
+//! NOTHING`, which makes a redelivered record harmless: its event time was fixed at the
+//! gateway and travels with it, so it lands in the same partition and conflicts there. A copy
+//! of an id with another event time (a client that posted the same id again without its
+//! `timestamp`) is skipped when the stored one is within the dedup window of it (one partition
+//! interval): the statement looks for the id in the few partitions that range covers.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Row;
+use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use logctl_contracts::read_api::{Cursor, LogQuery, Page, Stats};
@@ -69,6 +74,8 @@ pub struct StoredEvent {
 #[derive(Clone)]
 pub struct Storage {
     pool: PgPool,
+    /// How far apart in event time two copies of an id are still the same event.
+    dedup_window: chrono::TimeDelta,
 }
 
 impl Storage {
@@ -79,7 +86,17 @@ impl Storage {
             .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(url)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            dedup_window: logctl_contracts::schema::partitions::Policy::default().interval(),
+        })
+    }
+
+    /// Copies of an id this far apart in event time are stored once (at least one partition
+    /// interval, so a re-post a partition later is still caught).
+    pub fn with_dedup_window(mut self, window: chrono::TimeDelta) -> Self {
+        self.dedup_window = window;
+        self
     }
 
     pub async fn migrate(&self) -> Result<(), StorageError> {
@@ -94,6 +111,7 @@ impl Storage {
 
     /// Inserts the rows in one statement; returns how many were new (the rest were duplicates).
     pub async fn insert_batch(&self, rows: &[NewRow]) -> Result<u64, StorageError> {
+        let rows = first_copies(rows, self.dedup_window);
         let n = rows.len();
         let mut ids = Vec::with_capacity(n);
         let mut orgs = Vec::with_capacity(n);
@@ -105,7 +123,7 @@ impl Storage {
         let mut traces = Vec::with_capacity(n);
         let mut partitions = Vec::with_capacity(n);
         let mut offsets = Vec::with_capacity(n);
-        for r in rows {
+        for r in &rows {
             ids.push(r.event.id);
             orgs.push(r.event.organization_id.as_str());
             levels.push(r.event.level.as_str());
@@ -120,9 +138,14 @@ impl Storage {
         let result = sqlx::query(
             "INSERT INTO log_events (id, organization_id, level, message, source, event_time, \
                                      received_at, trace_id, kafka_partition, kafka_offset) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             SELECT u.* FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                                   $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[], $10::bigint[]) \
-             ON CONFLICT (id) DO NOTHING",
+                 AS u(id, organization_id, level, message, source, event_time, received_at, \
+                      trace_id, kafka_partition, kafka_offset) \
+             WHERE NOT EXISTS (SELECT 1 FROM log_events e WHERE e.id = u.id \
+                 AND e.event_time >= u.event_time - $11::interval \
+                 AND e.event_time <= u.event_time + $11::interval) \
+             ON CONFLICT (id, event_time) DO NOTHING",
         )
         .bind(&ids)
         .bind(&orgs)
@@ -134,6 +157,7 @@ impl Storage {
         .bind(&traces)
         .bind(&partitions)
         .bind(&offsets)
+        .bind(self.dedup_window)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
@@ -161,33 +185,12 @@ impl Storage {
         org: &OrganizationId,
         q: &LogQuery,
     ) -> Result<Page<StoredEvent>, StorageError> {
-        let limit = i64::from(q.limit);
-        // One more row than asked tells whether a next page exists.
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM log_events \
-             WHERE organization_id = $1 \
-               AND ($2::text IS NULL OR level = $2) \
-               AND ($3::text IS NULL OR source = $3) \
-               AND ($4::timestamptz IS NULL OR event_time >= $4) \
-               AND ($5::timestamptz IS NULL OR event_time < $5) \
-               AND ($6::timestamptz IS NULL OR (event_time, id) < ($6, $7)) \
-             ORDER BY event_time DESC, id DESC LIMIT $8"
-        ))
-        .bind(org.as_str())
-        .bind(q.level.map(|l| l.as_str()))
-        .bind(q.source.as_deref())
-        .bind(q.since)
-        .bind(q.until)
-        .bind(q.cursor.map(|c| c.event_time))
-        .bind(q.cursor.map(|c| c.id))
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = page_query("", org, q).build().fetch_all(&self.pool).await?;
         let mut items = rows
             .iter()
             .map(stored_event)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() as i64 > limit {
+        let next_cursor = if items.len() > q.limit as usize {
             items.truncate(q.limit as usize);
             items.last().map(|last| {
                 Cursor {
@@ -202,21 +205,34 @@ impl Storage {
         Ok(Page { items, next_cursor })
     }
 
+    /// PostgreSQL's plan for a page: which partitions it reads.
+    pub async fn explain_page(
+        &self,
+        org: &OrganizationId,
+        q: &LogQuery,
+    ) -> Result<String, StorageError> {
+        let lines: Vec<String> = page_query("EXPLAIN ", org, q)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(lines.join("\n"))
+    }
+
     /// Counts of the organization's events per level and per source.
     pub async fn stats(
         &self,
         org: &OrganizationId,
         since: Option<DateTime<Utc>>,
     ) -> Result<Stats, StorageError> {
-        let rows = sqlx::query(
-            "SELECT level, source, count(*) AS n FROM log_events \
-             WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR event_time >= $2) \
-             GROUP BY level, source",
-        )
-        .bind(org.as_str())
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut query = QueryBuilder::new(
+            "SELECT level, source, count(*) AS n FROM log_events WHERE organization_id = ",
+        );
+        query.push_bind(org.as_str());
+        if let Some(since) = since {
+            query.push(" AND event_time >= ").push_bind(since);
+        }
+        query.push(" GROUP BY level, source");
+        let rows = query.build().fetch_all(&self.pool).await?;
         let mut stats = Stats {
             organization_id: org.to_string(),
             since,
@@ -238,6 +254,62 @@ impl Storage {
     }
 }
 
+/// The rows of a batch but later copies of an id within `window` of an earlier one: the
+/// insert statement cannot see its own rows, so two such copies would both pass its check.
+fn first_copies(rows: &[NewRow], window: chrono::TimeDelta) -> Vec<&NewRow> {
+    let mut seen: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::with_capacity(rows.len());
+    rows.iter()
+        .filter(|r| {
+            let times = seen.entry(r.event.id).or_default();
+            let t = r.event.timestamp;
+            let copy = times.iter().any(|k| (t - *k).abs() <= window);
+            if !copy {
+                times.push(t);
+            }
+            !copy
+        })
+        .collect()
+}
+
+/// A page's statement (after `prefix`, e.g. `EXPLAIN `): only the filters given, so that
+/// PostgreSQL prunes the partitions that `since` and `until` leave out (a filter written
+/// `($1 IS NULL OR event_time >= $1)` would not prune in a generic plan). One more row than
+/// asked tells whether a next page exists.
+fn page_query<'q>(
+    prefix: &str,
+    org: &'q OrganizationId,
+    q: &'q LogQuery,
+) -> QueryBuilder<'q, Postgres> {
+    let mut query = QueryBuilder::new(format!(
+        "{prefix}SELECT {COLUMNS} FROM log_events WHERE organization_id = "
+    ));
+    query.push_bind(org.as_str());
+    if let Some(level) = q.level {
+        query.push(" AND level = ").push_bind(level.as_str());
+    }
+    if let Some(source) = &q.source {
+        query.push(" AND source = ").push_bind(source.as_str());
+    }
+    if let Some(since) = q.since {
+        query.push(" AND event_time >= ").push_bind(since);
+    }
+    if let Some(until) = q.until {
+        query.push(" AND event_time < ").push_bind(until);
+    }
+    if let Some(c) = q.cursor {
+        query
+            .push(" AND (event_time, id) < (")
+            .push_bind(c.event_time)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY event_time DESC, id DESC LIMIT ")
+        .push_bind(i64::from(q.limit) + 1);
+    query
+}
+
 const COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
                        stored_at, trace_id, kafka_partition, kafka_offset";
 
@@ -255,4 +327,46 @@ fn stored_event(r: &sqlx::postgres::PgRow) -> Result<StoredEvent, StorageError> 
         kafka_partition: r.try_get("kafka_partition")?,
         kafka_offset: r.try_get("kafka_offset")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use logctl_core::EventLimits;
+
+    fn row(id: Uuid, at: DateTime<Utc>) -> NewRow {
+        let event = LogEvent::from_json(
+            &serde_json::json!({"organizationId": "o", "level": "INFO", "message": "m",
+                                "source": "s", "id": id, "timestamp": at.to_rfc3339()}),
+            &EventLimits::default(),
+            at,
+        )
+        .expect("valid");
+        NewRow {
+            event,
+            trace_id: None,
+            traceparent: None,
+            partition: 0,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_one_copy_of_an_id_within_the_window() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let t = Utc::now();
+        let rows = [
+            row(a, t),
+            row(a, t + TimeDelta::hours(3)),
+            row(b, t),
+            row(a, t + TimeDelta::days(2)),
+            row(b, t),
+        ];
+        let kept: Vec<(Uuid, DateTime<Utc>)> = first_copies(&rows, TimeDelta::days(1))
+            .iter()
+            .map(|r| (r.event.id, r.event.timestamp))
+            .collect();
+        assert_eq!(kept, [(a, t), (b, t), (a, t + TimeDelta::days(2))]);
+    }
 }

@@ -57,6 +57,18 @@ pub const CONSUMER_CLIENT_RESTARTS: &str = "logctl_consumer_client_restarts_tota
 pub const CONSUMER_DB_POOL_IN_USE: &str = "logctl_consumer_db_pool_in_use";
 pub const CONSUMER_DB_POOL_MAX: &str = "logctl_consumer_db_pool_max";
 
+// Consumer: storage and its retention (server/contracts/src/schema/partitions.rs).
+pub const STORAGE_PARTITIONS: &str = "logctl_storage_partitions";
+pub const STORAGE_TABLE_BYTES: &str = "logctl_storage_table_bytes";
+pub const STORAGE_OLDEST_PARTITION_AGE: &str = "logctl_storage_oldest_partition_age_seconds";
+pub const STORAGE_DEFAULT_PARTITION_ROWS: &str = "logctl_storage_default_partition_rows";
+pub const STORAGE_RETENTION: &str = "logctl_storage_retention_seconds";
+pub const STORAGE_PARTITION_INTERVAL: &str = "logctl_storage_partition_interval_seconds";
+pub const STORAGE_BUDGET: &str = "logctl_storage_budget_bytes";
+pub const STORAGE_PARTITIONS_CREATED: &str = "logctl_storage_partitions_created_total";
+pub const STORAGE_PARTITIONS_DROPPED: &str = "logctl_storage_partitions_dropped_total";
+pub const STORAGE_MAINTENANCE_FAILURES: &str = "logctl_storage_maintenance_failures_total";
+
 // Consumer: the read path.
 pub const QUERY_DURATION: &str = "logctl_query_duration_seconds";
 pub const CACHE_REQUESTS: &str = "logctl_cache_requests_total";
@@ -98,6 +110,9 @@ pub fn register(service: Service) {
             CONSUMER_REBALANCES,
             CONSUMER_CLIENT_RESTARTS,
             CACHE_INVALIDATIONS_DEFERRED,
+            STORAGE_PARTITIONS_CREATED,
+            STORAGE_PARTITIONS_DROPPED,
+            STORAGE_MAINTENANCE_FAILURES,
         ],
     };
     for name in counters
@@ -132,6 +147,13 @@ pub fn register(service: Service) {
                 CONSUMER_PAUSED,
                 CONSUMER_DB_POOL_IN_USE,
                 CONSUMER_DB_POOL_MAX,
+                STORAGE_PARTITIONS,
+                STORAGE_TABLE_BYTES,
+                STORAGE_OLDEST_PARTITION_AGE,
+                STORAGE_DEFAULT_PARTITION_ROWS,
+                STORAGE_RETENTION,
+                STORAGE_PARTITION_INTERVAL,
+                STORAGE_BUDGET,
             ] {
                 metrics::gauge!(gauge).increment(0.0);
             }
@@ -190,6 +212,16 @@ pub const ALL: &[&str] = &[
     CONSUMER_CLIENT_RESTARTS,
     CONSUMER_DB_POOL_IN_USE,
     CONSUMER_DB_POOL_MAX,
+    STORAGE_PARTITIONS,
+    STORAGE_TABLE_BYTES,
+    STORAGE_OLDEST_PARTITION_AGE,
+    STORAGE_DEFAULT_PARTITION_ROWS,
+    STORAGE_RETENTION,
+    STORAGE_PARTITION_INTERVAL,
+    STORAGE_BUDGET,
+    STORAGE_PARTITIONS_CREATED,
+    STORAGE_PARTITIONS_DROPPED,
+    STORAGE_MAINTENANCE_FAILURES,
     QUERY_DURATION,
     CACHE_REQUESTS,
     CACHE_INVALIDATIONS_DEFERRED,

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -33,6 +35,58 @@ impl Default for KafkaSettings {
             dead_letter_topic: topics::DEAD_LETTERS.into(),
         }
     }
+}
+
+/// How long Kafka keeps the events topic, from one setting; the dead-letter topic keeps
+/// [`DEAD_LETTER_RETENTION_FACTOR`] times as long, since its records wait for a person to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicRetention {
+    /// `retention.ms` of the events topic: `7d` (Kafka's own default).
+    #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
+    pub retention_secs: u64,
+    /// `retention.bytes` of each of its partitions; none (-1) by default.
+    pub retention_bytes: i64,
+}
+
+/// The dead-letter topic keeps its records this many times as long as the events topic.
+pub const DEAD_LETTER_RETENTION_FACTOR: u64 = 4;
+
+impl Default for TopicRetention {
+    fn default() -> Self {
+        Self {
+            retention_secs: 7 * 86_400,
+            retention_bytes: -1,
+        }
+    }
+}
+
+impl TopicRetention {
+    /// `retention.ms` and `retention.bytes` of the events topic and of the dead-letter topic.
+    pub fn configs(&self) -> [[(&'static str, String); 2]; 2] {
+        let ms = self.retention_secs.saturating_mul(1000);
+        [
+            [
+                ("retention.ms", ms.to_string()),
+                ("retention.bytes", self.retention_bytes.to_string()),
+            ],
+            [
+                (
+                    "retention.ms",
+                    ms.saturating_mul(DEAD_LETTER_RETENTION_FACTOR).to_string(),
+                ),
+                ("retention.bytes", "-1".to_owned()),
+            ],
+        ]
+    }
+}
+
+/// A topic's retention as the brokers have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicRetentionView {
+    pub topic: String,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
 }
 
 /// Producer knobs; defaults favour throughput with a small memory bound.
@@ -180,25 +234,30 @@ impl KafkaSettings {
     }
 
     /// Creates the events topic and its dead-letter topic if they are missing, each partition
-    /// with `replication` copies (never more than the cluster has brokers).
+    /// with `replication` copies (never more than the cluster has brokers), and sets their
+    /// retention (on topics that already exist too, so a changed setting takes effect).
     pub async fn ensure_topics(
         &self,
         timeout: Duration,
         replication: i32,
+        retention: &TopicRetention,
     ) -> Result<(), KafkaError> {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
-        let topics = [
-            NewTopic::new(
-                &self.topic,
-                topics::EVENTS_PARTITIONS,
-                TopicReplication::Fixed(replication),
-            ),
-            NewTopic::new(
-                &self.dead_letter_topic,
-                1,
-                TopicReplication::Fixed(replication),
-            ),
-        ];
+        let configs = retention.configs();
+        let names = [self.topic.as_str(), self.dead_letter_topic.as_str()];
+        let partitions = [topics::EVENTS_PARTITIONS, 1];
+        let topics: Vec<NewTopic> = (0..2)
+            .map(|i| {
+                configs[i].iter().fold(
+                    NewTopic::new(
+                        names[i],
+                        partitions[i],
+                        TopicReplication::Fixed(replication),
+                    ),
+                    |t, (k, v)| t.set(k, v),
+                )
+            })
+            .collect();
         let options = AdminOptions::new().operation_timeout(Some(timeout));
         for result in admin.create_topics(&topics, &options).await? {
             match result {
@@ -210,7 +269,54 @@ impl KafkaSettings {
                 }
             }
         }
+        // AlterConfigs replaces a topic's whole set of dynamic configs: these two are all
+        // logctl sets, so writing both each time keeps nothing stale.
+        let alters: Vec<AlterConfig> = (0..2)
+            .map(|i| {
+                configs[i].iter().fold(
+                    AlterConfig::new(ResourceSpecifier::Topic(names[i])),
+                    |a, (k, v)| a.set(k, v),
+                )
+            })
+            .collect();
+        for result in admin.alter_configs(&alters, &options).await? {
+            if let Err((resource, code)) = result {
+                tracing::error!(?resource, ?code, "cannot set topic retention");
+                return Err(KafkaError::AdminOp(code));
+            }
+        }
         Ok(())
+    }
+
+    /// The retention of the events and dead-letter topics, as the brokers have it.
+    pub async fn topic_retention(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<TopicRetentionView>, KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let names = [self.topic.as_str(), self.dead_letter_topic.as_str()];
+        let specs: Vec<ResourceSpecifier> =
+            names.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let options = AdminOptions::new().request_timeout(Some(timeout));
+        let mut views = Vec::new();
+        for (name, result) in names
+            .iter()
+            .zip(admin.describe_configs(&specs, &options).await?)
+        {
+            let resource = result.map_err(KafkaError::AdminOp)?;
+            let number = |key: &str| {
+                resource
+                    .get(key)
+                    .and_then(|e| e.value.as_deref())
+                    .and_then(|v| v.parse().ok())
+            };
+            views.push(TopicRetentionView {
+                topic: (*name).to_owned(),
+                retention_ms: number("retention.ms"),
+                retention_bytes: number("retention.bytes"),
+            });
+        }
+        Ok(views)
     }
 
     /// Each partition of the events and dead-letter topics as the cluster's metadata has it,

@@ -1,10 +1,13 @@
 //! The database schema: its migrations (in `migrations/` beside this crate), the one migrator
-//! that applies them, and the few queries outside the consumer that read the table (the load
-//! generator's verification, the benchmark), so the table's shape is written down once.
+//! that applies them, the table's time partitions and their retention ([`partitions`]), and
+//! the few queries outside the consumer that read the table (the load generator's
+//! verification, the benchmark), so the table's shape is written down once.
 //!
 //! The migrator runs from one place: `logctl up` applies it once the database is up, and a
 //! consumer started on its own (`migrate_on_start`, for a compose stack) runs the same one;
 //! sqlx's migration table and lock make a second run a no-op.
+
+pub mod partitions;
 
 use sqlx::PgPool;
 use uuid::Uuid;
