@@ -271,6 +271,10 @@ pub struct UpArgs {
     /// `retention.bytes` of each events-topic partition (none by default). Remembered.
     #[arg(long)]
     pub kafka_retention_bytes: Option<i64>,
+    /// The events table on a filesystem of its own of this size (`2G`, `512M`), so `logctl
+    /// fault fill postgres` can run it out of space. Needs root; set on a new state dir.
+    #[arg(long)]
+    pub postgres_disk: Option<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -354,6 +358,11 @@ pub enum FaultVerb {
     Partition,
     /// Undo isolation and partitions: of one host, of a pair, or (alone) of every host.
     Heal,
+    /// Take every free byte of PostgreSQL's events volume (`fill postgres`; a stack made with
+    /// `up --postgres-disk`): inserts fail with "disk full", PostgreSQL stays up.
+    Fill,
+    /// Give the space `fill` took back (`free postgres`).
+    Free,
 }
 
 impl FaultVerb {
@@ -378,6 +387,15 @@ impl FaultVerb {
             FaultVerb::Heal => "heal",
             _ => return None,
         })
+    }
+
+    /// `Some(true)` for fill, `Some(false)` for free.
+    pub fn disk(self) -> Option<bool> {
+        match self {
+            FaultVerb::Fill => Some(true),
+            FaultVerb::Free => Some(false),
+            _ => None,
+        }
     }
 
     /// The network fault this verb is, if it is one (`clear` is neither).

@@ -534,6 +534,18 @@ fn apply_flags(
         config.prometheus = true;
     }
     apply_storage_flags(&mut config.storage, a)?;
+    if let Some(size) = &a.postgres_disk {
+        let bytes = parse_size(size).context("--postgres-disk")?;
+        if !fresh && config.postgres_disk != Some(bytes) {
+            anyhow::bail!(
+                "--postgres-disk is set when a stack is made (its tables are made on it):                  `logctl down --purge` (deletes its data), then `logctl up --postgres-disk {size}`"
+            );
+        }
+        if let Some(why) = stack::disk::EventsDisk::unavailable() {
+            anyhow::bail!(why);
+        }
+        config.postgres_disk = Some(bytes);
+    }
     let readdress = (a.with_proxies && !config.proxies) || (a.hosts && config.hosts.is_none());
     if readdress {
         // Brokers advertise their address, services are given their dependencies': all
@@ -750,6 +762,9 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
             let driver = args.faults.driver();
             return anyhow::Ok(fault::apply(&driver, action, component, layout, &config).await?);
         }
+        if let Some(fill) = args.action.disk() {
+            return Ok(fault::disk::apply(fill, named, layout)?);
+        }
         if let Some(verb) = args.action.host() {
             let f = fault::host::HostFault::parse(verb, named, args.amount.as_deref())
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -786,6 +801,33 @@ fn fault(layout: &Layout, args: FaultArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `512M`, `2G`, `1.5G` (powers of 1024), or bytes.
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (number, scale) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((at, _)) => {
+            let unit = s[at..]
+                .trim_end_matches(['B', 'b', 'i'])
+                .to_ascii_uppercase();
+            let scale = match unit.as_str() {
+                "K" => 1u64 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                _ => anyhow::bail!("{s:?}: write a size like 512M or 2G"),
+            };
+            (&s[..at], scale)
+        }
+        None => (s, 1),
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?}: write a size like 512M or 2G"))?;
+    let bytes = (n * scale as f64) as u64;
+    anyhow::ensure!(bytes >= 64 << 20, "{s:?}: at least 64M");
+    Ok(bytes)
 }
 
 /// `--retention`, `--partition-interval`, `--kafka-retention[-bytes]`, checked together.
@@ -834,7 +876,11 @@ fn storage(layout: &Layout, args: StorageArgs) -> anyhow::Result<ExitCode> {
             .context("cannot reach the stack's PostgreSQL: is it up (`logctl status`)?")?;
         match args.command {
             None => {
-                let report = storage::report(&pool, &policy, &kafka, args.exact).await?;
+                let mut report = storage::report(&pool, &policy, &kafka, args.exact).await?;
+                if let Some(bytes) = config.postgres_disk {
+                    let free = stack::disk::EventsDisk::new(layout).available().ok();
+                    report.volume = free.map(|free| storage::Volume { bytes, free });
+                }
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {

@@ -31,6 +31,14 @@ pub struct Report {
     pub next_drop: Option<NextDrop>,
     /// The topics' retention, or why it could not be read.
     pub kafka: Result<Vec<TopicRetentionView>, String>,
+    /// On a stack with an events volume (`up --postgres-disk`): its size and free bytes.
+    pub volume: Option<Volume>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Volume {
+    pub bytes: u64,
+    pub free: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +74,7 @@ pub async fn report(
         }),
         partitions: parts,
         kafka,
+        volume: None,
     })
 }
 
@@ -126,6 +135,13 @@ pub fn render(r: &Report) -> String {
             }
         }
         Err(e) => out.push_str(&format!("Kafka: {e}\n")),
+    }
+    if let Some(v) = r.volume {
+        out.push_str(&format!(
+            "events volume: {} free of {}\n",
+            bytes(v.free as i64),
+            bytes(v.bytes as i64)
+        ));
     }
     out
 }

@@ -388,3 +388,31 @@ async fn an_upgrade_keeps_every_row_and_retention_drops_whole_partitions() {
         .await
         .expect("drop the scratch schema");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_full_drill_needs_an_events_volume_and_says_so() {
+    let stack = TestStack::shared();
+    let drill = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/postgres-disk-full.yaml");
+    let out = stack.logctl(&[
+        "scenario".as_ref(),
+        "run".as_ref(),
+        "--headless".as_ref(),
+        drill.as_os_str(),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("--postgres-disk"), "names the flag: {text}");
+    let out = stack.logctl(&["fault", "fill", "postgres"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("no events volume"),
+        "{text}"
+    );
+    let out = stack.logctl(&["fault", "fill", "kafka"]);
+    assert!(!out.status.success());
+}

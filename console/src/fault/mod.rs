@@ -6,6 +6,7 @@
 //! it runs. Faults on the links between components (latency, bandwidth, black holes, resets)
 //! are in [`link`].
 
+pub mod disk;
 pub mod host;
 pub mod link;
 

@@ -132,6 +132,8 @@ struct Run<'a> {
     faulted_links: std::collections::BTreeSet<String>,
     /// Whether it isolated or partitioned a host, to heal every host at the end.
     hosts_faulted: bool,
+    /// Whether it filled PostgreSQL's events volume, to free it at the end.
+    disk_filled: bool,
     events: UnboundedSender<RunEvent>,
 }
 
@@ -170,6 +172,7 @@ pub async fn run(
         touched: BTreeMap::new(),
         faulted_links: Default::default(),
         hosts_faulted: false,
+        disk_filled: false,
         events: events.clone(),
     };
     let mut report = ScenarioReport {
@@ -317,6 +320,16 @@ impl Run<'_> {
             .steps
             .iter()
             .any(|s| matches!(s, Step::Fault(FaultStep::Host(_))));
+        let disk_faults = scenario
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Fault(FaultStep::Disk { .. })));
+        if disk_faults && self.config.postgres_disk.is_none() {
+            return Err(
+                "this drill fills PostgreSQL's disk and the stack's events share the state                  dir's filesystem: run it against a stack started with `logctl up                  --postgres-disk 2G` (as root, on a new state dir)"
+                    .into(),
+            );
+        }
         if host_faults && self.config.hosts.is_none() {
             return Err(
                 "this drill cuts hosts off and the stack runs on loopback: run it \
@@ -549,6 +562,13 @@ impl Run<'_> {
                     .map(|(o, _)| o.detail)
                     .map_err(|e| e.to_string());
             }
+            FaultStep::Disk { fill } => {
+                // Recorded before acting: a half-filled volume is freed too.
+                self.disk_filled |= *fill;
+                return fault::disk::apply(*fill, Some("postgres"), &self.ctx.layout)
+                    .map(|o| o.detail)
+                    .map_err(|e| e.to_string());
+            }
             FaultStep::Clear { links } => {
                 return fault::link::clear(*links, &self.ctx.layout, &self.config)
                     .await
@@ -645,6 +665,21 @@ impl Run<'_> {
         let mut done = Vec::new();
         if let Some(rep) = self.load.stop().await {
             done.push(format!("load stopped ({} events sent)", rep.events_sent));
+        }
+        if std::mem::take(&mut self.disk_filled) {
+            let disk = stack::disk::EventsDisk::new(&self.ctx.layout);
+            let line = if !disk.is_full() {
+                "the events volume was freed already".to_owned()
+            } else {
+                match disk.free() {
+                    Ok(bytes) => format!("freed {} MiB on the events volume", bytes >> 20),
+                    Err(e) => format!("freeing the events volume FAILED: {e}"),
+                }
+            };
+            let _ = self
+                .events
+                .send(RunEvent::Note(format!("restoring: {line}")));
+            done.push(line);
         }
         if std::mem::take(&mut self.hosts_faulted) {
             let line = match self.config.net() {

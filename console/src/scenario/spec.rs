@@ -11,6 +11,7 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Seq
 use serde::Deserialize;
 
 use super::condition::{nearest, Condition};
+use crate::fault;
 use crate::fault::host::HostFault;
 use crate::fault::link::{self, Links};
 use crate::fault::{Action, Target};
@@ -269,7 +270,7 @@ impl<'de> Deserialize<'de> for Named {
 }
 
 fn process_action(s: &str) -> Result<Action, String> {
-    const ACTIONS: [&str; 13] = [
+    const ACTIONS: [&str; 15] = [
         "stop",
         "start",
         "kill",
@@ -283,6 +284,8 @@ fn process_action(s: &str) -> Result<Action, String> {
         "isolate",
         "partition",
         "heal",
+        "fill",
+        "free",
     ];
     Ok(match s {
         "stop" => Action::Stop,
@@ -534,6 +537,10 @@ pub enum FaultStep {
     },
     /// On a stack on hosts: `isolate kafka-leader`, `partition kafka kafka-2`, `heal`.
     Host(HostFault),
+    /// On a stack with an events volume: `fill postgres` (true), `free postgres`.
+    Disk {
+        fill: bool,
+    },
 }
 
 impl FaultStep {
@@ -548,6 +555,7 @@ impl FaultStep {
             FaultStep::Clear { links: Some(l) } => format!("fault clear {}", l.name()),
             FaultStep::Clear { links: None } => "fault clear every link".into(),
             FaultStep::Host(h) => format!("fault {}", h.describe()),
+            FaultStep::Disk { fill } => format!("fault {} postgres", fault::disk::verb(*fill)),
         }
     }
 
@@ -558,6 +566,11 @@ impl FaultStep {
         }
         if action == "clear" {
             return Ok(FaultStep::Clear { links: links()? });
+        }
+        if let fill @ ("fill" | "free") = action {
+            let fill = fill == "fill";
+            fault::disk::check_component(fill, component)?;
+            return Ok(FaultStep::Disk { fill });
         }
         if let Some(kind) = link::Kind::parse(action) {
             let links = links()?
@@ -896,6 +909,16 @@ steps:
         assert!(e.message.contains("only network faults"), "{e}");
         let e = error("name: x\nsteps:\n  - fault: latncy kafka 5s\n");
         assert!(e.message.contains("did you mean `latency`"), "{e}");
+
+        let e = error("name: x\nsteps:\n  - fault: fill kafka\n");
+        assert!(e.message.contains("write `fill postgres`"), "{e}");
+        let s = parse(
+            "disk.yaml",
+            "name: x\nsteps:\n  - fault: fill postgres\n  - fault: {action: free, component: postgres}\n",
+        )
+        .expect("fill and free parse");
+        assert_eq!(s.steps[0].describe(), "fault fill postgres");
+        assert_eq!(s.steps[1].describe(), "fault free postgres");
 
         let e = error("name: x\nsteps:\n  - load: {rate: 10, batch: 5000}\n");
         assert!(e.message.contains("batch 5000"), "{e}");

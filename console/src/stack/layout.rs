@@ -95,6 +95,9 @@ pub struct StackConfig {
     pub hosts: Option<u8>,
     /// How long events are kept, in PostgreSQL and in Kafka. Remembered by later `up`s.
     pub storage: StorageConfig,
+    /// The events table on a filesystem of its own of this many bytes (`up --postgres-disk`,
+    /// root), for the disk-full drill. Fixed when the stack is made.
+    pub postgres_disk: Option<u64>,
 }
 
 /// Retention of the stack's events: PostgreSQL's time partitions (passed to every consumer,
@@ -118,6 +121,7 @@ impl Default for StackConfig {
             proxies: false,
             hosts: None,
             storage: StorageConfig::default(),
+            postgres_disk: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod balancer;
 pub mod cluster;
+pub mod disk;
 pub mod faultproxy;
 pub mod hosts;
 pub mod kafka;
@@ -522,13 +523,23 @@ fn launch_here(
         Component::Kafka(i) => kafka::Kafka::new(layout, i)?.start(layout, config),
         Component::Postgres => {
             let clients = config.net().map(|net| net.subnet());
-            postgres::Postgres::new(layout)?.start(
+            let events_disk = disk::EventsDisk::new(layout);
+            if let Some(bytes) = config.postgres_disk {
+                // Mounted before PostgreSQL starts: its tablespace must be there.
+                events_disk.mount(bytes)?;
+            }
+            let pg = postgres::Postgres::new(layout)?;
+            let pid = pg.start(
                 layout,
                 &config.ports,
                 c.ip(config),
                 clients.as_deref(),
                 db_password,
-            )
+            )?;
+            if config.postgres_disk.is_some() {
+                pg.ensure_tablespace(config.ports.postgres, &events_disk.location())?;
+            }
+            Ok(pid)
         }
         Component::Redis => redis::start(layout, c.listen(config)),
         Component::Prometheus => prometheus::start(layout, config),
@@ -734,6 +745,9 @@ async fn prepare_kafka_and_database(
         },
     )
     .await?;
+    if config.postgres_disk.is_some() {
+        move_events_to_their_volume(&pool).await?;
+    }
     // Today's partitions and those ahead before any consumer inserts (the consumers keep them
     // up from then on).
     let policy = Policy::try_from(&config.storage.postgres)
@@ -742,6 +756,26 @@ async fn prepare_kafka_and_database(
         .await
         .map(drop)
         .map_err(|e| StackError::Other(format!("making the events table's partitions: {e}")))
+}
+
+/// Puts the events table on the events volume: its partitions and indexes now, and (set on
+/// the partitioned parents) every partition made from now on. A no-op once done.
+async fn move_events_to_their_volume(pool: &sqlx::PgPool) -> Result<(), StackError> {
+    let ts = disk::TABLESPACE;
+    let user = postgres::USER;
+    for statement in [
+        format!("ALTER TABLE log_events SET TABLESPACE {ts}"),
+        format!("ALTER INDEX log_events_pkey SET TABLESPACE {ts}"),
+        format!("ALTER INDEX log_events_org_time SET TABLESPACE {ts}"),
+        format!("ALTER TABLE ALL IN TABLESPACE pg_default OWNED BY {user} SET TABLESPACE {ts}"),
+        format!("ALTER INDEX ALL IN TABLESPACE pg_default OWNED BY {user} SET TABLESPACE {ts}"),
+    ] {
+        sqlx::query(&statement)
+            .execute(pool)
+            .await
+            .map_err(|e| StackError::Other(format!("putting the events on their volume: {e}")))?;
+    }
+    Ok(())
 }
 
 async fn retry<F, Fut>(what: &str, within: Duration, mut attempt: F) -> Result<(), StackError>
@@ -891,6 +925,10 @@ pub fn down(layout: &Layout, config: &StackConfig) -> Vec<DownOutcome> {
     // The hosts go once nothing runs on them, and with them every link they had.
     if let Some(net) = config.net() {
         hosts::remove(net);
+    }
+    // PostgreSQL is stopped: its events volume can go (the image stays for the next `up`).
+    if let Err(e) = disk::EventsDisk::new(layout).unmount() {
+        eprintln!("logctl: {e}");
     }
     outcomes
 }

@@ -115,6 +115,25 @@ impl Postgres {
         Ok(pid)
     }
 
+    /// Makes the events volume's tablespace at `location`, owned by the services' role, once.
+    pub fn ensure_tablespace(&self, port: u16, location: &Path) -> Result<(), StackError> {
+        let ts = super::disk::TABLESPACE;
+        let exists = self.psql(
+            port,
+            &format!("SELECT count(*) FROM pg_tablespace WHERE spcname = '{ts}'"),
+        )?;
+        if exists == "0" {
+            self.psql(
+                port,
+                &format!(
+                    "CREATE TABLESPACE {ts} OWNER {USER} LOCATION '{}'",
+                    location.display()
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Adds a scram line for `cidr` to pg_hba.conf, once.
     fn allow_clients(&self, cidr: &str) -> Result<(), StackError> {
         let hba = self.data().join("pg_hba.conf");

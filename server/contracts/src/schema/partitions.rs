@@ -364,8 +364,19 @@ async fn create(conn: &mut PgConnection, range: Range) -> Result<u64, sqlx::Erro
     .await?;
     let mut moved = 0;
     if strays {
+        // Where the partitioned table says its partitions go (a table made apart does not
+        // know it by itself).
+        let tablespace: Option<String> = sqlx::query_scalar(
+            "SELECT t.spcname::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace \
+             WHERE c.oid = 'log_events'::regclass",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let tablespace = tablespace
+            .map(|t| format!(" TABLESPACE {}", ident(&t)))
+            .unwrap_or_default();
         sqlx::query(&format!(
-            "CREATE TABLE {table} (LIKE log_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            "CREATE TABLE {table} (LIKE log_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS){tablespace}"
         ))
         .execute(&mut *tx)
         .await?;
