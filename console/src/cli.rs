@@ -52,6 +52,9 @@ pub enum Command {
     /// with wrk, Kafka's ProducerPerformance and PostgreSQL COPY as baselines in the same run;
     /// writes a markdown table.
     Bench(BenchArgs),
+    /// A long run at a fixed rate that judges the steady state: RSS growth, lag, p99 trend,
+    /// disk within retention, sampled every 10 s; a table, JSON and an SVG of the samples.
+    Soak(SoakArgs),
     /// The live console: throughput, latency, lag from Kafka, breakers, components and errors,
     /// refreshed every second (q or Ctrl-C quits, p pauses).
     Tui(TuiArgs),
@@ -166,6 +169,30 @@ pub struct BenchArgs {
     pub brokers: Option<u16>,
     #[arg(long, default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Events per second, constant (pick a share of the knee `logctl bench` measured, e.g. a
+    /// half).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    #[arg(long, default_value = "30m")]
+    pub duration: String,
+    /// Samples before this are not judged (JIT, caches, pools filling).
+    #[arg(long, default_value = "2m")]
+    pub warmup: String,
+    #[arg(long, default_value = "10s")]
+    pub sample_every: String,
+    /// Write the report (every sample and check) as JSON here.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Write the samples as an SVG plot here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// The database (the local stack's by default).
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod fault;
 pub mod load;
 pub mod scenario;
 pub mod signals;
+pub mod soak;
 pub mod stack;
 pub mod storage;
 pub mod token;

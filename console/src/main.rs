@@ -8,7 +8,7 @@ use clap::Parser;
 
 use logctl::cli::{
     BenchArgs, Cli, Command, DlqCommand, DownArgs, FaultArgs, KafkaArgs, LoadArgs, ScenarioCommand,
-    ScenarioRunArgs, StatusArgs, StorageArgs, StorageCommand, TokenArgs, TuiArgs, UpArgs,
+    ScenarioRunArgs, SoakArgs, StatusArgs, StorageArgs, StorageCommand, TokenArgs, TuiArgs, UpArgs,
 };
 use logctl::dlq;
 use logctl::fault;
@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fault(args) => fault(&layout, args),
         Command::Dlq(cmd) => dead_letters(&layout, cmd),
         Command::Storage(args) => storage(&layout, args),
+        Command::Soak(args) => soak(&layout, args),
         Command::Token(args) => token(&layout, args),
         Command::Load(args) => load(&layout, args),
         Command::Bench(args) => bench(&layout, args),
@@ -855,6 +856,45 @@ fn apply_storage_flags(
     logctl_contracts::schema::partitions::Policy::try_from(&storage.postgres)
         .map_err(|e| anyhow::anyhow!("--retention / --partition-interval: {e}"))?;
     Ok(())
+}
+
+fn soak(layout: &Layout, args: SoakArgs) -> anyhow::Result<ExitCode> {
+    use logctl::soak;
+    let config = layout.load_config()?;
+    let url = database_url(layout, &config, args.database_url.as_ref())?;
+    let duration = |flag: &str, v: &str| {
+        logctl_contracts::duration::parse(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    let opts = soak::Options {
+        rate: args.rate,
+        duration: duration("duration", &args.duration)?,
+        warmup: duration("warmup", &args.warmup)?,
+        sample_every: duration("sample-every", &args.sample_every)?.max(Duration::from_secs(1)),
+    };
+    anyhow::ensure!(args.rate > 0.0, "--rate: events per second, above 0");
+    let report = runtime()?.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .context("cannot reach the stack's PostgreSQL: is it up (`logctl status`)?")?;
+        soak::run(layout, &config, &pool, opts).await
+    })?;
+    print!("{}", soak::render(&report));
+    if let Some(path) = &args.output {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, soak::svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn storage(layout: &Layout, args: StorageArgs) -> anyhow::Result<ExitCode> {

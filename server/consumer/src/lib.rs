@@ -79,7 +79,13 @@ pub async fn run(
         shutdown.clone(),
     ));
     let dead_letters = DeadLetters::new(&settings.kafka)?;
-    let cache = Cache::new(Kv::new(&settings.redis)?, settings.cache.clone());
+    let kv = Kv::new(&settings.redis)?;
+    // The cache's breaker closes once Redis answers, also with no reads to try it.
+    tokio::spawn({
+        let (kv, shutdown) = (kv.clone(), shutdown.clone());
+        async move { kv.keep_trying(Duration::from_millis(500), shutdown).await }
+    });
+    let cache = Cache::new(kv, settings.cache.clone());
     let ingest = tokio::spawn({
         let storage = storage.clone();
         let shutdown = shutdown.clone();

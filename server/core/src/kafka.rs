@@ -62,20 +62,25 @@ impl Default for TopicRetention {
 }
 
 impl TopicRetention {
-    /// `retention.ms` and `retention.bytes` of the events topic and of the dead-letter topic.
-    pub fn configs(&self) -> [[(&'static str, String); 2]; 2] {
+    /// `retention.ms`, `retention.bytes` and `segment.ms` of the events topic and of the
+    /// dead-letter topic. Kafka deletes whole segments, never the one being written, so a
+    /// segment rolls after a fifth of the retention (a minute at least, a week at most):
+    /// what is kept on disk then stays within 1.2 x the retention (plus the broker's 5-minute
+    /// retention check) instead of waiting for a week-long segment to close.
+    pub fn configs(&self) -> [[(&'static str, String); 3]; 2] {
         let ms = self.retention_secs.saturating_mul(1000);
+        let segment = |retention_ms: u64| (retention_ms / 5).clamp(60_000, 7 * 86_400_000);
+        let dead_letters = ms.saturating_mul(DEAD_LETTER_RETENTION_FACTOR);
         [
             [
                 ("retention.ms", ms.to_string()),
                 ("retention.bytes", self.retention_bytes.to_string()),
+                ("segment.ms", segment(ms).to_string()),
             ],
             [
-                (
-                    "retention.ms",
-                    ms.saturating_mul(DEAD_LETTER_RETENTION_FACTOR).to_string(),
-                ),
+                ("retention.ms", dead_letters.to_string()),
                 ("retention.bytes", "-1".to_owned()),
+                ("segment.ms", segment(dead_letters).to_string()),
             ],
         ]
     }

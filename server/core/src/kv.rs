@@ -176,6 +176,29 @@ impl Kv {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
             .await
     }
+
+    /// While the breaker is not closed, a `PING` every `every` as its trial call, until
+    /// `shutdown`. A breaker only moves on calls: without this, one that opened under the last
+    /// burst of traffic would stay open (and its alert firing, and the rate limit local) on an
+    /// idle service until the next request, long after Redis was fine again.
+    pub async fn keep_trying(
+        &self,
+        every: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if self.breaker.state() != crate::breaker::State::Closed {
+                // Refused while the breaker waits out its open time: nothing is sent then.
+                let _ = self.ping().await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +302,52 @@ mod tests {
         kv.ping()
             .await
             .expect("answered on a new connection after the timeout");
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_closes_with_no_traffic_once_redis_answers() {
+        use crate::breaker::State;
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let addr = server(silent.clone()).await;
+        let kv = Kv::new(&RedisSettings {
+            url: format!("redis://{addr}"),
+            timeout_ms: 100,
+            breaker: BreakerSettings {
+                consecutive_failures: 1,
+                open_ms: 50,
+                half_open_calls: 1,
+                ..BreakerSettings::default()
+            },
+        })
+        .expect("client");
+        kv.ping().await.expect("answered");
+        silent.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(kv.ping().await.is_err());
+        assert_eq!(kv.breaker.state(), State::Open);
+        silent.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Nothing else calls Redis from here on.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            kv.breaker.state(),
+            State::Open,
+            "a breaker moves only on calls"
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let trying = tokio::spawn({
+            let (kv, shutdown) = (kv.clone(), shutdown.clone());
+            async move { kv.keep_trying(Duration::from_millis(20), shutdown).await }
+        });
+        let mut closed = false;
+        for _ in 0..100 {
+            if kv.breaker.state() == State::Closed {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        trying.await.expect("stops on shutdown");
+        assert!(closed, "the trial PING closed it");
     }
 
     #[test]

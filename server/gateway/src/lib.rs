@@ -30,19 +30,28 @@ use rate_limit::RateLimiter;
 pub use settings::Settings;
 use upstream::Upstream;
 
-/// The gateway's router, built apart from serving so tests can drive it in-process.
-pub fn app(settings: Settings) -> anyhow::Result<Router> {
-    Ok(build(settings)?.0)
+/// The gateway's router, built apart from serving so tests can drive it in-process; its
+/// background work (trying Redis again) stops on `shutdown`.
+pub fn app(settings: Settings, shutdown: &CancellationToken) -> anyhow::Result<Router> {
+    Ok(build(settings, shutdown)?.0)
 }
 
 /// The router and the span exporter it records to (flushed at shutdown).
-fn build(settings: Settings) -> anyhow::Result<(Router, Option<Exporter>)> {
+fn build(
+    settings: Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Router, Option<Exporter>)> {
     let metrics = telemetry::metrics_handle();
     // Every series from the first scrape, so rules and panels see zeros, not gaps.
     logctl_contracts::metric::register(logctl_contracts::metric::Service::Gateway);
     let upstream = Upstream::new(&settings)?;
     let verifier = Verifier::new(&settings.auth)?;
     let kv = Kv::new(&settings.redis)?;
+    // Back to Redis as soon as it answers, whether or not requests come meanwhile.
+    tokio::spawn({
+        let (kv, shutdown) = (kv.clone(), shutdown.clone());
+        async move { kv.keep_trying(KV_TRIAL_EVERY, shutdown).await }
+    });
     let limiter = RateLimiter::new(settings.rate_limit.clone(), kv.clone());
     let exporter = Exporter::start(&settings.otlp, "gateway");
     let tracing_setup = trace::Tracing {
@@ -77,6 +86,9 @@ fn build(settings: Settings) -> anyhow::Result<(Router, Option<Exporter>)> {
     Ok((router, exporter))
 }
 
+/// How often an open Redis breaker is tried with no traffic to do it.
+const KV_TRIAL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Serves until `shutdown`, then stops accepting and lets in-flight requests finish.
 pub async fn run(
     settings: Settings,
@@ -84,7 +96,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let deadline = settings.shutdown_timeout();
-    let (app, exporter) = build(settings)?;
+    let (app, exporter) = build(settings, &shutdown)?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     logctl_core::shutdown::serve(listener, app, shutdown, deadline).await?;
     if let Some(exporter) = &exporter {
