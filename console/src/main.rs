@@ -858,6 +858,16 @@ fn apply_storage_flags(
     Ok(())
 }
 
+/// One connection to the stack's database, for the commands that read it.
+async fn connect_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .context("cannot reach the stack's PostgreSQL: is it up (`logctl status`)?")
+}
+
 fn soak(layout: &Layout, args: SoakArgs) -> anyhow::Result<ExitCode> {
     use logctl::soak;
     let config = layout.load_config()?;
@@ -873,12 +883,7 @@ fn soak(layout: &Layout, args: SoakArgs) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(args.rate > 0.0, "--rate: events per second, above 0");
     let report = runtime()?.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await
-            .context("cannot reach the stack's PostgreSQL: is it up (`logctl status`)?")?;
+        let pool = connect_database(&url).await?;
         soak::run(layout, &config, &pool, opts).await
     })?;
     print!("{}", soak::render(&report));
@@ -908,12 +913,7 @@ fn storage(layout: &Layout, args: StorageArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     runtime()?.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await
-            .context("cannot reach the stack's PostgreSQL: is it up (`logctl status`)?")?;
+        let pool = connect_database(&url).await?;
         match args.command {
             None => {
                 let mut report = storage::report(&pool, &policy, &kafka, args.exact).await?;

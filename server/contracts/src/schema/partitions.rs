@@ -342,6 +342,17 @@ where
     done.map(Some)
 }
 
+/// A transaction whose statements wait at most [`LOCK_TIMEOUT`] for a table lock.
+async fn begin_ddl(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, Postgres>, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Makes the partition for `range`, moving in what the default partition holds of it;
 /// returns how many rows moved.
 async fn create(conn: &mut PgConnection, range: Range) -> Result<u64, sqlx::Error> {
@@ -351,10 +362,7 @@ async fn create(conn: &mut PgConnection, range: Range) -> Result<u64, sqlx::Erro
         range.from.to_rfc3339(),
         range.to.to_rfc3339()
     );
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = begin_ddl(conn).await?;
     let strays: bool = sqlx::query_scalar(&format!(
         "SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION} WHERE event_time >= $1 AND event_time < $2)"
     ))
@@ -420,10 +428,7 @@ async fn drop_older(
         .map(|p| p.name)
         .collect();
     for table in old {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = begin_ddl(conn).await?;
         sqlx::query(&format!("DROP TABLE {}", ident(&table)))
             .execute(&mut *tx)
             .await?;
@@ -437,10 +442,7 @@ async fn drop_older(
     .fetch_one(&mut *conn)
     .await?;
     if expired > 0 {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = begin_ddl(conn).await?;
         sqlx::query(&format!(
             "CREATE TEMPORARY TABLE logctl_default_kept ON COMMIT DROP AS \
              SELECT * FROM {DEFAULT_PARTITION} WHERE event_time >= $1"
