@@ -67,6 +67,35 @@ pub enum Command {
     /// Run one of Kafka's own tools against the stack's broker, e.g.
     /// `logctl kafka consumer-groups --describe --group log-consumer-group`.
     Kafka(KafkaArgs),
+    /// Render a saved run again (`logctl load --output run.json`): the summary, an HTML page
+    /// with plots (--html), and a comparison with another run (--compare; exit 1 on regression).
+    Report(ReportArgs),
+}
+
+/// Comparing a run with a saved baseline run.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A saved run (`--output` of an earlier `logctl load`) to compare with: each figure side
+    /// by side with its ratio, and a verdict; exit 1 on regression.
+    #[arg(long, value_name = "BASELINE.json")]
+    pub compare: Option<PathBuf>,
+    /// A p99 this much above the baseline's is a regression (and at least 1 ms above it).
+    #[arg(long, default_value = "10%")]
+    pub max_p99_regression: String,
+    /// Accepted events/s this much below the baseline's is a regression.
+    #[arg(long, default_value = "5%")]
+    pub max_throughput_regression: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run's JSON record.
+    pub run: PathBuf,
+    /// Write the run as a self-contained HTML page with plots.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub compare: CompareArgs,
 }
 
 #[derive(Debug, Args)]
@@ -112,9 +141,16 @@ pub struct LoadArgs {
     /// Print the final report as JSON (no live progress).
     #[arg(long)]
     pub json: bool,
-    /// Also write the JSON report to this file.
+    /// Also write the run's JSON record to this file: the report's fields, latency and answers
+    /// per second, the whole latency histogram (what `logctl report` and `--compare` read).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Write the run as a self-contained HTML page: latency over time, the latency
+    /// distribution, throughput and (on the local stack) lag over time.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub compare: CompareArgs,
     /// Write per-second latency histograms as an HdrHistogram interval log.
     #[arg(long)]
     pub hdr_log: Option<PathBuf>,

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod dlq;
 pub mod fault;
 pub mod load;
+pub mod report;
 pub mod scenario;
 pub mod signals;
 pub mod soak;

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench(&layout, args),
         Command::Tui(args) => tui(&layout, args),
         Command::Scenario(cmd) => scenario(&layout, cmd),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -80,6 +81,10 @@ fn scenario(layout: &Layout, cmd: ScenarioCommand) -> anyhow::Result<ExitCode> {
                 "{:<20} up, starting, paused or down ({}, consumer-N)",
                 "component.NAME",
                 stack::Component::NAMES.join(", ")
+            );
+            println!(
+                "{:<20} ok, warn, stall, stop or err: the group's worst partition by Burrow's rules",
+                "consumer_status"
             );
             println!("{:<20} lag of one partition", "lag.N");
             println!("{:<20} drill load answers with that status", "load.STATUS");
@@ -248,6 +253,25 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `logctl report RUN.json`: a saved run rendered again, and compared when asked.
+fn report(args: logctl::cli::ReportArgs) -> anyhow::Result<ExitCode> {
+    let record = logctl::report::record::LoadRecord::read(&args.run)?;
+    let outputs = logctl::report::Outputs {
+        json: None,
+        html: args.html.clone(),
+        baseline: args.compare.compare.clone(),
+        limits: logctl::report::limits(&args.compare)?,
+    };
+    let title = format!("logctl load: {}", args.run.display());
+    let comparison = logctl::report::write(&record, &title, &outputs)?;
+    print!("{}", logctl::load::render(&record.report, "a saved run"));
+    Ok(if logctl::report::print_comparison(comparison.as_ref()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
     use logctl::load;
     use logctl_contracts::duration::parse as parse_duration;
@@ -303,8 +327,24 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         args.max_in_flight,
         options.request_timeout,
     )?);
+    let outputs = logctl::report::Outputs {
+        json: args.output.clone(),
+        html: args.report.clone(),
+        baseline: args.compare.compare.clone(),
+        limits: logctl::report::limits(&args.compare)?,
+    };
     let runtime = runtime()?;
-    let mut outcome = runtime.block_on(async {
+    // On the local stack, what it did meanwhile (stored rate, lag) goes into the record.
+    let watch = args.target.is_none() && (args.output.is_some() || args.report.is_some());
+    let (mut outcome, stack_points) = runtime.block_on(async {
+        let started = std::time::Instant::now();
+        let observer = watch.then(|| {
+            logctl::scenario::observe::Observer::start(
+                logctl::signals::Collector::new(layout, &config),
+                Duration::from_secs(1),
+                started,
+            )
+        });
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn({
             let stop = stop.clone();
@@ -314,12 +354,14 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
             }
         });
         let quiet = args.json;
-        logctl_loadgen::engine::run(&plan, gateway, &options, stop, |p| {
+        let outcome = logctl_loadgen::engine::run(&plan, gateway, &options, stop, |p| {
             if !quiet {
                 load::print_progress(p);
             }
         })
-        .await
+        .await;
+        let points = observer.map(|o| o.finish()).unwrap_or_default();
+        (outcome, points)
     });
     if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
@@ -340,9 +382,12 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--hdr-log {}", path.display()))?;
     }
     let json = serde_json::to_string_pretty(&outcome.report)?;
-    if let Some(path) = &args.output {
-        std::fs::write(path, &json).with_context(|| format!("--output {}", path.display()))?;
-    }
+    let mut record =
+        logctl::report::record::LoadRecord::new(outcome.report.clone(), &outcome.intervals);
+    record.stack = stack_points
+        .iter()
+        .map(logctl::report::stack_point)
+        .collect();
     let describe = format!(
         "{} per request, {} organizations, seed {}",
         if args.batch == 1 {
@@ -358,11 +403,16 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         || thresholds.max_error_rate.is_some()
         || thresholds.strict_schedule
         || args.verify;
-    let broken = if judged {
+    let mut broken = if judged {
         load::judge(&outcome.report, &thresholds)
     } else {
         Vec::new()
     };
+    let title = format!(
+        "logctl load: {} events/s at {}",
+        outcome.report.planned_rate, outcome.report.target
+    );
+    let comparison = logctl::report::write(&record, &title, &outputs)?;
     if args.json {
         println!("{json}");
     } else {
@@ -373,6 +423,9 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         if broken.is_empty() && judged {
             println!("PASSED      every threshold held");
         }
+    }
+    if logctl::report::print_comparison(comparison.as_ref()) {
+        broken.push("regression against the baseline".into());
     }
     Ok(if broken.is_empty() {
         ExitCode::SUCCESS

@@ -82,6 +82,15 @@ async fn prometheus_query(stack: &TestStack, path: &str) -> Value {
     .expect("json")
 }
 
+/// The highest value of a per-partition gauge the producer exports.
+async fn worst_partition(stack: &TestStack, name: &str) -> Option<f64> {
+    let text = scrape(stack.port("producer-port")).await;
+    logctl::signals::exposition::Scrape::parse(&text)
+        .matching(name, &[])
+        .map(|s| s.value)
+        .reduce(f64::max)
+}
+
 async fn total_lag(stack: &TestStack) -> Option<f64> {
     metric_sum(
         &scrape(stack.port("producer-port")).await,
@@ -330,6 +339,18 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
         stack.kafka_reported_lag().is_some_and(|l| l >= 1_500),
         "Kafka's own tool agrees"
     );
+    // Lag as time and Burrow's status: nobody holds the partitions (STOP, 3), and the oldest
+    // unconsumed record's age grows with the wall clock.
+    eventually(
+        "a partition STOP, its records aging",
+        Duration::from_secs(30),
+        || async {
+            let status = worst_partition(&stack, metric::CONSUMER_STATUS).await?;
+            let behind = worst_partition(&stack, metric::CONSUMER_LAG_SECONDS).await?;
+            (status == 3.0 && behind >= 1.0).then_some(())
+        },
+    )
+    .await;
 
     // ...and the alert fires once it has held for its `for:` period.
     eventually(
@@ -356,6 +377,16 @@ async fn metrics_move_lag_rises_with_the_consumer_stopped_and_the_alert_fires() 
     eventually("lag back to 0", Duration::from_secs(60), || async {
         total_lag(&stack).await.filter(|l| *l == 0.0)
     })
+    .await;
+    eventually(
+        "every partition OK and no time behind",
+        Duration::from_secs(30),
+        || async {
+            let status = worst_partition(&stack, metric::CONSUMER_STATUS).await?;
+            let behind = worst_partition(&stack, metric::CONSUMER_LAG_SECONDS).await?;
+            (status == 0.0 && behind == 0.0).then_some(())
+        },
+    )
     .await;
     eventually(
         "Kafka's tool to show zero lag",

@@ -1,6 +1,7 @@
 //! The console as an operator uses it, in a real terminal (tmux) against a real stack: press
-//! `l` to start load, `2` to stop PostgreSQL, read the screen to see the breaker open and lag
-//! rise, `2` again to bring it back, `q` to quit.
+//! `l` to start load and read the charts, `5` to stop the consumer and see its partitions turn
+//! STOP or STALL, `2` to stop PostgreSQL and see the breaker open and lag rise, `2` again to
+//! bring it back, `q` to quit.
 
 #![allow(clippy::await_holding_lock)] // one test at a time on the shared stack, on purpose
 
@@ -79,13 +80,32 @@ impl Drop for Session {
     }
 }
 
+/// The stored rate the title line shows (`logctl  stored 1,000/s  lag …`).
 fn stored_per_sec(screen: &str) -> f64 {
     screen
         .lines()
-        .find_map(|l| l.split("stored    ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
+        .find_map(|l| l.strip_prefix("logctl  stored "))
+        .and_then(|rest| rest.split("/s").next())
         .and_then(|n| n.replace(',', "").parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The lag pane's table rows of partitions with records behind: (partition, status). (The
+/// load's organizations are keyed to some partitions only; the others stay at zero, OK.)
+fn partition_statuses(screen: &str) -> Vec<(u32, String)> {
+    screen
+        .lines()
+        .filter_map(|l| {
+            let pane = l.split('│').nth(1)?;
+            let words: Vec<&str> = pane.split_whitespace().collect();
+            match words.as_slice() {
+                [p, records, _behind, status] if *records != "0" => {
+                    Some((p.parse().ok()?, (*status).to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,18 +117,65 @@ async fn load_a_postgres_outage_and_recovery_watched_from_the_console() {
         logctl_bin().display(),
         stack.dir.display()
     );
-    let session = Session::start("logctl-tui", 110, 34, &command);
+    let session = Session::start("logctl-tui", 150, 45, &command);
     session
         .wait_for("the console drawn", Duration::from_secs(20), |s| {
-            s.contains("Throughput")
+            s.contains("events/s")
         })
         .await;
 
     session.keys("l");
+    let loaded = session
+        .wait_for(
+            "events stored under load, every partition OK",
+            Duration::from_secs(30),
+            |s| {
+                let statuses = partition_statuses(s);
+                s.contains("load 1,000/s")
+                    && stored_per_sec(s) > 0.0
+                    && !statuses.is_empty()
+                    && statuses.iter().all(|(_, st)| st == "OK")
+            },
+        )
+        .await;
+    // Charts with labelled axes, lag in time, the percentile spectrum.
+    for label in [
+        "-1m",
+        "-30s",
+        "now",
+        "lag behind",
+        "behind  status",
+        "latency by percentile",
+        "99.99%",
+    ] {
+        assert!(loaded.contains(label), "{label:?} missing:\n{loaded}");
+    }
+
+    // The consumer stopped: nobody holds its partitions (STOP), or its offsets stand still
+    // while the group has not noticed yet (STALL); how far behind shows in seconds.
+    session.keys("5");
     session
-        .wait_for("events stored under load", Duration::from_secs(30), |s| {
-            s.contains("load 1,000/s") && stored_per_sec(s) > 0.0
-        })
+        .wait_for(
+            "every partition STOP or STALL",
+            Duration::from_secs(30),
+            |s| {
+                let statuses = partition_statuses(s);
+                !statuses.is_empty()
+                    && statuses.iter().all(|(_, st)| st == "STOP" || st == "STALL")
+                    && s.contains("s behind")
+            },
+        )
+        .await;
+    session.keys("5");
+    session
+        .wait_for(
+            "the consumer back: every partition OK",
+            Duration::from_secs(60),
+            |s| {
+                let statuses = partition_statuses(s);
+                !statuses.is_empty() && statuses.iter().all(|(_, st)| st == "OK")
+            },
+        )
         .await;
 
     session.keys("2");
@@ -177,7 +244,7 @@ async fn a_drill_run_from_the_console_shows_its_steps_and_x_aborts_one_restoring
     let session = Session::start("logctl-tui-drill", 140, 40, &command);
     session
         .wait_for("the console drawn", Duration::from_secs(20), |s| {
-            s.contains("Throughput")
+            s.contains("events/s")
         })
         .await;
 

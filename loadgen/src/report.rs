@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latencies are recorded in microseconds, 1 µs to 10 minutes, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -18,7 +18,7 @@ pub fn micros(d: Duration) -> u64 {
 }
 
 /// Percentiles in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
     pub p50: f64,
     pub p90: f64,
@@ -46,7 +46,7 @@ impl Percentiles {
 }
 
 /// How far the generator itself was from its schedule.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Lateness {
     /// Requests sent more than [`LATE_AFTER`] after their intended time.
@@ -59,7 +59,7 @@ pub struct Lateness {
 /// A send this much behind schedule means the generator could not keep up.
 pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub target: String,
@@ -123,7 +123,7 @@ impl Report {
 }
 
 /// What `--verify` found in PostgreSQL once the pipeline drained.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     pub acknowledged: u64,

@@ -18,9 +18,11 @@ use serde::Serialize;
 pub const BREAKERS: [&str; 5] = ["producer", "query", "kafka", "postgres", "redis"];
 const BREAKER_STATES: [&str; 3] = ["closed", "half_open", "open"];
 const COMPONENT_STATES: [&str; 4] = ["up", "starting", "paused", "down"];
+/// Burrow's statuses, the group's worst over its partitions (`logctl_consumer_status`).
+const CONSUMER_STATES: [&str; 5] = ["ok", "warn", "stall", "stop", "err"];
 
 /// Numeric signals: name and what it means (shown by `logctl scenario signals`).
-pub const NUMBERS: [(&str, &str); 36] = [
+pub const NUMBERS: [(&str, &str); 37] = [
     (
         "accepted_rate",
         "events/s accepted at the gateway (last ~2 s)",
@@ -56,6 +58,10 @@ pub const NUMBERS: [(&str, &str); 36] = [
         "accepted → stored p99 over the last ~2 s",
     ),
     ("lag", "consumer group lag from Kafka, all partitions"),
+    (
+        "lag_seconds",
+        "age of the oldest unconsumed record on the partition furthest behind (s; also lag_seconds.N)",
+    ),
     ("brokers_up", "Kafka brokers the cluster lists as alive"),
     (
         "under_replicated",
@@ -149,7 +155,13 @@ pub fn kind_of(name: &str) -> Option<Kind> {
     if let Some(c) = name.strip_prefix("component.") {
         return crate::stack::Component::parse(c).map(|_| Kind::Word(&COMPONENT_STATES));
     }
-    if let Some(p) = name.strip_prefix("lag.") {
+    if name == "consumer_status" {
+        return Some(Kind::Word(&CONSUMER_STATES));
+    }
+    if let Some(p) = name
+        .strip_prefix("lag.")
+        .or_else(|| name.strip_prefix("lag_seconds."))
+    {
         return p.parse::<u16>().ok().map(|_| Kind::Number);
     }
     if let Some(s) = name.strip_prefix("load.") {
@@ -165,6 +177,7 @@ pub fn kind_of(name: &str) -> Option<Kind> {
 /// Every name a hint may suggest.
 fn known_names() -> Vec<String> {
     let mut names: Vec<String> = NUMBERS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    names.push("consumer_status".to_owned());
     names.extend(BREAKERS.iter().map(|b| format!("breaker.{b}")));
     names.extend(
         crate::stack::Component::NAMES
@@ -430,7 +443,8 @@ fn parse_scaled(raw: &str) -> Result<Option<Expected>, String> {
     }
 }
 
-/// A number, with a unit where the signal allows one: `50ms`/`2s` for `_ms` signals,
+/// A number, with a unit where the signal allows one: `50ms`/`2s` for `_ms` signals, `5s` or
+/// `500ms` for `lag_seconds`,
 /// `0.1%` for rates and ratios.
 fn parse_number(signal: &str, raw: &str) -> Result<f64, String> {
     let bad = || format!("`{raw}` is not a number for `{signal}`");
@@ -444,6 +458,18 @@ fn parse_number(signal: &str, raw: &str) -> Result<f64, String> {
                 .parse::<f64>()
                 .map(|v| v * 1000.0)
                 .map_err(|_| bad());
+        }
+    }
+    if signal.starts_with("lag_seconds") {
+        if let Some(n) = raw.strip_suffix("ms") {
+            return n
+                .trim()
+                .parse::<f64>()
+                .map(|v| v / 1000.0)
+                .map_err(|_| bad());
+        }
+        if let Some(n) = raw.strip_suffix('s') {
+            return n.trim().parse().map_err(|_| bad());
         }
     }
     if let Some(n) = raw.strip_suffix('%') {
@@ -473,6 +499,25 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn lag_in_time_and_the_consumer_status() {
+        let r = reading(&[
+            ("lag_seconds", Observed::Number(2.5)),
+            ("consumer_status", Observed::Word("stall".into())),
+        ]);
+        let ok = |t: &str| Condition::parse(t).expect(t).check(&r).passed;
+        assert!(ok("lag_seconds < 5"));
+        assert!(ok("lag_seconds < 5s"));
+        assert!(!ok("lag_seconds < 2000ms"));
+        assert!(ok("consumer_status == stall"));
+        assert!(!ok("consumer_status == ok"));
+        assert!(Condition::parse("lag_seconds.3 < 1s").is_ok());
+        let e = Condition::parse("consumer_status == stalled").expect_err("not a status");
+        assert!(e.contains("did you mean `stall`"), "{e}");
+        let e = Condition::parse("consumer_status > ok").expect_err("a state");
+        assert!(e.contains("compare it with =="), "{e}");
     }
 
     #[test]

@@ -178,6 +178,7 @@ fn build(s: &Signals, t: &Totals) -> Reading {
         ("under_replicated", s.under_replicated),
         ("under_min_isr", s.under_min_isr),
         ("lag", s.lag_total.map(|l| l as f64)),
+        ("lag_seconds", s.lag_seconds),
     ] {
         if let Some(v) = v {
             num(k, v);
@@ -187,6 +188,14 @@ fn build(s: &Signals, t: &Totals) -> Reading {
         for (p, l) in &s.lag_by_partition {
             num(&format!("lag.{p}"), *l as f64);
         }
+    }
+    for (p, (secs, _)) in &s.partition_health {
+        if let Some(secs) = secs {
+            num(&format!("lag_seconds.{p}"), *secs);
+        }
+    }
+    if let Some(status) = &s.consumer_status {
+        r.insert("consumer_status".into(), Observed::Word(status.clone()));
     }
     for (name, state) in &s.breakers {
         r.insert(format!("breaker.{name}"), Observed::Word(state.clone()));

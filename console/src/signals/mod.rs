@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use logctl_contracts::metric;
 use logctl_contracts::topics::CONSUMER_GROUP;
 use logctl_core::kafka::{ClusterView, KafkaSettings, MetadataReader};
-use logctl_core::lag::LagReader;
+use logctl_core::lag::{self, LagReader, PartitionHealth, Tracker};
 use serde::Serialize;
 
 use crate::stack::layout::{Layout, StackConfig};
@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub consumers: Scrape,
     /// Per partition (partition, lag), from Kafka; None when Kafka did not answer.
     pub lag: Option<BTreeMap<i32, i64>>,
+    /// Per partition: lag in records and in time, and the consumer's status there (judged
+    /// against this collector's earlier readings); empty when Kafka did not answer.
+    pub lag_health: BTreeMap<i32, PartitionHealth>,
     /// Brokers and partition copies as the cluster's metadata has them; None when no broker
     /// answered.
     pub cluster: Option<ClusterView>,
@@ -76,6 +79,9 @@ pub struct Collector {
     source: Source,
     http: reqwest::Client,
     lag: Option<Arc<LagReader>>,
+    /// The lag readings so far, which a status is judged against (shared by clones, so the
+    /// TUI's and a drill's readings build one history).
+    lag_tracker: Arc<std::sync::Mutex<Tracker>>,
     metadata: Option<Arc<MetadataReader>>,
 }
 
@@ -108,6 +114,7 @@ impl Collector {
                 .build()
                 .unwrap_or_default(),
             lag: LagReader::new(&kafka, CONSUMER_GROUP).ok().map(Arc::new),
+            lag_tracker: Arc::default(),
             metadata: MetadataReader::new(&kafka).ok().map(Arc::new),
         }
     }
@@ -245,14 +252,23 @@ impl Collector {
             off_thread(self.lag.clone(), |r| r.read(Duration::from_secs(2))),
             off_thread(self.metadata.clone(), |r| r.read(Duration::from_secs(2))),
         );
+        let at = Instant::now();
+        let lag_health = lag.as_ref().map_or_else(BTreeMap::new, |parts| {
+            let mut tracker = self
+                .lag_tracker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            lag::health(&mut tracker, at, std::time::SystemTime::now(), parts)
+        });
         let lag = lag.map(|parts| parts.iter().map(|p| (p.partition, p.lag)).collect());
         Snapshot {
-            at: Instant::now(),
+            at,
             components,
             gateway,
             producer,
             consumers,
             lag,
+            lag_health,
             cluster,
             links,
             hosts,
@@ -334,9 +350,20 @@ pub struct Signals {
     /// Gateway latency of ingestion requests over the interval (ms).
     pub gateway_p50_ms: Option<f64>,
     pub gateway_p99_ms: Option<f64>,
+    /// The gateway's ingestion latency histogram as it stands (cumulative: `le` in seconds,
+    /// count), so a spectrum over any window is the difference of two readings.
+    #[serde(skip)]
+    pub gateway_buckets: Vec<(f64, f64)>,
     /// Gateway receive → row committed, over the interval (ms).
     pub end_to_end_p99_ms: Option<f64>,
     pub lag_total: Option<i64>,
+    /// The oldest unconsumed record's age on the partition furthest behind (s); None when
+    /// Kafka did not answer or some partition's age could not be read yet.
+    pub lag_seconds: Option<f64>,
+    /// The group's worst status over its partitions (ok, warn, stall, stop, err).
+    pub consumer_status: Option<String>,
+    /// Partition → (lag in seconds where known, status).
+    pub partition_health: BTreeMap<i32, (Option<f64>, String)>,
     /// Brokers the cluster lists as alive; None when no broker answered.
     pub brokers_up: Option<f64>,
     /// Partitions of our topics with fewer in-sync copies than replicas.
@@ -454,12 +481,34 @@ impl Signals {
                 &gw_buckets(&after.gateway),
                 0.99,
             )),
+            gateway_buckets: gw_buckets(&after.gateway),
             end_to_end_p99_ms: ms(quantile_between(
                 &e2e(&before.consumers),
                 &e2e(&after.consumers),
                 0.99,
             )),
             lag_total: after.lag.as_ref().map(|l| l.values().sum()),
+            // Unknown while any partition behind has no age read yet: a maximum of the
+            // others would understate it.
+            lag_seconds: after
+                .lag_health
+                .values()
+                .map(|h| h.seconds)
+                .try_fold(None, |worst: Option<f64>, s| {
+                    s.map(|s| Some(worst.map_or(s, |w| w.max(s))))
+                })
+                .flatten(),
+            consumer_status: after
+                .lag_health
+                .values()
+                .map(|h| h.status)
+                .max()
+                .map(|s| s.word().to_owned()),
+            partition_health: after
+                .lag_health
+                .iter()
+                .map(|(p, h)| (*p, (h.seconds, h.status.word().to_owned())))
+                .collect(),
             brokers_up: after.cluster.as_ref().map(|c| c.brokers.len() as f64),
             under_replicated: after.cluster.as_ref().map(|c| c.under_replicated() as f64),
             under_min_isr: after.cluster.as_ref().map(|c| c.under_min_isr() as f64),
@@ -562,6 +611,7 @@ mod tests {
             producer: Scrape::default(),
             consumers: Scrape::parse(consumers),
             lag,
+            lag_health: BTreeMap::new(),
             cluster: None,
             links: BTreeMap::new(),
             hosts: Vec::new(),

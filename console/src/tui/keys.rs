@@ -70,6 +70,8 @@ pub enum Action {
     /// Freeze the charts (collection pauses too).
     TogglePause,
     ToggleHelp,
+    /// The charts' window: 1, 5, 15 minutes, around again.
+    CycleWindow,
     /// Start background load, or stop it.
     ToggleLoad,
     /// Double the load's rate.
@@ -100,6 +102,7 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('?') => Action::ToggleHelp,
+        KeyCode::Char('w') => Action::CycleWindow,
         KeyCode::Char('l') => Action::ToggleLoad,
         KeyCode::Char('+') => Action::Faster,
         KeyCode::Char('-') => Action::Slower,
@@ -150,6 +153,7 @@ mod tests {
         assert_eq!(key('c'), None, "c alone is not Ctrl-C");
         assert_eq!(key('p'), Some(Action::TogglePause));
         assert_eq!(key('?'), Some(Action::ToggleHelp));
+        assert_eq!(key('w'), Some(Action::CycleWindow));
         assert_eq!(key('l'), Some(Action::ToggleLoad));
         assert_eq!(key('+'), Some(Action::Faster));
         assert_eq!(key('-'), Some(Action::Slower));

@@ -222,6 +222,7 @@ impl Console<'_> {
             Action::Quit => return Ok(Flow::Quit),
             Action::TogglePause => model.paused = !model.paused,
             Action::ToggleHelp => model.help = !model.help,
+            Action::CycleWindow => model.window = model.window.next(),
             Action::RunDrill => self.run_drill(model, now),
             Action::AbortDrill => {
                 if let Some(d) = &self.drill {
@@ -346,7 +347,7 @@ impl Console<'_> {
         } else {
             fault::Action::Start
         };
-        model.note(
+        model.mark(
             now,
             format!(
                 "{} {}…",
@@ -402,7 +403,7 @@ impl Console<'_> {
             Ok(f) => f,
             Err(e) => return model.note(now, e),
         };
-        model.note(now, format!("{}…", key.label));
+        model.mark(now, format!("{}…", key.label));
         self.act(move |layout, config| async move {
             match link::set(links, &fault, &layout, &config).await {
                 Ok((o, _)) => o.detail,
@@ -422,7 +423,7 @@ impl Console<'_> {
         } else {
             HostFault::Isolate(fault::Target::KafkaLeader)
         };
-        model.note(now, format!("{}…", fault.describe()));
+        model.mark(now, format!("{}…", fault.describe()));
         self.act(move |layout, config| async move {
             match crate::fault::host::apply(fault, &layout, &config).await {
                 Ok((o, _)) => o.detail,
@@ -432,7 +433,7 @@ impl Console<'_> {
     }
 
     fn clear_links(&self, links: Option<crate::fault::link::Links>, model: &mut Model, now: f64) {
-        model.note(now, "clearing link faults…".into());
+        model.mark(now, "clearing link faults…".into());
         self.act(move |layout, config| async move {
             match crate::fault::link::clear(links, &layout, &config).await {
                 Ok(o) => format!("{}: {}", o.component, o.detail),

@@ -6,15 +6,60 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::scenario::runner::RunEvent;
 use crate::signals::Signals;
 
-/// Readings kept for the charts (one a second: two minutes).
-pub const HISTORY: usize = 120;
+/// Readings kept for the charts (one a second: the widest window, 15 minutes).
+pub const HISTORY: usize = 900;
 const EVENTS: usize = 50;
+/// Faults marked on the charts' time axis.
+const MARKS: usize = 50;
 /// Same threshold as the Prometheus alert.
 pub const LAG_ALERT: i64 = 1_000;
 
+/// A cumulative latency histogram: (`le` in seconds, count).
+pub type Buckets = [(f64, f64)];
+
+/// How much time the charts span; `w` cycles through them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Window {
+    #[default]
+    OneMinute,
+    FiveMinutes,
+    FifteenMinutes,
+}
+
+impl Window {
+    pub fn seconds(self) -> f64 {
+        match self {
+            Window::OneMinute => 60.0,
+            Window::FiveMinutes => 300.0,
+            Window::FifteenMinutes => 900.0,
+        }
+    }
+
+    pub fn next(self) -> Window {
+        match self {
+            Window::OneMinute => Window::FiveMinutes,
+            Window::FiveMinutes => Window::FifteenMinutes,
+            Window::FifteenMinutes => Window::OneMinute,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::OneMinute => "1m",
+            Window::FiveMinutes => "5m",
+            Window::FifteenMinutes => "15m",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Model {
-    pub history: VecDeque<Signals>,
+    /// (seconds since start, the reading then), oldest first.
+    pub history: VecDeque<(f64, Signals)>,
+    pub window: Window,
+    /// (seconds since start, what was done): faults and drill fault steps, drawn as lines on
+    /// the charts.
+    pub marks: VecDeque<(f64, String)>,
     /// (seconds since start, what changed)
     pub events: VecDeque<(f64, String)>,
     pub paused: bool,
@@ -94,6 +139,45 @@ impl Model {
         }
     }
 
+    /// Marks a fault on the charts' time axis (and logs it).
+    pub fn mark(&mut self, elapsed: f64, what: String) {
+        self.marks.push_back((elapsed, what.clone()));
+        if self.marks.len() > MARKS {
+            self.marks.pop_front();
+        }
+        self.note(elapsed, what);
+    }
+
+    /// The readings inside the charts' window, oldest first, timed relative to the latest (so
+    /// the newest is at 0 and the oldest near `-window`).
+    pub fn in_window(&self) -> impl Iterator<Item = (f64, &Signals)> {
+        let now = self.history.back().map_or(0.0, |(t, _)| *t);
+        let from = now - self.window.seconds();
+        self.history
+            .iter()
+            .filter(move |(t, _)| *t >= from)
+            .map(move |(t, s)| (t - now, s))
+    }
+
+    /// The marks inside the charts' window, timed as [`Model::in_window`] times readings.
+    pub fn marks_in_window(&self) -> Vec<(f64, &str)> {
+        let now = self.history.back().map_or(self.elapsed, |(t, _)| *t);
+        let from = now - self.window.seconds();
+        self.marks
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= now)
+            .map(|(t, what)| (t - now, what.as_str()))
+            .collect()
+    }
+
+    /// The gateway's cumulative latency buckets at the window's first reading and now, for the
+    /// window's percentile spectrum.
+    pub fn window_buckets(&self) -> Option<(&Buckets, &Buckets)> {
+        let (_, first) = self.in_window().next()?;
+        let last = self.last()?;
+        Some((&first.gateway_buckets, &last.gateway_buckets))
+    }
+
     /// Follows a drill's progress; its notes and step outcomes go to the event log too.
     pub fn drill_event(&mut self, elapsed: f64, ev: RunEvent) {
         let Some(drill) = self.drill.as_mut() else {
@@ -101,9 +185,17 @@ impl Model {
         };
         let mut note = None;
         match ev {
-            RunEvent::Step { index, .. } => {
+            RunEvent::Step {
+                index, description, ..
+            } => {
                 if let Some(s) = drill.steps.get_mut(index.saturating_sub(1)) {
                     s.state = StepState::Running;
+                }
+                if description.starts_with("fault") {
+                    self.marks.push_back((elapsed, description));
+                    if self.marks.len() > MARKS {
+                        self.marks.pop_front();
+                    }
                 }
             }
             RunEvent::StepDone(r) if r.index == 0 => {
@@ -143,7 +235,7 @@ impl Model {
     }
 
     pub fn last(&self) -> Option<&Signals> {
-        self.history.back()
+        self.history.back().map(|(_, s)| s)
     }
 
     /// How long a breaker has been in its state, as "12s" / "3m".
@@ -166,14 +258,13 @@ impl Model {
         self.elapsed = elapsed;
         for (name, state) in &s.breakers {
             let changed = self
-                .history
-                .back()
+                .last()
                 .is_none_or(|prev| prev.breakers.get(name) != Some(state));
             if changed || !self.breaker_since.contains_key(name) {
                 self.breaker_since.insert(name.clone(), elapsed);
             }
         }
-        if let Some(prev) = self.history.back() {
+        if let Some(prev) = self.last() {
             let mut changes = Vec::new();
             for (name, state) in &s.breakers {
                 if prev.breakers.get(name) != Some(state) {
@@ -196,11 +287,16 @@ impl Model {
             } else if was && !is {
                 changes.push("lag back under the alert".into());
             }
+            if s.consumer_status != prev.consumer_status {
+                if let Some(status) = &s.consumer_status {
+                    changes.push(format!("consumer status {}", status.to_uppercase()));
+                }
+            }
             for c in changes {
                 self.note(elapsed, c);
             }
         }
-        self.history.push_back(s);
+        self.history.push_back((elapsed, s));
         if self.history.len() > HISTORY {
             self.history.pop_front();
         }
@@ -213,7 +309,7 @@ impl Model {
             .iter()
             .rev()
             .take(10)
-            .filter_map(|s| s.lag_total)
+            .filter_map(|(_, s)| s.lag_total)
             .collect();
         match (lags.first(), lags.last()) {
             (Some(now), Some(then)) if now > then => "↑",
@@ -222,18 +318,12 @@ impl Model {
         }
     }
 
-    /// ok / lagging / stalled, as Burrow would say: stalled when lag grows while nothing is stored.
-    pub fn lag_status(&self) -> &'static str {
-        let Some(last) = self.last() else {
-            return "unknown";
-        };
-        match last.lag_total {
-            None => "unknown",
-            Some(0) => "ok",
-            Some(_) if last.stored_per_sec == 0.0 && self.lag_trend() == "↑" => "stalled",
-            Some(l) if l > LAG_ALERT => "lagging",
-            Some(_) => "ok",
-        }
+    /// The group's worst partition status by Burrow's rules (ok, warn, stall, stop, err), as
+    /// the collector judged it; "unknown" before Kafka answered.
+    pub fn lag_status(&self) -> &str {
+        self.last()
+            .and_then(|s| s.consumer_status.as_deref())
+            .unwrap_or("unknown")
     }
 }
 
@@ -290,8 +380,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn signals(lag: i64, breaker: &str, consumer: &str, stored: f64) -> Signals {
+        let status = if lag > 0 && stored == 0.0 {
+            "stall"
+        } else {
+            "ok"
+        };
         Signals {
             lag_total: Some(lag),
+            consumer_status: Some(status.into()),
             stored_per_sec: stored,
             breakers: BTreeMap::from([("postgres".into(), breaker.into())]),
             components: BTreeMap::from([("consumer".into(), consumer.into())]),
@@ -341,16 +437,34 @@ mod tests {
             [
                 "breaker postgres open",
                 "consumer down",
-                "lag above 1000: 5000"
+                "lag above 1000: 5000",
+                "consumer status STALL"
             ]
         );
-        assert_eq!(m.lag_status(), "stalled");
+        assert_eq!(m.lag_status(), "stall");
         assert_eq!(m.breaker_age("postgres"), "0s");
         m.push(signals(6_000, "open", "down", 0.0), 15.0);
         assert_eq!(m.breaker_age("postgres"), "12s", "open since 3 s");
         m.push(signals(0, "closed", "up", 900.0), 16.0);
-        assert_eq!(m.events.len(), 6);
+        assert_eq!(m.events.len(), 8);
         assert_eq!(m.breaker_age("postgres"), "0s");
         assert_eq!(m.lag_status(), "ok");
+    }
+
+    #[test]
+    fn the_window_and_its_marks_follow_the_latest_reading() {
+        let mut m = Model::default();
+        for t in 0..200 {
+            m.push(Signals::default(), f64::from(t));
+        }
+        m.mark(30.0, "fault stop postgres".into());
+        m.mark(170.0, "fault start postgres".into());
+        let times: Vec<f64> = m.in_window().map(|(t, _)| t).collect();
+        assert_eq!((times.first(), times.last()), (Some(&-60.0), Some(&0.0)));
+        assert_eq!(m.marks_in_window(), [(-29.0, "fault start postgres")]);
+        m.window = m.window.next();
+        assert_eq!(m.in_window().count(), 200, "5 minutes hold all 200 s");
+        assert_eq!(m.marks_in_window().len(), 2);
+        assert_eq!(m.window.next().next(), Window::OneMinute);
     }
 }

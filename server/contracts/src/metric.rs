@@ -51,6 +51,10 @@ pub const CONSUMER_INSERT_DURATION: &str = "logctl_consumer_insert_duration_seco
 pub const CONSUMER_BATCH_SIZE: &str = "logctl_consumer_batch_size";
 pub const CONSUMER_END_TO_END_LATENCY: &str = "logctl_consumer_end_to_end_latency_seconds";
 pub const CONSUMER_LAG: &str = "logctl_consumer_lag";
+/// Age of the oldest record the group has not consumed, per partition (0 with no lag).
+pub const CONSUMER_LAG_SECONDS: &str = "logctl_consumer_lag_seconds";
+/// The group's status per partition by Burrow's rules: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERR.
+pub const CONSUMER_STATUS: &str = "logctl_consumer_status";
 pub const CONSUMER_PAUSED: &str = "logctl_consumer_paused";
 pub const CONSUMER_REBALANCES: &str = "logctl_consumer_rebalances_total";
 pub const CONSUMER_CLIENT_RESTARTS: &str = "logctl_consumer_client_restarts_total";
@@ -207,6 +211,8 @@ pub const ALL: &[&str] = &[
     CONSUMER_BATCH_SIZE,
     CONSUMER_END_TO_END_LATENCY,
     CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
+    CONSUMER_STATUS,
     CONSUMER_PAUSED,
     CONSUMER_REBALANCES,
     CONSUMER_CLIENT_RESTARTS,
