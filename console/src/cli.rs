@@ -203,8 +203,19 @@ pub struct BenchArgs {
     /// after, and the drain with 1, 2, 3 and 6 consumers.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::stack::layout::MAX_BROKERS)))]
     pub brokers: Option<u16>,
+    /// The markdown table; its figures go as JSON beside it (RESULTS.json).
     #[arg(long, default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
+    /// Also write the results as a self-contained HTML page with each search's latency
+    /// against the offered rate.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// An earlier run's RESULTS.json: each figure's ratio to its baseline, then and now; exit 1
+    /// when one fell more than --max-regression.
+    #[arg(long, value_name = "OLD.json")]
+    pub compare: Option<PathBuf>,
+    #[arg(long, default_value = "10%")]
+    pub max_regression: String,
 }
 
 #[derive(Debug, Args)]
@@ -542,6 +553,10 @@ pub struct ScenarioRunArgs {
     /// Write each drill's JSON report as <name>.json in this folder.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// Write each drill as a self-contained HTML page, <name>.html in this folder: its steps,
+    /// and rates, latencies and lag over the drill with its faults marked.
+    #[arg(long)]
+    pub html_dir: Option<PathBuf>,
     /// Write a JUnit XML report (one suite per drill, one case per step).
     #[arg(long)]
     pub junit: Option<PathBuf>,

@@ -161,6 +161,7 @@ fn scenario_run(layout: &Layout, args: ScenarioRunArgs) -> anyhow::Result<ExitCo
     let outputs = scenario::Outputs {
         report: args.report.clone(),
         report_dir: args.report_dir.clone(),
+        html_dir: args.html_dir.clone(),
         junit: args.junit.clone(),
     };
     let (reports, passed) =
@@ -241,6 +242,19 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
         skip_drain: args.skip_drain,
         brokers: args.brokers,
     };
+    use logctl::bench::record::{self, BenchRecord};
+    let max_regression = logctl::report::fraction("--max-regression", &args.max_regression)?;
+    // Read before the run: a wrong path should not cost a benchmark.
+    let old: Option<BenchRecord> = args
+        .compare
+        .as_deref()
+        .map(|p| -> anyhow::Result<BenchRecord> {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("--compare {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("--compare {}: not a RESULTS.json", p.display()))
+        })
+        .transpose()?;
     let results = runtime()?.block_on(logctl::bench::run(layout, &config, options))?;
     let md = logctl::bench::render(&results);
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -248,9 +262,28 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&args.output, &md)
         .with_context(|| format!("--output {}", args.output.display()))?;
+    let data = BenchRecord::of(&results);
+    let json = args.output.with_extension("json");
+    std::fs::write(&json, serde_json::to_string_pretty(&data)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let comparison = old
+        .as_ref()
+        .map(|o| record::compare(o, &data, max_regression));
+    if let Some(path) = &args.html {
+        std::fs::write(path, record::html(&data, comparison.as_ref()))
+            .with_context(|| format!("--html {}", path.display()))?;
+    }
     print!("{md}");
-    eprintln!("written to {}", args.output.display());
-    Ok(ExitCode::SUCCESS)
+    eprintln!(
+        "written to {} and {}",
+        args.output.display(),
+        json.display()
+    );
+    Ok(if logctl::report::print_comparison(comparison.as_ref()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `logctl report RUN.json`: a saved run rendered again, and compared when asked.

@@ -409,105 +409,57 @@ pub fn render(r: &Report) -> String {
     out
 }
 
-/// The samples as a plain SVG: one panel per signal, time on the x axis.
+/// The samples as one SVG: a plot per signal, time on the x axis, the warm-up's end marked.
 pub fn svg(r: &Report) -> String {
-    type Series<'a> = (&'a str, Box<dyn Fn(&Sample) -> Option<f64> + 'a>);
-    let panels: Vec<(&str, Vec<Series>)> = vec![
-        (
-            "RSS (MiB)",
+    use crate::report::plot::{stacked_svg, Plot, Series, XAxis};
+    let line = |name: &str, f: &dyn Fn(&Sample) -> Option<f64>| {
+        Series::new(
+            name,
+            r.samples
+                .iter()
+                .filter_map(|s| f(s).map(|v| (s.t_secs, v)))
+                .collect(),
+        )
+    };
+    let marks = vec![(r.options.warmup.as_secs_f64(), "warm-up ends".to_owned())];
+    let plot = |title: &str, y: &str, series: Vec<Series>| Plot {
+        title: title.into(),
+        y_label: y.into(),
+        x: XAxis::Seconds,
+        series,
+        marks: marks.clone(),
+    };
+    let mib = |bytes: f64| bytes / 1_048_576.0;
+    stacked_svg(&[
+        plot(
+            "Resident memory",
+            "MiB",
             ["gateway", "producer", "consumer", "kafka"]
                 .into_iter()
-                .map(|n| {
-                    (
-                        n,
-                        Box::new(move |s: &Sample| s.rss_mib.get(n).copied())
-                            as Box<dyn Fn(&Sample) -> Option<f64>>,
-                    )
-                })
+                .map(|n| line(n, &|s: &Sample| s.rss_mib.get(n).copied()))
                 .collect(),
         ),
-        (
-            "lag (events)",
-            vec![("lag", Box::new(|s: &Sample| Some(s.lag as f64)))],
+        plot(
+            "Consumer lag",
+            "events",
+            vec![line("lag", &|s: &Sample| Some(s.lag as f64))],
         ),
-        (
-            "gateway p99 (ms)",
-            vec![("p99", Box::new(|s: &Sample| s.gateway_p99_ms))],
+        plot(
+            "Gateway p99",
+            "ms",
+            vec![line("p99", &|s: &Sample| s.gateway_p99_ms)],
         ),
-        (
-            "disk (MiB)",
+        plot(
+            "Disk",
+            "MiB",
             vec![
-                (
-                    "postgres",
-                    Box::new(|s: &Sample| Some(s.table_bytes as f64 / 1048576.0)),
-                ),
-                (
-                    "kafka",
-                    Box::new(|s: &Sample| Some(s.kafka_bytes as f64 / 1048576.0)),
-                ),
+                line("postgres table", &|s: &Sample| {
+                    Some(mib(s.table_bytes as f64))
+                }),
+                line("kafka logs", &|s: &Sample| Some(mib(s.kafka_bytes as f64))),
             ],
         ),
-    ];
-    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-    let (w, h, left, top) = (900.0, 170.0, 70.0, 30.0);
-    let t_max = r.samples.last().map_or(1.0, |s| s.t_secs).max(1.0);
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n",
-        w + left + 20.0,
-        panels.len() as f64 * (h + top + 20.0) + 20.0
-    );
-    for (i, (title, series)) in panels.iter().enumerate() {
-        let y0 = 20.0 + i as f64 * (h + top + 20.0) + top;
-        let max = series
-            .iter()
-            .flat_map(|(_, f)| r.samples.iter().filter_map(f))
-            .fold(0.0, f64::max)
-            .max(1e-9);
-        out.push_str(&format!(
-            "<text x=\"{left}\" y=\"{}\" font-weight=\"bold\">{title}</text>\n\
-             <rect x=\"{left}\" y=\"{y0}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"#999\"/>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{max:.0}</text>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{t_max:.0} s</text>\n",
-            y0 - 8.0,
-            left - 4.0,
-            y0 + 10.0,
-            left - 4.0,
-            y0 + h,
-            left + w,
-            y0 + h + 14.0,
-        ));
-        let warm_x = left + w * r.options.warmup.as_secs_f64() / t_max;
-        out.push_str(&format!(
-            "<line x1=\"{warm_x:.1}\" y1=\"{y0}\" x2=\"{warm_x:.1}\" y2=\"{}\" stroke=\"#bbb\" stroke-dasharray=\"4\"/>\n",
-            y0 + h
-        ));
-        for (k, (name, f)) in series.iter().enumerate() {
-            let points: Vec<String> = r
-                .samples
-                .iter()
-                .filter_map(|s| {
-                    f(s).map(|v| {
-                        format!(
-                            "{:.1},{:.1}",
-                            left + w * s.t_secs / t_max,
-                            y0 + h - h * v / max
-                        )
-                    })
-                })
-                .collect();
-            let colour = colours[k % colours.len()];
-            out.push_str(&format!(
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>\n\
-                 <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
-                points.join(" "),
-                left + w - 80.0 * (series.len() - k) as f64,
-                y0 - 8.0
-            ));
-        }
-    }
-    out.push_str("</svg>\n");
-    out
+    ])
 }
 
 #[cfg(test)]
@@ -539,6 +491,26 @@ mod tests {
             .iter()
             .find(|c| c.name == name)
             .and_then(|c| c.passed)
+    }
+
+    #[test]
+    fn the_svg_has_a_plot_per_signal_and_the_warm_up_marked() {
+        let report = Report {
+            options: opts(),
+            retention_secs: 180,
+            partition_interval_secs: 60,
+            kafka_retention_secs: 180,
+            samples: (0..10)
+                .map(|i| sample(f64::from(i) * 10.0, 50.0, 100, 12.0, 1 << 20))
+                .collect(),
+            checks: Vec::new(),
+            passed: true,
+        };
+        let svg = svg(&report);
+        assert!(svg.starts_with("<svg xmlns") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<svg x=\"0\"").count(), 4, "{svg:.500}");
+        assert_eq!(svg.matches(">warm-up ends</text>").count(), 4);
+        assert!(svg.contains("data-series=\"postgres table\""));
     }
 
     #[test]

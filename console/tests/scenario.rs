@@ -35,6 +35,8 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
         "--headless".as_ref(),
         "--report".as_ref(),
         report.as_os_str(),
+        "--html-dir".as_ref(),
+        dir.as_os_str(),
         "--junit".as_ref(),
         junit.as_os_str(),
         file.as_os_str(),
@@ -89,6 +91,15 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
         "{xml}"
     );
     assert!(xml.contains("expected `lag &gt; 1000000`"), "{xml}");
+    // The drill's page: the verdict, the failed step marked on the plots' time axis.
+    let page = std::fs::read_to_string(dir.join("false-assert.html")).expect("html page");
+    assert!(page.contains("FAILED: step 3"), "{page:.3000}");
+    assert!(
+        page.contains("class=\"title\">Throughput</text>")
+            && page.contains("class=\"title\">Consumer lag (records)</text>")
+    );
+    assert!(page.contains("class=\"mark-label\">3. assert http_5xx == 0, lag &gt; 1000000 ✗"));
+    assert!(page.contains("class=\"mark-label\">1. load 200 events/s"));
 }
 
 #[test]

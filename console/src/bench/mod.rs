@@ -13,6 +13,7 @@ pub mod capacity;
 pub mod cluster;
 pub mod drain;
 pub mod procstat;
+pub mod record;
 pub mod targets;
 
 use std::collections::BTreeMap;

@@ -15,17 +15,12 @@ use crate::units::thousands;
 
 const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:960px;color:#222;background:#fff}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 6px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 6px} div.plot{margin:24px 0 0}
 .sub{color:#666;margin:0 0 16px}
 table{border-collapse:collapse;font-size:14px} td,th{padding:3px 12px 3px 0;text-align:left}
 th{color:#555;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{font-weight:700;padding:6px 10px;display:inline-block;border-radius:4px}
 .pass{background:#e3f4e8;color:#0a6b2d} .fail{background:#fde5e2;color:#a3160a}
-svg.plot{width:100%;height:auto;display:block}
-svg .title{font-size:14px;font-weight:600} svg .tick{font-size:11px;fill:#555}
-svg .axis{font-size:12px;fill:#333} svg .legend{font-size:12px}
-svg .grid{stroke:#eee} svg .frame{fill:none;stroke:#999}
-svg .mark{stroke:#a0a;stroke-dasharray:4 3} svg .mark-label{font-size:11px;fill:#a0a}
 #tip{position:fixed;pointer-events:none;background:#222;color:#fff;font-size:12px;padding:3px 6px;border-radius:3px;display:none}
 ";
 
@@ -49,7 +44,7 @@ const SCRIPT: &str = "
 })();
 ";
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -228,7 +223,8 @@ fn summary(record: &LoadRecord) -> String {
     out
 }
 
-fn comparison_table(c: &Comparison) -> String {
+/// A comparison's verdict and its table of figures side by side.
+pub(crate) fn comparison_table(c: &Comparison) -> String {
     let mut out = String::new();
     let (class, text) = if c.regressions.is_empty() {
         ("pass", "no regression".to_owned())
@@ -254,27 +250,41 @@ fn comparison_table(c: &Comparison) -> String {
     out
 }
 
+/// A page: the shared style, a title and a line under it, the body, and the script last (so
+/// it runs over every plot).
+pub(crate) fn document(title: &str, subtitle: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}{}</style></head><body><div id=\"tip\"></div><h1>{t}</h1><p class=\"sub\">{}</p>{body}<script>{SCRIPT}</script></body></html>",
+        super::plot::STYLE,
+        escape(subtitle),
+        t = escape(title)
+    )
+}
+
+/// The plots one after another (each carries its title).
+pub(crate) fn sections(plots: &[Plot]) -> String {
+    plots
+        .iter()
+        .map(|p| format!("<div class=\"plot\">{}</div>", p.svg()))
+        .collect()
+}
+
 /// The page for `record`, with the comparison beside it when there is one.
 pub fn page(
     title: &str,
     record: &LoadRecord,
     baseline: Option<(&LoadRecord, &Comparison)>,
 ) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body><div id=\"tip\"></div><h1>{t}</h1><p class=\"sub\">logctl load: latency counts from each request's intended send time, so a stall shows in full.</p>",
-        t = escape(title)
-    );
-    out.push_str(&summary(record));
+    let mut body = summary(record);
     if let Some((_, c)) = baseline {
-        out.push_str(&comparison_table(c));
+        body.push_str(&comparison_table(c));
     }
-    for plot in plots(record, baseline.map(|(b, _)| b)) {
-        let _ = write!(out, "<h2>{}</h2>{}", escape(&plot.title), plot.svg());
-    }
-    let _ = write!(out, "<script>{SCRIPT}</script></body></html>");
-    out
+    body.push_str(&sections(&plots(record, baseline.map(|(b, _)| b))));
+    document(
+        title,
+        "logctl load: latency counts from each request's intended send time, so a stall shows in full.",
+        &body,
+    )
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-//! Reports of load runs beyond the terminal: the JSON record a run leaves ([`record`]), its
-//! HTML page with plots ([`html`], drawn by [`plot`]), and the comparison of a run with a
-//! baseline ([`compare`]) that CI can fail on. `logctl load --output/--report/--compare`
+//! Reports of load runs and drills beyond the terminal: the JSON record a run leaves
+//! ([`record`]), its HTML page with plots ([`html`], drawn by [`plot`]), a drill's page
+//! ([`drill`]), and the comparison of a run with a baseline ([`compare`]) that CI can fail on. `logctl load --output/--report/--compare`
 //! writes them as the run ends; `logctl report` renders a saved record again, as vegeta splits
 //! attack from report.
 
 pub mod compare;
+pub mod drill;
 pub mod html;
 pub mod plot;
 pub mod record;
@@ -72,11 +73,13 @@ pub fn stack_point(p: &Point) -> StackPoint {
     }
 }
 
-/// The limits the `--max-*-regression` flags set (`10%` or `0.1`).
+/// A fraction flag: `10%` or `0.1`.
+pub fn fraction(flag: &str, v: &str) -> anyhow::Result<f64> {
+    crate::load::parse_rate(v).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+/// The limits the `--max-*-regression` flags set.
 pub fn limits(args: &crate::cli::CompareArgs) -> anyhow::Result<Limits> {
-    let fraction = |flag: &str, v: &str| {
-        crate::load::parse_rate(v).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
-    };
     Ok(Limits {
         max_p99_regression: fraction("--max-p99-regression", &args.max_p99_regression)?,
         max_throughput_regression: fraction(

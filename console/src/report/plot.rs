@@ -18,6 +18,8 @@ pub enum XAxis {
     Seconds,
     /// Percentiles, from 0 up to the given number of nines (3 → 99.9%).
     Percentile { nines: u32 },
+    /// The rate a benchmark step offered.
+    Rate,
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +55,7 @@ const H: f64 = 260.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 36.0;
-const BOTTOM: f64 = 44.0;
+const BOTTOM: f64 = 62.0;
 
 /// The x position a percentile is drawn at.
 pub fn percentile_x(q: f64) -> f64 {
@@ -106,7 +108,7 @@ impl Plot {
     fn x_bounds(&self) -> (f64, f64) {
         match self.x {
             XAxis::Percentile { nines } => (0.0, f64::from(nines.max(1))),
-            XAxis::Seconds => {
+            XAxis::Seconds | XAxis::Rate => {
                 let max = self
                     .all()
                     .map(|p| p.0)
@@ -180,12 +182,13 @@ impl Plot {
                     (f64::from(n), label)
                 })
                 .collect(),
-            XAxis::Seconds => {
+            XAxis::Seconds | XAxis::Rate => {
+                let unit = if self.x == XAxis::Seconds { "s" } else { "" };
                 let step = tick_step(x1 - x0, 8.0);
                 let mut ticks = Vec::new();
                 let mut x = 0.0;
                 while x <= x1 + step / 1000.0 {
-                    ticks.push((x, format!("{}s", number(x))));
+                    ticks.push((x, format!("{}{unit}", number(x))));
                     x += step;
                 }
                 ticks
@@ -204,12 +207,13 @@ impl Plot {
         let x_label = match self.x {
             XAxis::Seconds => "time since start",
             XAxis::Percentile { .. } => "percentile",
+            XAxis::Rate => "offered events/s",
         };
         let _ = write!(
             out,
             "<text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\" text-anchor=\"middle\">{x_label}</text>",
             LEFT + W / 2.0,
-            TOP + H + 36.0
+            TOP + H + 32.0
         );
         let _ = write!(
             out,
@@ -228,7 +232,8 @@ impl Plot {
                 escape(label)
             );
         }
-        // The lines, then the legend.
+        // The lines, then the legend on a line of its own under the axis.
+        let mut lx = LEFT;
         for (i, s) in self.series.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let coords: Vec<String> = s
@@ -248,21 +253,48 @@ impl Plot {
                 escape(&s.name),
                 coords.join(" ")
             );
-            let lx = LEFT + 10.0 + 150.0 * i as f64;
             let _ = write!(
                 out,
                 "<line x1=\"{lx:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-width=\"3\"{dash}/><text x=\"{:.1}\" y=\"{:.1}\" class=\"legend\">{}</text>",
-                TOP + H + 30.0,
+                TOP + H + 50.0,
                 lx + 18.0,
-                TOP + H + 30.0,
+                TOP + H + 50.0,
                 lx + 22.0,
-                TOP + H + 34.0,
+                TOP + H + 54.0,
                 escape(&s.name)
             );
+            // The next entry after this one's name (about 7 px a character at 12 px).
+            lx += 40.0 + 7.0 * s.name.chars().count() as f64;
         }
         out.push_str("</svg>");
         out
     }
+}
+
+/// The classes the plots use, for a page's stylesheet or a standalone SVG's `<style>`.
+pub const STYLE: &str = "svg.plot{width:100%;height:auto;display:block} .title{font:600 14px sans-serif} .tick{font:11px sans-serif;fill:#555} .axis{font:12px sans-serif;fill:#333} .legend{font:12px sans-serif} .grid{stroke:#eee} .frame{fill:none;stroke:#999} .mark{stroke:#a0a;stroke-dasharray:4 3} .mark-label{font:11px sans-serif;fill:#a0a}";
+
+/// Several plots one above the other as one standalone SVG file (a soak's plots).
+pub fn stacked_svg(plots: &[Plot]) -> String {
+    let (w, h) = (LEFT + W + RIGHT, TOP + H + BOTTOM);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\"><style>{STYLE}</style><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>",
+        h * plots.len() as f64
+    );
+    for (i, plot) in plots.iter().enumerate() {
+        // The plot's own root, placed and sized as a nested viewport.
+        let inner = plot.svg().replacen(
+            "<svg ",
+            &format!(
+                "<svg x=\"0\" y=\"{}\" width=\"{w}\" height=\"{h}\" ",
+                h * i as f64
+            ),
+            1,
+        );
+        out.push_str(&inner);
+    }
+    out.push_str("</svg>\n");
+    out
 }
 
 /// 99.9 not 99.900.

@@ -30,6 +30,8 @@ use spec::Scenario;
 pub struct Outputs {
     pub report: Option<PathBuf>,
     pub report_dir: Option<PathBuf>,
+    /// A page with plots per drill.
+    pub html_dir: Option<PathBuf>,
     pub junit: Option<PathBuf>,
 }
 
@@ -192,6 +194,13 @@ pub async fn run_all(
             std::fs::write(
                 dir.join(format!("{}.json", report.name)),
                 serde_json::to_string_pretty(&report)?,
+            )?;
+        }
+        if let Some(dir) = &outputs.html_dir {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(
+                dir.join(format!("{}.html", report.name)),
+                crate::report::drill::page(&report),
             )?;
         }
         reports.push(report);
