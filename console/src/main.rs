@@ -243,6 +243,9 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
         brokers: args.brokers,
     };
     use logctl::bench::record::{self, BenchRecord};
+    if args.output.extension().is_some_and(|e| e == "json") {
+        anyhow::bail!("--output is the markdown table; its JSON goes beside it as RESULTS.json");
+    }
     let max_regression = logctl::report::fraction("--max-regression", &args.max_regression)?;
     // Read before the run: a wrong path should not cost a benchmark.
     let old: Option<BenchRecord> = args
@@ -279,30 +282,29 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.output.display(),
         json.display()
     );
-    Ok(if logctl::report::print_comparison(comparison.as_ref()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if logctl::report::print_comparison(comparison.as_ref(), false) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 /// `logctl report RUN.json`: a saved run rendered again, and compared when asked.
 fn report(args: logctl::cli::ReportArgs) -> anyhow::Result<ExitCode> {
     let record = logctl::report::record::LoadRecord::read(&args.run)?;
-    let outputs = logctl::report::Outputs {
-        json: None,
-        html: args.html.clone(),
-        baseline: args.compare.compare.clone(),
-        limits: logctl::report::limits(&args.compare)?,
-    };
+    let outputs = logctl::report::Outputs::new(None, args.html.clone(), &args.compare)?;
     let title = format!("logctl load: {}", args.run.display());
     let comparison = logctl::report::write(&record, &title, &outputs)?;
     print!("{}", logctl::load::render(&record.report, "a saved run"));
-    Ok(if logctl::report::print_comparison(comparison.as_ref()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if logctl::report::print_comparison(comparison.as_ref(), false) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
@@ -360,12 +362,8 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         args.max_in_flight,
         options.request_timeout,
     )?);
-    let outputs = logctl::report::Outputs {
-        json: args.output.clone(),
-        html: args.report.clone(),
-        baseline: args.compare.compare.clone(),
-        limits: logctl::report::limits(&args.compare)?,
-    };
+    let outputs =
+        logctl::report::Outputs::new(args.output.clone(), args.report.clone(), &args.compare)?;
     let runtime = runtime()?;
     // On the local stack, what it did meanwhile (stored rate, lag) goes into the record.
     let watch = args.target.is_none() && (args.output.is_some() || args.report.is_some());
@@ -457,7 +455,7 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
             println!("PASSED      every threshold held");
         }
     }
-    if logctl::report::print_comparison(comparison.as_ref()) {
+    if logctl::report::print_comparison(comparison.as_ref(), args.json) {
         broken.push("regression against the baseline".into());
     }
     Ok(if broken.is_empty() {

@@ -411,7 +411,7 @@ pub fn render(r: &Report) -> String {
 
 /// The samples as one SVG: a plot per signal, time on the x axis, the warm-up's end marked.
 pub fn svg(r: &Report) -> String {
-    use crate::report::plot::{stacked_svg, Plot, Series, XAxis};
+    use crate::report::plot::{stacked_svg, Plot, Series};
     let line = |name: &str, f: &dyn Fn(&Sample) -> Option<f64>| {
         Series::new(
             name,
@@ -421,14 +421,8 @@ pub fn svg(r: &Report) -> String {
                 .collect(),
         )
     };
-    let marks = vec![(r.options.warmup.as_secs_f64(), "warm-up ends".to_owned())];
-    let plot = |title: &str, y: &str, series: Vec<Series>| Plot {
-        title: title.into(),
-        y_label: y.into(),
-        x: XAxis::Seconds,
-        series,
-        marks: marks.clone(),
-    };
+    let marks = [(r.options.warmup.as_secs_f64(), "warm-up ends".to_owned())];
+    let plot = |title: &str, y: &str, series| Plot::over_time(title, y, series, &marks);
     let mib = |bytes: f64| bytes / 1_048_576.0;
     stacked_svg(&[
         plot(

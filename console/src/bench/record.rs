@@ -158,7 +158,13 @@ pub fn compare(old: &BenchRecord, new: &BenchRecord, max_regression: f64) -> Com
             run: shown(f.ratio),
             ratio: change,
         });
-        if change.is_some_and(|c| c < 1.0 - max_regression) {
+        if before.ratio.is_some() && f.ratio.is_none() {
+            regressions.push(format!(
+                "{}: was {} of its baseline, now not measured (no step passed, or the stage did not run)",
+                f.name,
+                shown(before.ratio)
+            ));
+        } else if change.is_some_and(|c| c < 1.0 - max_regression) {
             regressions.push(format!(
                 "{}: {} of its baseline, was {} ({:.0}% lower; at most {:.0}% allowed)",
                 f.name,
@@ -169,7 +175,11 @@ pub fn compare(old: &BenchRecord, new: &BenchRecord, max_regression: f64) -> Com
             ));
         }
     }
-    Comparison { rows, regressions }
+    Comparison {
+        rows,
+        regressions,
+        warnings: Vec::new(),
+    }
 }
 
 /// The page: the figures with their baselines, the comparison, and each search's latency

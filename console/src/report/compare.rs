@@ -48,6 +48,8 @@ pub struct Comparison {
     pub rows: Vec<Row>,
     /// Each limit broken, in words; empty when the run holds up.
     pub regressions: Vec<String>,
+    /// Differences between the runs' plans that make the figures less comparable.
+    pub warnings: Vec<String>,
 }
 
 /// (p50, p90, p99, p99.9, max) in ms: from the histogram when the record has one.
@@ -88,10 +90,40 @@ fn ratio(run: f64, base: f64) -> Option<f64> {
     (base > 0.0).then(|| run / base)
 }
 
+/// What the two runs planned differently (rate, events per request, duration).
+fn unlike(b: &logctl_loadgen::report::Report, r: &logctl_loadgen::report::Report) -> Vec<String> {
+    let per_request =
+        |x: &logctl_loadgen::report::Report| x.events_sent as f64 / x.requests.max(1) as f64;
+    let differs = |a: f64, b: f64| (a - b).abs() > 0.05 * a.abs().max(b.abs());
+    let mut out = Vec::new();
+    if differs(b.planned_rate, r.planned_rate) {
+        out.push(format!(
+            "planned {} events/s against the baseline's {}",
+            thousands(r.planned_rate),
+            thousands(b.planned_rate)
+        ));
+    }
+    if differs(per_request(b), per_request(r)) {
+        out.push(format!(
+            "{:.0} events per request against the baseline's {:.0}",
+            per_request(r),
+            per_request(b)
+        ));
+    }
+    if differs(b.duration_secs, r.duration_secs) {
+        out.push(format!(
+            "{:.0} s against the baseline's {:.0} s",
+            r.duration_secs, b.duration_secs
+        ));
+    }
+    out
+}
+
 pub fn compare(baseline: &LoadRecord, run: &LoadRecord, limits: &Limits) -> Comparison {
     let mut rows = Vec::new();
     let mut regressions = Vec::new();
     let (b, r) = (&baseline.report, &run.report);
+    let warnings = unlike(b, r);
     let (b_rate, r_rate) = (b.accepted_rate(), r.accepted_rate());
     rows.push(Row {
         figure: "accepted events/s".into(),
@@ -148,7 +180,11 @@ pub fn compare(baseline: &LoadRecord, run: &LoadRecord, limits: &Limits) -> Comp
             100.0 * b_err
         ));
     }
-    Comparison { rows, regressions }
+    Comparison {
+        rows,
+        regressions,
+        warnings,
+    }
 }
 
 /// The comparison as a table for a terminal, then the verdict.
@@ -165,6 +201,9 @@ pub fn render(c: &Comparison) -> String {
             row.run,
             row.ratio.map_or_else(|| "–".into(), |r| format!("{r:.2}×"))
         );
+    }
+    for w in &c.warnings {
+        out += &format!("warning     the runs differ: {w}\n");
     }
     if c.regressions.is_empty() {
         out += "verdict     no regression\n";

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::html::{document, escape, sections};
-use super::plot::{Plot, Series, XAxis};
+use super::plot::{Plot, Series};
 use crate::scenario::condition::Observed;
 use crate::scenario::runner::{ScenarioReport, StepReport};
 
@@ -40,13 +40,7 @@ fn marks(report: &ScenarioReport) -> Vec<(f64, String)> {
 
 fn plots(report: &ScenarioReport) -> Vec<Plot> {
     let marks = marks(report);
-    let plot = |title: &str, y: &str, series: Vec<Series>| Plot {
-        title: title.into(),
-        y_label: y.into(),
-        x: XAxis::Seconds,
-        series,
-        marks: marks.clone(),
-    };
+    let plot = |title: &str, y: &str, series| Plot::over_time(title, y, series, &marks);
     vec![
         plot(
             "Throughput",
@@ -54,7 +48,6 @@ fn plots(report: &ScenarioReport) -> Vec<Plot> {
             vec![
                 series(report, "accepted", "accepted_rate"),
                 series(report, "stored", "stored_rate"),
-                series(report, "drill load sent", "load.sent_rate"),
             ],
         ),
         plot(

@@ -236,6 +236,9 @@ pub(crate) fn comparison_table(c: &Comparison) -> String {
         "<h2>Against the baseline</h2><p class=\"verdict {class}\">{}</p><table><tr><th>figure</th><th>baseline</th><th>this run</th><th>ratio</th></tr>",
         escape(&text)
     );
+    for w in &c.warnings {
+        let _ = write!(out, "<p>The runs differ: {}.</p>", escape(w));
+    }
     for row in &c.rows {
         let _ = write!(
             out,

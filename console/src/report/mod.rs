@@ -26,33 +26,53 @@ pub struct Outputs {
     pub json: Option<PathBuf>,
     /// The HTML page.
     pub html: Option<PathBuf>,
-    /// A saved record to compare against.
-    pub baseline: Option<PathBuf>,
+    /// A saved run to compare against, read before the run (a wrong path should not cost one).
+    pub baseline: Option<LoadRecord>,
     pub limits: Limits,
 }
 
-/// Writes the record and the page asked for, comparing with the baseline first (so the page
-/// shows the verdict); returns the comparison for the caller's exit code.
+impl Outputs {
+    /// Reads the baseline `--compare` names, if any.
+    pub fn new(
+        json: Option<PathBuf>,
+        html: Option<PathBuf>,
+        args: &crate::cli::CompareArgs,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            json,
+            html,
+            baseline: args
+                .compare
+                .as_deref()
+                .map(LoadRecord::read)
+                .transpose()
+                .context("--compare")?,
+            limits: limits(args)?,
+        })
+    }
+}
+
+/// Writes the record, compares it with the baseline, and writes the page (with the verdict);
+/// returns the comparison for the caller's exit code.
 pub fn write(
     record: &LoadRecord,
     title: &str,
     out: &Outputs,
 ) -> anyhow::Result<Option<Comparison>> {
-    let baseline = out
-        .baseline
-        .as_deref()
-        .map(LoadRecord::read)
-        .transpose()
-        .context("--compare")?;
-    let comparison = baseline
-        .as_ref()
-        .map(|b| compare::compare(b, record, &out.limits));
     if let Some(path) = &out.json {
         std::fs::write(path, serde_json::to_string_pretty(record)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let comparison = out
+        .baseline
+        .as_ref()
+        .map(|b| compare::compare(b, record, &out.limits));
     if let Some(path) = &out.html {
-        let page = html::page(title, record, baseline.as_ref().zip(comparison.as_ref()));
+        let page = html::page(
+            title,
+            record,
+            out.baseline.as_ref().zip(comparison.as_ref()),
+        );
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(comparison)
@@ -90,11 +110,16 @@ pub fn limits(args: &crate::cli::CompareArgs) -> anyhow::Result<Limits> {
     })
 }
 
-/// Prints the comparison (if any) and says whether it found a regression.
-pub fn print_comparison(c: Option<&Comparison>) -> bool {
+/// Prints the comparison (if any; to stderr when stdout carries JSON) and says whether it
+/// found a regression.
+pub fn print_comparison(c: Option<&Comparison>, to_stderr: bool) -> bool {
     let Some(c) = c else {
         return false;
     };
-    print!("{}", compare::render(c));
+    if to_stderr {
+        eprint!("{}", compare::render(c));
+    } else {
+        print!("{}", compare::render(c));
+    }
     !c.regressions.is_empty()
 }

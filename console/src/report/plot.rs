@@ -100,9 +100,28 @@ fn escape(s: &str) -> String {
 }
 
 impl Plot {
-    /// The points of every series, for the bounds.
+    /// A plot over time since the start, with the same marks as its neighbours.
+    pub fn over_time(
+        title: &str,
+        y_label: &str,
+        series: Vec<Series>,
+        marks: &[(f64, String)],
+    ) -> Plot {
+        Plot {
+            title: title.into(),
+            y_label: y_label.into(),
+            x: XAxis::Seconds,
+            series,
+            marks: marks.to_vec(),
+        }
+    }
+
+    /// The finite points of every series, for the bounds.
     fn all(&self) -> impl Iterator<Item = &(f64, f64)> {
-        self.series.iter().flat_map(|s| &s.points)
+        self.series
+            .iter()
+            .flat_map(|s| &s.points)
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
     }
 
     fn x_bounds(&self) -> (f64, f64) {
@@ -112,7 +131,7 @@ impl Plot {
                 let max = self
                     .all()
                     .map(|p| p.0)
-                    .chain(self.marks.iter().map(|m| m.0))
+                    .chain(self.marks.iter().map(|m| m.0).filter(|x| x.is_finite()))
                     .fold(0.0, f64::max);
                 (0.0, if max > 0.0 { max } else { 1.0 })
             }
@@ -148,8 +167,12 @@ impl Plot {
             escape(&self.title)
         );
         // Y grid and ticks.
+        // At most a handful of ticks by construction; the cap guards against float surprises.
         let mut y = 0.0;
-        while y <= y1 + y_step / 2.0 {
+        for _ in 0..50 {
+            if y > y1 + y_step / 2.0 {
+                break;
+            }
             let py = sy(y);
             let _ = write!(
                 out,
@@ -187,7 +210,7 @@ impl Plot {
                 let step = tick_step(x1 - x0, 8.0);
                 let mut ticks = Vec::new();
                 let mut x = 0.0;
-                while x <= x1 + step / 1000.0 {
+                while x <= x1 + step / 1000.0 && ticks.len() < 50 {
                     ticks.push((x, format!("{}{unit}", number(x))));
                     x += step;
                 }
@@ -219,8 +242,9 @@ impl Plot {
             out,
             "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{W}\" height=\"{H}\" class=\"frame\"/>"
         );
-        // Marks: a dashed line and its label at the top.
-        for (x, label) in &self.marks {
+        // Marks: a dashed line and its label at the top, labels on three staggered rows so
+        // marks a moment apart stay readable.
+        for (i, (x, label)) in self.marks.iter().enumerate() {
             let px = sx(*x);
             let _ = write!(
                 out,
@@ -228,7 +252,7 @@ impl Plot {
                 TOP + H,
                 escape(label),
                 px + 3.0,
-                TOP + 11.0,
+                TOP + 11.0 + 12.0 * (i % 3) as f64,
                 escape(label)
             );
         }
@@ -313,6 +337,20 @@ mod tests {
         assert!((percentile_x(0.999) - 3.0).abs() < 1e-9);
         assert_eq!(percentile_x(0.0), 0.0);
         assert!(percentile_x(1.0).is_finite());
+    }
+
+    #[test]
+    fn infinite_or_huge_values_do_not_hang_the_axes() {
+        let plot = Plot::over_time(
+            "t",
+            "y",
+            vec![Series::new(
+                "s",
+                vec![(0.0, f64::INFINITY), (1.0, 1e308), (f64::NAN, 2.0)],
+            )],
+            &[(f64::INFINITY, "mark".into())],
+        );
+        assert!(plot.svg().ends_with("</svg>"));
     }
 
     #[test]

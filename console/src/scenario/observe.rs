@@ -74,6 +74,7 @@ impl Observer {
         let timeline = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let (points, token) = (timeline.clone(), stop.clone());
+        let collector = collector.with_own_lag_history();
         tokio::spawn(async move {
             let mut ring: VecDeque<Snapshot> = VecDeque::new();
             let mut totals = Totals::default();

@@ -79,8 +79,9 @@ pub struct Collector {
     source: Source,
     http: reqwest::Client,
     lag: Option<Arc<LagReader>>,
-    /// The lag readings so far, which a status is judged against (shared by clones, so the
-    /// TUI's and a drill's readings build one history).
+    /// The lag readings so far, which a status is judged against. Clones share it; a reader
+    /// of its own (a drill's observer beside the TUI) takes [`Collector::with_own_lag_history`],
+    /// so two readers' readings never interleave out of order.
     lag_tracker: Arc<std::sync::Mutex<Tracker>>,
     metadata: Option<Arc<MetadataReader>>,
 }
@@ -116,6 +117,14 @@ impl Collector {
             lag: LagReader::new(&kafka, CONSUMER_GROUP).ok().map(Arc::new),
             lag_tracker: Arc::default(),
             metadata: MetadataReader::new(&kafka).ok().map(Arc::new),
+        }
+    }
+
+    /// The same collector with a lag history of its own.
+    pub fn with_own_lag_history(&self) -> Self {
+        Self {
+            lag_tracker: Arc::default(),
+            ..self.clone()
         }
     }
 

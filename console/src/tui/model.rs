@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::scenario::runner::RunEvent;
 use crate::signals::Signals;
 
-/// Readings kept for the charts (one a second: the widest window, 15 minutes).
-pub const HISTORY: usize = 900;
+/// Readings kept for the charts: the widest window, 15 minutes, whatever the refresh (and at
+/// most this many, at a refresh of 100 ms).
+pub const HISTORY_SECS: f64 = 900.0;
+const HISTORY: usize = 9_000;
 const EVENTS: usize = 50;
 /// Faults marked on the charts' time axis.
 const MARKS: usize = 50;
@@ -297,7 +299,12 @@ impl Model {
             }
         }
         self.history.push_back((elapsed, s));
-        if self.history.len() > HISTORY {
+        while self.history.len() > HISTORY
+            || self
+                .history
+                .front()
+                .is_some_and(|(t, _)| *t < elapsed - HISTORY_SECS)
+        {
             self.history.pop_front();
         }
     }

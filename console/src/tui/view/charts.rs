@@ -107,19 +107,23 @@ fn time_chart(
     let chart = Chart::new(datasets)
         .block(Block::bordered().title(Line::from(spans)))
         .legend_position(None)
-        .x_axis(
-            Axis::default()
-                .bounds([-window, 0.0])
-                .labels([ago(window), ago(window / 2.0), "now".into()])
-                .style(Style::default().fg(Color::DarkGray)),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([0.0, top])
-                .labels(["0".to_owned(), format(top / 2.0), format(top)])
-                .style(Style::default().fg(Color::DarkGray)),
-        );
+        .x_axis(axis(
+            [-window, 0.0],
+            [ago(window), ago(window / 2.0), "now".into()],
+        ))
+        .y_axis(axis(
+            [0.0, top],
+            ["0".into(), format(top / 2.0), format(top)],
+        ));
     frame.render_widget(chart, area);
+}
+
+/// An axis in the charts' muted colour with three labels: its ends and its middle.
+fn axis(bounds: [f64; 2], labels: [String; 3]) -> Axis<'static> {
+    Axis::default()
+        .bounds(bounds)
+        .labels(labels)
+        .style(Style::default().fg(Color::DarkGray))
 }
 
 /// Accepted, published and stored events per second.
@@ -239,18 +243,11 @@ pub fn spectrum(frame: &mut Frame, area: Rect, model: &Model) {
         .data(&points)])
     .block(Block::bordered().title(title))
     .legend_position(None)
-    .x_axis(
-        Axis::default()
-            .bounds([0.0, 4.0])
-            .labels(["0%", "99%", "99.99%"])
-            .style(Style::default().fg(Color::DarkGray)),
-    )
-    .y_axis(
-        Axis::default()
-            .bounds([0.0, top])
-            .labels(["0".to_owned(), ms(top / 2.0), ms(top)])
-            .style(Style::default().fg(Color::DarkGray)),
-    );
+    .x_axis(axis(
+        [0.0, 4.0],
+        ["0%".into(), "99%".into(), "99.99%".into()],
+    ))
+    .y_axis(axis([0.0, top], ["0".into(), ms(top / 2.0), ms(top)]));
     frame.render_widget(chart, area);
 }
 

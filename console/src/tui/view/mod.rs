@@ -56,26 +56,38 @@ struct Rows {
 fn rows(area: Rect, s: &Signals, spread: bool, cluster: bool, drill: bool) -> Rows {
     let links_line = u16::from(!s.links.is_empty() || !s.cuts.is_empty());
     let per_line = if area.width >= 90 { 3 } else { 2 };
-    let component_lines = s.components.len().div_ceil(per_line).max(1) as u16 + links_line;
-    let brokers = s
-        .components
-        .keys()
-        .filter(|n| n.starts_with("kafka"))
-        .count() as u16;
+    let lines = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    let component_lines =
+        lines(s.components.len().div_ceil(per_line).max(1)).saturating_add(links_line);
+    let brokers = lines(
+        s.components
+            .keys()
+            .filter(|n| n.starts_with("kafka"))
+            .count(),
+    );
     let (components, brokers) = match (spread, cluster) {
         (false, _) => (5, 0),
-        (true, true) => (component_lines + 2, brokers.max(2) + 3),
-        (true, false) => (component_lines + 2, 4),
+        (true, true) => (
+            component_lines.saturating_add(2),
+            brokers.max(2).saturating_add(3),
+        ),
+        (true, false) => (component_lines.saturating_add(2), 4),
     };
     // A running drill shows its steps beside the log: give them room.
-    let events = if drill { 10 } else { 4 };
-    let spare = area
-        .height
-        .saturating_sub(2 + components + brokers + events);
-    let table = s.lag_by_partition.len().max(1) as u16 + 4;
-    let lag = if spare >= 8 + table { table } else { 5 };
+    let events: u16 = if drill { 10 } else { 4 };
+    let spare = area.height.saturating_sub(
+        2u16.saturating_add(components)
+            .saturating_add(brokers)
+            .saturating_add(events),
+    );
+    let table = lines(s.lag_by_partition.len().max(1)).saturating_add(4);
+    let lag = if spare >= table.saturating_add(8) {
+        table
+    } else {
+        5
+    };
     Rows {
-        charts: (spare.saturating_sub(lag) * 2 / 3).clamp(7, 18),
+        charts: (u32::from(spare.saturating_sub(lag)) * 2 / 3).clamp(7, 18) as u16,
         lag,
         components,
         brokers,

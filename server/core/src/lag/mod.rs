@@ -218,7 +218,11 @@ impl LagReader {
         }
         let mut owned = BTreeSet::new();
         for member in group.members() {
-            owned.extend(assigned_partitions(member.assignment()?, &self.topic)?);
+            // A member holding nothing (more consumers than partitions) has no assignment.
+            owned.extend(assigned_partitions(
+                member.assignment().unwrap_or(&[]),
+                &self.topic,
+            )?);
         }
         Some(owned)
     }
@@ -364,9 +368,9 @@ pub async fn export(
                         .set(h.lag as f64);
                     metrics::gauge!(metric::CONSUMER_STATUS, "partition" => p.clone())
                         .set(h.status.code());
-                    if let Some(secs) = h.seconds {
-                        metrics::gauge!(metric::CONSUMER_LAG_SECONDS, "partition" => p).set(secs);
-                    }
+                    // Unknown is NaN, not the last value: an alert must not read a stale 0.
+                    metrics::gauge!(metric::CONSUMER_LAG_SECONDS, "partition" => p)
+                        .set(h.seconds.unwrap_or(f64::NAN));
                 }
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot read consumer lag"),

@@ -98,8 +98,9 @@ pub struct Rules {
     /// How long a held partition's offset may stand still with lag before it is STALL. Above the
     /// consumer's commit interval (1 s) with room for a slow batch.
     pub stall_after: Duration,
-    /// Readings a WARN needs: fewer could be noise.
-    pub warn_readings: usize,
+    /// How long lag must have grown at every reading, with offsets moving, to be WARN: less
+    /// could be one commit interval of an idle-looking partition.
+    pub warn_after: Duration,
 }
 
 impl Default for Rules {
@@ -107,7 +108,7 @@ impl Default for Rules {
         Self {
             window: Duration::from_secs(15),
             stall_after: Duration::from_secs(6),
-            warn_readings: 5,
+            warn_after: Duration::from_secs(10),
         }
     }
 }
@@ -137,6 +138,11 @@ impl Tracker {
         for (p, o) in partitions {
             seen.push(p);
             let window = self.readings.entry(p).or_default();
+            // A reading that finished after a newer one (two readers sharing this tracker)
+            // would look like the offset going back: it is dropped.
+            if window.back().is_some_and(|(t, _)| *t > at) {
+                continue;
+            }
             window.push_back((at, o));
             // Keep one reading older than the window, so "still for stall_after" can be told
             // from the span between readings.
@@ -156,10 +162,17 @@ impl Tracker {
     }
 }
 
-fn judge(rules: &Rules, now: Instant, window: &VecDeque<(Instant, Observation)>) -> Status {
-    let Some((_, last)) = window.back() else {
+fn judge(rules: &Rules, now: Instant, readings: &VecDeque<(Instant, Observation)>) -> Status {
+    let Some((_, last)) = readings.back() else {
         return Status::Ok;
     };
+    // The one reading kept from before the window only dates a standing offset (STALL); the
+    // other rules judge what the window saw.
+    let window: Vec<(Instant, Observation)> = readings
+        .iter()
+        .filter(|(t, _)| now.duration_since(*t) <= rules.window)
+        .copied()
+        .collect();
     let committed: Vec<i64> = window.iter().filter_map(|(_, o)| o.committed).collect();
     if committed.windows(2).any(|w| w[1] < w[0]) || last.committed.is_some_and(|c| c < last.low) {
         return Status::Err;
@@ -171,7 +184,7 @@ fn judge(rules: &Rules, now: Instant, window: &VecDeque<(Instant, Observation)>)
         return Status::Stop;
     }
     // Since when the committed offset has been what it is now.
-    let still_since = window
+    let still_since = readings
         .iter()
         .rev()
         .take_while(|(_, o)| o.committed == last.committed && o.lag > 0)
@@ -181,7 +194,12 @@ fn judge(rules: &Rules, now: Instant, window: &VecDeque<(Instant, Observation)>)
         return Status::Stall;
     }
     let lags: Vec<i64> = window.iter().map(|(_, o)| o.lag).collect();
-    if lags.len() >= rules.warn_readings
+    let spans_long_enough = window
+        .first()
+        .is_some_and(|(t, _)| now.duration_since(*t) >= rules.warn_after);
+    let offsets_move = committed.first() < committed.last();
+    if spans_long_enough
+        && offsets_move
         && lags.windows(2).all(|w| w[1] >= w[0])
         && lags.last() > lags.first()
     {
@@ -229,11 +247,25 @@ mod tests {
 
     #[test]
     fn lag_growing_at_every_reading_while_offsets_move_is_warn() {
-        let readings: Vec<_> = (0..6)
+        let readings: Vec<_> = (0..12)
             .map(|i| obs(1_000 * i, 1_000 * i + 100 * (i + 1), true))
             .collect();
         assert_eq!(run(&readings), Status::Warn);
-        assert_eq!(run(&readings[..3]), Status::Ok, "too few readings to say");
+        assert_eq!(
+            run(&readings[..6]),
+            Status::Ok,
+            "5 s of growth is too short to say"
+        );
+    }
+
+    #[test]
+    fn a_reading_older_than_the_last_is_dropped_not_taken_for_a_rewind() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(Rules::default());
+        t.observe(t0 + Duration::from_secs(2), [(0, obs(900, 1_000, true))]);
+        // Read before the one above, finished after it.
+        let s = t.observe(t0 + Duration::from_secs(1), [(0, obs(800, 1_000, true))]);
+        assert_eq!(s[&0], Status::Ok);
     }
 
     #[test]
