@@ -175,10 +175,16 @@ pub fn compare(old: &BenchRecord, new: &BenchRecord, max_regression: f64) -> Com
             ));
         }
     }
+    let warnings = (old.quick || new.quick)
+        .then(|| {
+            "a --quick run steps through two rates only: its knees are too coarse to compare".into()
+        })
+        .into_iter()
+        .collect();
     Comparison {
         rows,
         regressions,
-        warnings: Vec::new(),
+        warnings,
     }
 }
 

@@ -189,13 +189,20 @@ pub fn compare(baseline: &LoadRecord, run: &LoadRecord, limits: &Limits) -> Comp
 
 /// The comparison as a table for a terminal, then the verdict.
 pub fn render(c: &Comparison) -> String {
+    let width = c
+        .rows
+        .iter()
+        .map(|r| r.figure.chars().count() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let mut out = format!(
-        "{:<42}{:>12}{:>12}{:>9}\n",
+        "{:<width$}{:>12}{:>12}{:>9}\n",
         "", "baseline", "this run", "ratio"
     );
     for row in &c.rows {
         out += &format!(
-            "{:<42}{:>12}{:>12}{:>9}\n",
+            "{:<width$}{:>12}{:>12}{:>9}\n",
             row.figure,
             row.baseline,
             row.run,
