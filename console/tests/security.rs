@@ -14,6 +14,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use logctl_contracts::metric;
 use logctl_core::auth::{mint_claims, Claims};
 use logctl_core::config::Secret;
@@ -370,6 +371,90 @@ async fn the_limit_holds_in_total_across_two_gateways_sharing_redis() {
             &[("decision", "limited"), ("backend", "redis")]
         ) >= 1.0,
         "limited decisions are counted"
+    );
+}
+
+/// A slow refill and a large burst: blocks can grow well past what one test posts.
+const LEASED: &str = "
+[rate_limit.orgs.leased]
+per_second = 1.0
+burst = 1000
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_organization_leases_tokens_in_blocks_and_gives_back_what_it_did_not_spend() {
+    let _serial = serial();
+    let stack = TestStack::shared();
+    let gateway = ExtraGateway::start(stack, "gateway-lease", LEASED);
+    let other = ExtraGateway::start(stack, "gateway-lease-other", LEASED);
+    gateway.ready().await;
+    other.ready().await;
+    let port: u16 = gateway
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let round_trips = |text: &str| {
+        metric_with(
+            text,
+            "logctl_rate_limit_check_seconds_count",
+            &[("backend", "redis")],
+        )
+    };
+    let before = round_trips(&scrape(port).await);
+    let client = reqwest::Client::new();
+    let token = stack.token("leased");
+    let post_to = |base: &str| {
+        let (client, token) = (client.clone(), token.clone());
+        let url = format!("{base}/api/logs");
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"organizationId": "leased", "level": "INFO", "message": "m", "source": "lease"}))
+                .send()
+                .await
+                .expect("post");
+            (r.status(), r.headers().clone())
+        }
+    };
+    let started = Instant::now();
+    let answers: Vec<_> = futures::stream::iter((0..300).map(|_| post_to(&gateway.url)))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::ACCEPTED),
+        "300 of a burst of 1000 pass"
+    );
+    let metrics = scrape(port).await;
+    let trips = round_trips(&metrics) - before;
+    assert!(
+        trips < 60.0,
+        "{trips} round trips to Redis for 300 requests: tokens are leased in blocks"
+    );
+    assert_eq!(
+        metric_with(&metrics, metric::RATE_LIMIT_FALLBACK, &[]),
+        0.0,
+        "nothing decided in memory with Redis up"
+    );
+    // Once the lease's time to live (1 s) has passed, what the first gateway leased and did not
+    // spend is back in the shared bucket: the other gateway's answer says the burst less the
+    // 300 spent and itself, plus what the rate refilled meanwhile, not less whatever the first
+    // one's last block held unspent.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, headers) = post_to(&other.url).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let remaining: f64 = headers["x-ratelimit-remaining"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("number");
+    let refilled = started.elapsed().as_secs_f64().ceil();
+    assert!(
+        (699.0..=699.0 + refilled).contains(&remaining),
+        "remaining {remaining}: 1000 - 301 spent (+ up to {refilled} refilled)"
     );
 }
 

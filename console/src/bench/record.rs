@@ -39,6 +39,16 @@ pub struct StepRecord {
     pub passed: bool,
     /// Cores per component over the step.
     pub cores: BTreeMap<String, f64>,
+    /// Through the gateway: accepted → stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_to_end_p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_to_end_p99_ms: Option<f64>,
+    /// Through the gateway: the rate limiter's round trips to Redis and decisions in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_round_trips: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_fallbacks: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -73,6 +83,10 @@ fn figure(name: &str, ours: Option<f64>, baseline_name: &str, baseline: Option<f
     }
 }
 
+fn stored(st: &super::Step) -> Option<&logctl_loadgen::report::Verification> {
+    st.gateway.as_ref()?.stored.as_ref()
+}
+
 fn search(s: &Search) -> SearchRecord {
     SearchRecord {
         name: s.name.clone(),
@@ -88,6 +102,10 @@ fn search(s: &Search) -> SearchRecord {
                 max_ms: st.report.latency_ms.max,
                 passed: st.passed,
                 cores: st.cores.clone(),
+                end_to_end_p50_ms: stored(st).map(|v| v.end_to_end_ms.p50),
+                end_to_end_p99_ms: stored(st).map(|v| v.end_to_end_ms.p99),
+                redis_round_trips: st.gateway.as_ref().map(|g| g.limiter.redis_round_trips),
+                rate_limit_fallbacks: st.gateway.as_ref().map(|g| g.limiter.fallback_decisions),
             })
             .collect(),
     }
@@ -217,15 +235,24 @@ pub fn html(record: &BenchRecord, comparison: Option<&Comparison>) -> String {
             let line = |name: &str, f: fn(&StepRecord) -> f64| {
                 Series::new(name, s.steps.iter().map(|st| (st.rate, f(st))).collect())
             };
+            let mut series = vec![
+                line("p50", |st| st.p50_ms),
+                line("p99", |st| st.p99_ms),
+                line("max", |st| st.max_ms),
+            ];
+            let end_to_end: Vec<(f64, f64)> = s
+                .steps
+                .iter()
+                .filter_map(|st| Some((st.rate, st.end_to_end_p99_ms?)))
+                .collect();
+            if !end_to_end.is_empty() {
+                series.push(Series::new("accepted → stored p99", end_to_end));
+            }
             Plot {
                 title: format!("{} (p99 limit {} ms)", s.name, s.p99_limit_ms),
                 y_label: "ms".into(),
                 x: XAxis::Rate,
-                series: vec![
-                    line("p50", |st| st.p50_ms),
-                    line("p99", |st| st.p99_ms),
-                    line("max", |st| st.max_ms),
-                ],
+                series,
                 marks: Vec::new(),
             }
         })
@@ -274,6 +301,10 @@ mod tests {
                         max_ms: 20.0,
                         passed: true,
                         cores: BTreeMap::new(),
+                        end_to_end_p50_ms: Some(30.0),
+                        end_to_end_p99_ms: Some(90.0),
+                        redis_round_trips: Some(25.0),
+                        rate_limit_fallbacks: Some(0.0),
                     },
                     StepRecord {
                         rate: 3_000.0,
@@ -283,6 +314,10 @@ mod tests {
                         max_ms: 200.0,
                         passed: false,
                         cores: BTreeMap::new(),
+                        end_to_end_p50_ms: None,
+                        end_to_end_p99_ms: None,
+                        redis_round_trips: None,
+                        rate_limit_fallbacks: None,
                     },
                 ],
             }],

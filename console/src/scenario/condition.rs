@@ -22,7 +22,7 @@ const COMPONENT_STATES: [&str; 4] = ["up", "starting", "paused", "down"];
 const CONSUMER_STATES: [&str; 5] = ["ok", "warn", "stall", "stop", "err"];
 
 /// Numeric signals: name and what it means (shown by `logctl scenario signals`).
-pub const NUMBERS: [(&str, &str); 37] = [
+pub const NUMBERS: [(&str, &str); 38] = [
     (
         "accepted_rate",
         "events/s accepted at the gateway (last ~2 s)",
@@ -44,6 +44,10 @@ pub const NUMBERS: [(&str, &str); 37] = [
     (
         "shed_rate",
         "requests per second shed by the gateway's admission control",
+    ),
+    (
+        "rate_limit_fallback_rate",
+        "rate-limit decisions per second made in memory because Redis could not be asked",
     ),
     (
         "gateway_p50_ms",

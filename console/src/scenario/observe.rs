@@ -161,6 +161,7 @@ fn build(s: &Signals, t: &Totals) -> Reading {
     num("http_5xx_rate", s.server_errors_per_sec);
     num("rate_limited_rate", s.rate_limited_per_sec);
     num("shed_rate", s.shed_per_sec);
+    num("rate_limit_fallback_rate", s.rate_limit_fallback_per_sec);
     num("spool_records", s.spool_records);
     num("consumers_paused", s.consumers_paused);
     num("accepted", t.accepted.round());

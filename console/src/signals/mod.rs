@@ -391,6 +391,9 @@ pub struct Signals {
     pub rate_limited_per_sec: f64,
     /// Requests the gateway turned away with 503 because too many were in flight.
     pub shed_per_sec: f64,
+    /// Rate-limit decisions the gateways made in memory (Redis not asked): the shared limit
+    /// was per replica for them.
+    pub rate_limit_fallback_per_sec: f64,
     /// 1 while the gateway limits from memory because Redis is unreachable.
     pub rate_limit_local: Option<f64>,
     pub dead_lettered_total: f64,
@@ -555,6 +558,13 @@ impl Signals {
                 &before.gateway,
                 &after.gateway,
                 metric::GATEWAY_SHED,
+                &[],
+                secs,
+            ),
+            rate_limit_fallback_per_sec: rate(
+                &before.gateway,
+                &after.gateway,
+                metric::RATE_LIMIT_FALLBACK,
                 &[],
                 secs,
             ),

@@ -27,7 +27,10 @@ pub const GATEWAY_SHED: &str = "logctl_gateway_shed_total";
 pub const GATEWAY_PUBLISH_COALESCED_SIZE: &str = "logctl_gateway_publish_coalesced_size";
 pub const RATE_LIMIT_DECISIONS: &str = "logctl_rate_limit_decisions_total";
 pub const RATE_LIMIT_LOCAL: &str = "logctl_rate_limit_local";
+/// One round trip to Redis for a lease of tokens (or to give unspent ones back).
 pub const RATE_LIMIT_CHECK: &str = "logctl_rate_limit_check_seconds";
+/// Decisions made in memory because Redis could not be asked: the shared limit was not kept.
+pub const RATE_LIMIT_FALLBACK: &str = "logctl_gateway_rate_limit_fallback_total";
 
 // Producer.
 pub const PRODUCER_EVENTS_PUBLISHED: &str = "logctl_producer_events_published_total";
@@ -98,7 +101,7 @@ pub const RATE_LIMIT_BACKENDS: [&str; 2] = ["redis", "local"];
 /// value already recorded.
 pub fn register(service: Service) {
     let counters: &[&'static str] = match service {
-        Service::Gateway => &[GATEWAY_EVENTS_ACCEPTED, GATEWAY_SHED],
+        Service::Gateway => &[GATEWAY_EVENTS_ACCEPTED, GATEWAY_SHED, RATE_LIMIT_FALLBACK],
         Service::Producer => &[
             PRODUCER_EVENTS_PUBLISHED,
             PRODUCER_EVENTS_FAILED,
@@ -192,6 +195,7 @@ pub const ALL: &[&str] = &[
     RATE_LIMIT_DECISIONS,
     RATE_LIMIT_LOCAL,
     RATE_LIMIT_CHECK,
+    RATE_LIMIT_FALLBACK,
     PRODUCER_EVENTS_PUBLISHED,
     PRODUCER_EVENTS_FAILED,
     PRODUCER_PUBLISH_DURATION,

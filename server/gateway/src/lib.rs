@@ -53,6 +53,11 @@ fn build(
         async move { kv.keep_trying(KV_TRIAL_EVERY, shutdown).await }
     });
     let limiter = RateLimiter::new(settings.rate_limit.clone(), kv.clone());
+    // Leased tokens nobody spent go back to the shared bucket (all of them at shutdown).
+    tokio::spawn({
+        let (limiter, shutdown) = (limiter.clone(), shutdown.clone());
+        async move { limiter.keep_leases(shutdown).await }
+    });
     let exporter = Exporter::start(&settings.otlp, "gateway");
     let tracing_setup = trace::Tracing {
         sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),

@@ -71,7 +71,7 @@ fn rows(area: Rect, s: &Signals, spread: bool, cluster: bool, drill: bool) -> Ro
             component_lines.saturating_add(2),
             brokers.max(2).saturating_add(3),
         ),
-        (true, false) => (component_lines.saturating_add(2), 4),
+        (true, false) => (component_lines.saturating_add(2), 5),
     };
     // A running drill shows its steps beside the log: give them room.
     let events: u16 = if drill { 10 } else { 4 };

@@ -320,6 +320,10 @@ pub(super) fn errors_pane(frame: &mut Frame, area: Rect, s: &Signals) {
                 rate(s.dead_lettered_total),
                 rate(s.spool_records)
             )),
+            Line::raw(format!(
+                "limited in memory {}/s",
+                rate(s.rate_limit_fallback_per_sec)
+            )),
         ])
         .block(Block::bordered().title(" Errors ")),
         area,
