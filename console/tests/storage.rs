@@ -224,6 +224,52 @@ async fn a_client_reposting_an_id_is_stored_once_within_the_window() {
     assert_eq!(count(apart).await, 2, "two days apart: beyond the window");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_split_across_connections_stores_each_event_once() {
+    let stack = TestStack::shared();
+    let pool = db(&stack.database_url()).await;
+    let storage = logctl_consumer::Storage::connect_lazy(&stack.database_url(), 4)
+        .expect("pool")
+        .with_parts(3);
+    let org = OrganizationId::parse(unique("parts")).expect("org");
+    let source = unique("src");
+    let now = Utc::now();
+    let row = |i: i64, id: Uuid, at: DateTime<Utc>| logctl_consumer::storage::NewRow {
+        event: logctl_contracts::LogEvent {
+            id,
+            organization_id: org.clone(),
+            level: "INFO".parse().expect("level"),
+            message: format!("m{i}"),
+            source: source.clone(),
+            timestamp: at,
+            received_at: now,
+        },
+        trace_id: None,
+        traceparent: None,
+        partition: 0,
+        offset: i,
+    };
+    let ids: Vec<Uuid> = (0..3_000).map(|_| Uuid::now_v7()).collect();
+    // 3,000 events, then copies of the first 100 (another event time within the window) at the
+    // end of the batch, where another part than their first copies' would take them.
+    let mut batch: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| row(i as i64, *id, now))
+        .collect();
+    batch.extend(
+        ids[..100]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| row(3_000 + i as i64, *id, now + TimeDelta::seconds(1))),
+    );
+    assert_eq!(storage.insert_batch(&batch).await.expect("insert"), 3_000);
+    assert_eq!(stored(&pool, &source).await, 3_000);
+    // The whole batch again, as after a failed part or a crash before the commit: no new row.
+    assert_eq!(storage.insert_batch(&batch).await.expect("replay"), 0);
+    assert_eq!(stored(&pool, &source).await, 3_000);
+}
+
 /// Runs a maintenance pass, waiting while a consumer's holds the lock.
 async fn maintain(pool: &PgPool, policy: &Policy) -> Pass {
     eventually("the maintenance lock", Duration::from_secs(60), || async {

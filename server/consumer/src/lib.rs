@@ -54,7 +54,13 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("storage settings: {e}"))?;
     let storage =
         Storage::connect_lazy(settings.database_url.expose(), settings.database_pool_size)?
-            .with_dedup_window(policy.interval());
+            .with_dedup_window(policy.interval())
+            .with_parts(
+                settings
+                    .batch
+                    .parts
+                    .min(settings.database_pool_size.saturating_sub(1).max(1) as usize),
+            );
     // Readiness asks Kafka for metadata through a client of its own, so it keeps working
     // while the group consumer is being recreated.
     let metadata: Arc<BaseConsumer> = Arc::new(settings.kafka.client_config().create()?);

@@ -74,6 +74,9 @@ pub struct BatchSettings {
     /// Counted from the batch's first record, so a quiet topic still stores within this delay.
     #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub max_wait_ms: u64,
+    /// A large batch is inserted as this many statements at once, each on its own connection
+    /// (at most `database_pool_size - 1`, leaving one to reads).
+    pub parts: usize,
 }
 
 impl Default for BatchSettings {
@@ -81,6 +84,7 @@ impl Default for BatchSettings {
         Self {
             max_rows: 5_000,
             max_wait_ms: 50,
+            parts: 2,
         }
     }
 }

@@ -161,6 +161,14 @@ pub struct ConsumerTuning {
     /// a backlog's drain at one queue per second (about 40k rows/s measured here).
     #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub fetch_queue_backoff_ms: u32,
+    /// A fetch waits for this many bytes, or `fetch_wait_max_ms`, whichever comes first.
+    /// librdkafka's default (1 byte) answers each fetch as soon as one record is there: at a
+    /// steady trickle the consumer fetched continuously and cost the broker as much CPU as the
+    /// producer's writes did (0.2 cores at 1,000 events/s, measured with the consumer stopped
+    /// and running). A backlog fills the bytes at once, so a drain does not wait.
+    pub fetch_min_bytes: u32,
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
+    pub fetch_wait_max_ms: u32,
 }
 
 impl Default for ConsumerTuning {
@@ -176,6 +184,9 @@ impl Default for ConsumerTuning {
             max_partition_fetch_bytes: 256 * 1024,
             queued_min_messages: 5_000,
             fetch_queue_backoff_ms: 5,
+            fetch_min_bytes: 64 * 1024,
+            // Adds at most this much to end-to-end latency at a trickle.
+            fetch_wait_max_ms: 20,
         }
     }
 }
@@ -234,7 +245,9 @@ impl KafkaSettings {
             .set(
                 "fetch.queue.backoff.ms",
                 t.fetch_queue_backoff_ms.to_string(),
-            );
+            )
+            .set("fetch.min.bytes", t.fetch_min_bytes.to_string())
+            .set("fetch.wait.max.ms", t.fetch_wait_max_ms.to_string());
         c
     }
 

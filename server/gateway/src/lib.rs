@@ -63,12 +63,12 @@ fn build(
         sample_ratio: settings.trace_sample_ratio.clamp(0.0, 1.0),
         exporter: exporter.clone(),
     };
-    let state = routes::AppState {
-        settings: Arc::new(settings.clone()),
+    let state = Arc::new(routes::App {
+        settings: settings.clone(),
         upstream: upstream.clone(),
         verifier,
         limiter,
-    };
+    });
     let router = Router::new()
         .route(
             "/api/logs",

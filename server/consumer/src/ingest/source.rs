@@ -440,6 +440,7 @@ mod tests {
         let batch = BatchSettings {
             max_rows,
             max_wait_ms: 50,
+            ..BatchSettings::default()
         };
         let source = BatchSource::new(
             feed.clone(),
