@@ -270,6 +270,82 @@ async fn a_batch_split_across_connections_stores_each_event_once() {
     assert_eq!(stored(&pool, &source).await, 3_000);
 }
 
+/// The insert skips what its lookup finds stored; a copy committed after the lookup began
+/// (another consumer storing the same records around a rebalance) meets the primary key, and
+/// the part is stored again with `ON CONFLICT`: no error, no second row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_committed_while_a_batch_is_inserted_is_skipped_not_an_error() {
+    let stack = TestStack::shared();
+    let pool = db(&stack.database_url()).await;
+    let storage = logctl_consumer::Storage::connect_lazy(&stack.database_url(), 2).expect("pool");
+    let org = OrganizationId::parse(unique("race")).expect("org");
+    let source = unique("src");
+    let now = Utc::now();
+    let row = |i: i64, id: Uuid| logctl_consumer::storage::NewRow {
+        event: logctl_contracts::LogEvent {
+            id,
+            organization_id: org.clone(),
+            level: "INFO".parse().expect("level"),
+            message: format!("m{i}"),
+            source: source.clone(),
+            timestamp: now,
+            received_at: now,
+        },
+        trace_id: None,
+        traceparent: None,
+        partition: 0,
+        offset: i,
+    };
+    let batch: Vec<_> = (0..10).map(|i| row(i, Uuid::now_v7())).collect();
+    // The other consumer: the batch's fourth event, inserted and not committed yet.
+    let mut other = pool.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO log_events (id, organization_id, level, message, source, event_time, \
+                                 received_at, kafka_partition, kafka_offset) \
+         VALUES ($1, $2, 'INFO', 'theirs', $3, $4, $4, 0, 3)",
+    )
+    .bind(batch[3].event.id)
+    .bind(org.as_str())
+    .bind(&source)
+    .bind(now)
+    .execute(&mut *other)
+    .await
+    .expect("the other consumer's insert");
+    let ours = tokio::spawn({
+        let (storage, batch) = (storage.clone(), batch.clone());
+        async move { storage.insert_batch(&batch).await }
+    });
+    // Ours has looked (and seen nothing) and now waits on that key; then theirs commits.
+    eventually(
+        "our insert waiting on theirs",
+        Duration::from_secs(30),
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'WITH u AS MATERIALIZED%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_activity");
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    other.commit().await.expect("commit");
+    let inserted = ours
+        .await
+        .expect("task")
+        .expect("a racing copy is not an error");
+    assert_eq!(inserted, 9, "the other consumer's copy was skipped");
+    assert_eq!(stored(&pool, &source).await, 10);
+    let theirs: String = sqlx::query_scalar("SELECT message FROM log_events WHERE id = $1")
+        .bind(batch[3].event.id)
+        .fetch_one(&pool)
+        .await
+        .expect("one row for the raced id");
+    assert_eq!(theirs, "theirs");
+}
+
 /// Runs a maintenance pass, waiting while a consumer's holds the lock.
 async fn maintain(pool: &PgPool, policy: &Policy) -> Pass {
     eventually("the maintenance lock", Duration::from_secs(60), || async {

@@ -42,6 +42,11 @@ pub trait Hold: Send {
     fn pause(&mut self);
     /// Fetches again after [`Hold::pause`]; a no-op when not paused.
     fn resume(&mut self);
+    /// Reads the next batch's records while the database works on this one, then waits; run
+    /// beside an insert and dropped when it ends. Never finishes on its own.
+    fn read_ahead(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// Why [`run`] returned.
@@ -65,10 +70,11 @@ pub async fn run<F: Feed, R: Rows, L: Letters, I: Invalidate>(
             Next::Shutdown => break Ended::Shutdown,
             Next::Stalled => break Ended::Stalled,
         };
-        if sink.store(&batch, &mut source, &shutdown).await.is_err() {
+        let handled = source::next_offsets(&batch);
+        if sink.store(batch, &mut source, &shutdown).await.is_err() {
             break Ended::Shutdown;
         }
-        source.done(&batch);
+        source.done(handled);
     };
     source.finish();
     ended

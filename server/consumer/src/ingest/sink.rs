@@ -75,30 +75,27 @@ impl<R: Rows, L: Letters, I: Invalidate> StorageSink<R, L, I> {
     /// is handled (or shutdown interrupts a wait).
     pub async fn store(
         &self,
-        batch: &[Decoded],
+        batch: Vec<Decoded>,
         hold: &mut impl Hold,
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let dead: Vec<DeadLetter> = batch
-            .iter()
-            .filter_map(|d| match d {
-                Decoded::Dead(l) => Some(l.clone()),
-                Decoded::Row(_) => None,
-            })
-            .collect();
+        // Taken apart, not copied: a deep copy of every row was a tenth of the drain's CPU.
+        let (mut dead, mut rows) = (Vec::new(), Vec::with_capacity(batch.len()));
+        for d in batch {
+            match d {
+                Decoded::Dead(l) => dead.push(l),
+                Decoded::Row(r) => rows.push(r),
+            }
+        }
         self.dead_letter(&dead, hold, shutdown).await?;
-        let rows: Vec<NewRow> = batch
-            .iter()
-            .filter_map(|d| match d {
-                Decoded::Row(r) => Some(r.clone()),
-                Decoded::Dead(_) => None,
-            })
-            .collect();
         if !rows.is_empty() {
-            let orgs: BTreeSet<_> = rows
-                .iter()
-                .map(|r| r.event.organization_id.clone())
-                .collect();
+            // Each organization once, copied once (not once per row).
+            let mut orgs = BTreeSet::new();
+            for r in &rows {
+                if !orgs.contains(&r.event.organization_id) {
+                    orgs.insert(r.event.organization_id.clone());
+                }
+            }
             self.insert_isolating(rows, hold, shutdown).await?;
             self.invalidate.invalidate(&orgs).await;
         }
@@ -171,7 +168,8 @@ impl<R: Rows, L: Letters, I: Invalidate> StorageSink<R, L, I> {
             let started = Instant::now();
             let started_at = SystemTime::now();
             let deadline = self.retry.insert_timeout;
-            let inserted = tokio::time::timeout(deadline, self.rows.insert(rows))
+            let insert = tokio::time::timeout(deadline, self.rows.insert(rows));
+            let inserted = beside(insert, hold.read_ahead())
                 .await
                 .unwrap_or_else(|_| Err(StorageError::TimedOut(deadline)));
             match inserted {
@@ -253,6 +251,22 @@ impl<R: Rows, L: Letters, I: Invalidate> StorageSink<R, L, I> {
             });
         }
     }
+}
+
+/// `work`'s output, with `aside` polled meanwhile and dropped when `work` ends.
+async fn beside<T>(work: impl Future<Output = T>, aside: impl Future<Output = ()>) -> T {
+    tokio::pin!(work, aside);
+    let mut aside_done = false;
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        if !aside_done {
+            aside_done = aside.as_mut().poll(cx).is_ready();
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 fn record_stored(rows: &[NewRow], inserted: u64, took: std::time::Duration) {
@@ -478,7 +492,8 @@ mod tests {
         batch: &[Decoded],
         waits: &mut Waits,
     ) -> Result<(), Interrupted> {
-        sink.store(batch, waits, &CancellationToken::new()).await
+        sink.store(batch.to_vec(), waits, &CancellationToken::new())
+            .await
     }
 
     fn id(d: &Decoded) -> Uuid {
@@ -629,7 +644,7 @@ mod tests {
             stop.cancel();
         });
         let mut waits = Waits::default();
-        let done = sink.store(&rows(3), &mut waits, &shutdown).await;
+        let done = sink.store(rows(3), &mut waits, &shutdown).await;
         assert!(done.is_err());
         assert!(sink.rows.stored.lock().expect("lock").is_empty());
         assert!(sink.invalidate.0.lock().expect("lock").is_empty());
