@@ -74,6 +74,7 @@ pub fn env(
     Ok(match component {
         Component::Gateway(_) => vec![
             ("LOGCTL_GATEWAY_LISTEN", listen),
+            ("LOGCTL_GATEWAY_WORKER_THREADS", worker_threads()),
             (
                 "LOGCTL_GATEWAY_PRODUCER_URL",
                 (0..config.producers.max(1))
@@ -90,6 +91,7 @@ pub fn env(
         ],
         Component::Producer(_) => vec![
             ("LOGCTL_PRODUCER_LISTEN", listen),
+            ("LOGCTL_PRODUCER_WORKER_THREADS", worker_threads()),
             (
                 "LOGCTL_PRODUCER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),
@@ -101,6 +103,7 @@ pub fn env(
         ],
         Component::Consumer(_) => vec![
             ("LOGCTL_CONSUMER_LISTEN", listen),
+            ("LOGCTL_CONSUMER_WORKER_THREADS", worker_threads()),
             (
                 "LOGCTL_CONSUMER_KAFKA__BOOTSTRAP_SERVERS",
                 config.bootstrap_servers(),
@@ -133,6 +136,14 @@ pub fn env(
             )))
         }
     })
+}
+
+/// Each service's runtime workers: half the machine's cores, at least one. The stack's
+/// services share the machine with Kafka, PostgreSQL and each other, and a worker per core
+/// spent the gateway's CPU on waking parked threads (see `logctl_core::runtime`).
+fn worker_threads() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / 2).max(1).to_string()
 }
 
 /// Starts one service process configured for this stack.

@@ -33,6 +33,9 @@ pub struct Settings {
     pub otlp: logctl_core::otlp::OtlpSettings,
     /// Apply pending migrations at start (they take an advisory lock, so several instances may).
     pub migrate_on_start: bool,
+    /// Runtime worker threads (0: one per core). `logctl up` gives each service half the
+    /// machine's cores, as they share it with Kafka, PostgreSQL and each other.
+    pub worker_threads: usize,
     /// How long shutdown may take to finish and commit the current batch.
     #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub shutdown_timeout_secs: u64,
@@ -145,6 +148,7 @@ impl Default for Settings {
             limits: EventLimits::default(),
             otlp: Default::default(),
             migrate_on_start: true,
+            worker_threads: 0,
             shutdown_timeout_secs: 15,
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),

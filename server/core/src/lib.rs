@@ -20,6 +20,7 @@ pub mod lag;
 pub mod ops;
 pub mod otlp;
 pub mod procfs;
+pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -58,6 +58,9 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     /// Export sampled spans over OTLP (off unless an endpoint is set).
     pub otlp: OtlpSettings,
+    /// Runtime worker threads (0: one per core). `logctl up` gives each service half the
+    /// machine's cores, as they share it with Kafka, PostgreSQL and each other.
+    pub worker_threads: usize,
     /// How long a stopping gateway lets in-flight requests finish.
     #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub shutdown_timeout_secs: u64,
@@ -85,6 +88,7 @@ impl Default for Settings {
             publish_coalescing: CoalesceSettings::default(),
             trace_sample_ratio: 0.1,
             breaker: BreakerSettings::default(),
+            worker_threads: 0,
             shutdown_timeout_secs: 15,
             otlp: OtlpSettings::default(),
             auth: AuthSettings::default(),

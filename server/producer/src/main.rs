@@ -1,13 +1,14 @@
 use anyhow::Context;
 use logctl_producer::{run, Settings};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     logctl_core::telemetry::init_tracing("producer");
     let config = std::env::var_os("LOGCTL_CONFIG").map(std::path::PathBuf::from);
     let settings = Settings::load(config.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    run(settings, listener, logctl_core::shutdown::on_signal()).await
+    logctl_core::runtime::block_on(settings.worker_threads, async move {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        run(settings, listener, logctl_core::shutdown::on_signal()).await
+    })?
 }

@@ -19,6 +19,9 @@ pub struct Settings {
     pub tuning: ProducerTuning,
     /// Largest request body from the gateway (a full batch of large events).
     pub max_body_bytes: usize,
+    /// Runtime worker threads (0: one per core). `logctl up` gives each service half the
+    /// machine's cores, as they share it with Kafka, PostgreSQL and each other.
+    pub worker_threads: usize,
     /// How long shutdown may take to flush what Kafka has not yet acknowledged.
     #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
     pub shutdown_timeout_secs: u64,
@@ -43,6 +46,7 @@ impl Default for Settings {
             kafka: KafkaSettings::default(),
             tuning: ProducerTuning::default(),
             max_body_bytes: 64 * 1024 * 1024,
+            worker_threads: 0,
             shutdown_timeout_secs: 10,
             trace_sample_ratio: 0.1,
             lag_group: logctl_contracts::topics::CONSUMER_GROUP.into(),
