@@ -138,12 +138,11 @@ pub fn env(
     })
 }
 
-/// Each service's runtime workers: half the machine's cores, at least one. The stack's
-/// services share the machine with Kafka, PostgreSQL and each other, and a worker per core
-/// spent the gateway's CPU on waking parked threads (see `logctl_core::runtime`).
+/// Each service's runtime workers: `LOGCTL_WORKER_THREADS` when set, else 0 (one per core).
+/// Fewer cost less CPU per event on a shared machine but hold less load (see
+/// `logctl_core::runtime`), and the knee is what the stack is judged by.
 fn worker_threads() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (cores / 2).max(1).to_string()
+    std::env::var("LOGCTL_WORKER_THREADS").unwrap_or_else(|_| "0".to_owned())
 }
 
 /// Starts one service process configured for this stack.

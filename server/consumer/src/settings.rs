@@ -33,8 +33,7 @@ pub struct Settings {
     pub otlp: logctl_core::otlp::OtlpSettings,
     /// Apply pending migrations at start (they take an advisory lock, so several instances may).
     pub migrate_on_start: bool,
-    /// Runtime worker threads (0: one per core). `logctl up` gives each service half the
-    /// machine's cores, as they share it with Kafka, PostgreSQL and each other.
+    /// Runtime worker threads (0: one per core; see `logctl_core::runtime` for when fewer).
     pub worker_threads: usize,
     /// How long shutdown may take to finish and commit the current batch.
     #[serde(deserialize_with = "logctl_contracts::duration::seconds")]

@@ -1,10 +1,11 @@
 //! The Tokio runtime each service runs on, sized by its `worker_threads` setting.
 //!
-//! Tokio's default is a worker per core, right for a service with a machine to itself. A stack
-//! whose services share their cores with Kafka, PostgreSQL and each other does better with
-//! fewer: a parked worker woken for each request costs a context switch, and on two shared
-//! cores the gateway spent a quarter of its CPU on them (measured at 6,000 single events/s:
-//! 60 µs of CPU per event with two workers, 45 µs with one, the same latency).
+//! Tokio's default, a worker per core, is the default here too. Fewer trade load for CPU on a
+//! machine the services share with Kafka and PostgreSQL: a parked worker woken for a request
+//! costs a context switch, and on two shared cores one gateway worker instead of two cut its
+//! CPU per single event from 60 to 45 µs at 6,000 events/s. But one worker is a queue: in
+//! `logctl bench` the gateway's single-event knee (p99 < 50 ms) fell from 12,000 to 4,000
+//! events/s, a burst of work on the one thread holding every request behind it.
 
 use std::future::Future;
 

@@ -58,8 +58,7 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     /// Export sampled spans over OTLP (off unless an endpoint is set).
     pub otlp: OtlpSettings,
-    /// Runtime worker threads (0: one per core). `logctl up` gives each service half the
-    /// machine's cores, as they share it with Kafka, PostgreSQL and each other.
+    /// Runtime worker threads (0: one per core; see `logctl_core::runtime` for when fewer).
     pub worker_threads: usize,
     /// How long a stopping gateway lets in-flight requests finish.
     #[serde(deserialize_with = "logctl_contracts::duration::seconds")]

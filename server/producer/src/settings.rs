@@ -19,8 +19,7 @@ pub struct Settings {
     pub tuning: ProducerTuning,
     /// Largest request body from the gateway (a full batch of large events).
     pub max_body_bytes: usize,
-    /// Runtime worker threads (0: one per core). `logctl up` gives each service half the
-    /// machine's cores, as they share it with Kafka, PostgreSQL and each other.
+    /// Runtime worker threads (0: one per core; see `logctl_core::runtime` for when fewer).
     pub worker_threads: usize,
     /// How long shutdown may take to flush what Kafka has not yet acknowledged.
     #[serde(deserialize_with = "logctl_contracts::duration::seconds")]
