@@ -234,21 +234,7 @@ async fn a_batch_split_across_connections_stores_each_event_once() {
     let org = OrganizationId::parse(unique("parts")).expect("org");
     let source = unique("src");
     let now = Utc::now();
-    let row = |i: i64, id: Uuid, at: DateTime<Utc>| logctl_consumer::storage::NewRow {
-        event: logctl_contracts::LogEvent {
-            id,
-            organization_id: org.clone(),
-            level: "INFO".parse().expect("level"),
-            message: format!("m{i}"),
-            source: source.clone(),
-            timestamp: at,
-            received_at: now,
-        },
-        trace_id: None,
-        traceparent: None,
-        partition: 0,
-        offset: i,
-    };
+    let row = |i: i64, id: Uuid, at: DateTime<Utc>| new_row(&org, &source, i, id, at, now);
     let ids: Vec<Uuid> = (0..3_000).map(|_| Uuid::now_v7()).collect();
     // 3,000 events, then copies of the first 100 (another event time within the window) at the
     // end of the batch, where another part than their first copies' would take them.
@@ -281,21 +267,7 @@ async fn a_copy_committed_while_a_batch_is_inserted_is_skipped_not_an_error() {
     let org = OrganizationId::parse(unique("race")).expect("org");
     let source = unique("src");
     let now = Utc::now();
-    let row = |i: i64, id: Uuid| logctl_consumer::storage::NewRow {
-        event: logctl_contracts::LogEvent {
-            id,
-            organization_id: org.clone(),
-            level: "INFO".parse().expect("level"),
-            message: format!("m{i}"),
-            source: source.clone(),
-            timestamp: now,
-            received_at: now,
-        },
-        trace_id: None,
-        traceparent: None,
-        partition: 0,
-        offset: i,
-    };
+    let row = |i: i64, id: Uuid| new_row(&org, &source, i, id, now, now);
     let batch: Vec<_> = (0..10).map(|i| row(i, Uuid::now_v7())).collect();
     // The other consumer: the batch's fourth event, inserted and not committed yet.
     let mut other = pool.begin().await.expect("begin");
@@ -344,6 +316,32 @@ async fn a_copy_committed_while_a_batch_is_inserted_is_skipped_not_an_error() {
         .await
         .expect("one row for the raced id");
     assert_eq!(theirs, "theirs");
+}
+
+/// A row as the consumer inserts it: event `offset` of partition 0, message `m{offset}`.
+fn new_row(
+    org: &OrganizationId,
+    source: &str,
+    offset: i64,
+    id: Uuid,
+    at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+) -> logctl_consumer::storage::NewRow {
+    logctl_consumer::storage::NewRow {
+        event: logctl_contracts::LogEvent {
+            id,
+            organization_id: org.clone(),
+            level: "INFO".parse().expect("level"),
+            message: format!("m{offset}"),
+            source: source.to_owned(),
+            timestamp: at,
+            received_at,
+        },
+        trace_id: None,
+        traceparent: None,
+        partition: 0,
+        offset,
+    }
 }
 
 /// Runs a maintenance pass, waiting while a consumer's holds the lock.

@@ -16,7 +16,7 @@ use rdkafka::ClientConfig;
 use sqlx::PgPool;
 
 use super::procstat;
-use crate::signals::exposition::Scrape;
+use crate::signals::exposition;
 use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component};
 
@@ -86,8 +86,8 @@ pub async fn fill(
 /// Seconds until PostgreSQL holds `expected` rows of these organizations.
 ///
 /// The consumers' own stored-events counters are watched (fresh processes: they count only
-/// the backlog) and the table is counted once they say they are done, and then each second
-/// until it holds them all. Counting a million rows every 200 ms took a share of PostgreSQL's
+/// the backlog) and the table is counted only once they say they are done (and at each poll
+/// after, until it holds them all). Counting a million rows every 200 ms took a share of PostgreSQL's
 /// CPU from the drain it was timing.
 pub async fn wait_stored(
     pool: &PgPool,
@@ -118,16 +118,8 @@ pub async fn wait_stored(
 async fn stored_by(http: &reqwest::Client, consumers: &[String]) -> f64 {
     let mut sum = 0.0;
     for base in consumers {
-        let text = async {
-            http.get(format!("{base}/metrics"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await?
-                .text()
-                .await
-        };
-        if let Ok(text) = text.await {
-            sum += Scrape::parse(&text)
+        if let Some(scrape) = exposition::fetch(http, base, Duration::from_secs(2)).await {
+            sum += scrape
                 .sum(metric::CONSUMER_EVENTS_STORED, &[])
                 .unwrap_or(0.0);
         }

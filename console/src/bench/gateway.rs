@@ -9,7 +9,7 @@ use logctl_contracts::metric;
 use logctl_loadgen::report::Verification;
 use uuid::Uuid;
 
-use crate::signals::exposition::Scrape;
+use crate::signals::exposition::{self, Scrape};
 
 #[derive(Debug, Clone, Default)]
 pub struct GatewayStep {
@@ -51,19 +51,9 @@ impl Limiter {
 /// The gateway's counters now; zeros when it does not answer (a step that broke it says so
 /// in its errors).
 pub async fn counters(gateway: &str) -> Limiter {
-    let text = async {
-        reqwest::Client::new()
-            .get(format!("{gateway}/metrics"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .text()
-            .await
-    };
-    match text.await {
-        Ok(t) => Limiter::read(&Scrape::parse(&t)),
-        Err(_) => Limiter::default(),
-    }
+    exposition::fetch(&reqwest::Client::new(), gateway, Duration::from_secs(5))
+        .await
+        .map_or_else(Limiter::default, |s| Limiter::read(&s))
 }
 
 /// After a step: its limiter counters, and its events found in PostgreSQL (waiting up to

@@ -7,6 +7,19 @@
 //! (`console/tests/support`), so the tests and the console cannot disagree on a sample.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One scrape of the service at `base` (its `/metrics`); None when it does not answer within
+/// `timeout`.
+pub async fn fetch(http: &reqwest::Client, base: &str, timeout: Duration) -> Option<Scrape> {
+    let response = http
+        .get(format!("{}/metrics", base.trim_end_matches('/')))
+        .timeout(timeout)
+        .send()
+        .await
+        .ok()?;
+    Some(Scrape::parse(&response.text().await.ok()?))
+}
 
 /// One sample: a metric name, its labels, its value.
 #[derive(Debug, Clone, PartialEq)]

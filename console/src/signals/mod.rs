@@ -22,6 +22,9 @@ use crate::stack::layout::{Layout, StackConfig};
 use crate::stack::{self, Component, ComponentStatus};
 use exposition::{quantile_between, Scrape};
 
+/// How long one scrape of a service may take: the console redraws every second.
+const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// One reading of the whole stack.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -111,7 +114,7 @@ impl Collector {
         Self {
             source,
             http: reqwest::Client::builder()
-                .timeout(Duration::from_millis(800))
+                .timeout(SCRAPE_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
             lag: LagReader::new(&kafka, CONSUMER_GROUP).ok().map(Arc::new),
@@ -142,10 +145,7 @@ impl Collector {
     }
 
     async fn scrape(&self, base: &str) -> Option<Scrape> {
-        let text = self
-            .get(format!("{}/metrics", base.trim_end_matches('/')))
-            .await?;
-        Some(Scrape::parse(&text))
+        exposition::fetch(&self.http, base, SCRAPE_TIMEOUT).await
     }
 
     /// A remote stack's components: each service up when it answers; Kafka, PostgreSQL and

@@ -168,10 +168,16 @@ impl<R: Rows, L: Letters, I: Invalidate> StorageSink<R, L, I> {
             let started = Instant::now();
             let started_at = SystemTime::now();
             let deadline = self.retry.insert_timeout;
-            let insert = tokio::time::timeout(deadline, self.rows.insert(rows));
-            let inserted = beside(insert, hold.read_ahead())
-                .await
-                .unwrap_or_else(|_| Err(StorageError::TimedOut(deadline)));
+            // The next batch is read meanwhile; reading ahead never ends first.
+            let inserted = tokio::select! {
+                biased;
+                inserted = tokio::time::timeout(deadline, self.rows.insert(rows)) => inserted,
+                never = async {
+                    hold.read_ahead().await;
+                    std::future::pending().await
+                } => never,
+            }
+            .unwrap_or_else(|_| Err(StorageError::TimedOut(deadline)));
             match inserted {
                 Ok(inserted) => {
                     permit.success();
@@ -251,22 +257,6 @@ impl<R: Rows, L: Letters, I: Invalidate> StorageSink<R, L, I> {
             });
         }
     }
-}
-
-/// `work`'s output, with `aside` polled meanwhile and dropped when `work` ends.
-async fn beside<T>(work: impl Future<Output = T>, aside: impl Future<Output = ()>) -> T {
-    tokio::pin!(work, aside);
-    let mut aside_done = false;
-    std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
-            return std::task::Poll::Ready(out);
-        }
-        if !aside_done {
-            aside_done = aside.as_mut().poll(cx).is_ready();
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn record_stored(rows: &[NewRow], inserted: u64, took: std::time::Duration) {

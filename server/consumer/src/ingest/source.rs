@@ -230,6 +230,21 @@ impl<F: Feed> BatchSource<F> {
         Next::Batch(batch)
     }
 
+    /// A record read while the database is busy goes to the next batch; an error waits a
+    /// little before the next read.
+    async fn carry_one(&mut self, received: Result<Decoded, KafkaError>) {
+        match received {
+            Ok(d) => {
+                self.last_record = Instant::now();
+                self.carry.push(d);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Kafka consumer error while the database works");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     async fn looks_stalled(&self) -> bool {
         let quiet = self.last_record.elapsed();
         let lag = self.lag_view();
@@ -321,16 +336,7 @@ impl<F: Feed> Hold for BatchSource<F> {
             tokio::select! {
                 _ = shutdown.cancelled() => return Err(Interrupted),
                 _ = tokio::time::sleep_until(deadline) => return Ok(()),
-                m = self.feed.recv() => match m {
-                    Ok(d) => {
-                        self.last_record = Instant::now();
-                        self.carry.push(d);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "Kafka consumer error while waiting");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                m = self.feed.recv() => self.carry_one(m).await,
             }
         }
     }
@@ -340,20 +346,12 @@ impl<F: Feed> Hold for BatchSource<F> {
     /// each record goes to the carry as it arrives.
     async fn read_ahead(&mut self) {
         while self.carry.len() < self.batch.max_rows {
-            match self.feed.recv().await {
-                Ok(d) => {
-                    self.last_record = Instant::now();
-                    self.carry.push(d);
-                    // It shares a task with the insert: a batch decoded in one poll held back
-                    // the insert's I/O for as long (the database sat idle a quarter of the time).
-                    if self.carry.len().is_multiple_of(32) {
-                        tokio::task::yield_now().await;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "Kafka consumer error while reading ahead");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            let received = self.feed.recv().await;
+            self.carry_one(received).await;
+            // It shares a task with the insert: a batch decoded in one poll held back the
+            // insert's I/O for as long (the database sat idle a quarter of the time).
+            if self.carry.len().is_multiple_of(32) {
+                tokio::task::yield_now().await;
             }
         }
         std::future::pending().await

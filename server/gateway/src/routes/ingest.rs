@@ -114,11 +114,10 @@ fn parse_batch(state: &AppState, body: &Bytes) -> Result<Batch, ApiError> {
     // Each item is parsed and validated on its own, so only one item's JSON tree exists at a
     // time: the whole batch as one tree took several times the body's size, for every batch
     // in flight (most of the gateway's memory under batched load).
-    let now = Utc::now();
+    let (limits, now) = (&state.settings.limits, Utc::now());
     let mut valid = Vec::with_capacity(items.len());
     let mut invalid: Vec<(usize, FieldError)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let limits = &state.settings.limits;
         let event =
             LogEvent::from_json_bytes(item.get().as_bytes(), limits, now).unwrap_or_else(|| {
                 serde_json::from_str::<Value>(item.get())
