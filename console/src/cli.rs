@@ -198,6 +198,12 @@ pub struct BenchArgs {
     /// Leave out the consumer drain stage (it stops the consumer for a while).
     #[arg(long)]
     pub skip_drain: bool,
+    /// Then each stage's peak once more with Linux `perf` sampling the service taking the
+    /// requests: a flame graph per stage in `profiles/` beside --output, and a table of where
+    /// its CPU per event went (HTTP, JSON, token, rate limiting, metrics, tracing, the
+    /// producer call). Needs `perf` (Debian: linux-perf).
+    #[arg(long)]
+    pub profile: bool,
     /// Then the same stages against a cluster of this many Kafka brokers (RF 3, min ISR 2),
     /// made for the bench beside the stack (`<state>/bench-cluster`, free ports) and deleted
     /// after, and the drain with 1, 2, 3 and 6 consumers.

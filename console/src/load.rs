@@ -125,7 +125,6 @@ pub fn background(
     let target = Arc::new(logctl_loadgen::http::Gateway::new(
         gateway,
         token_source(layout),
-        options.max_in_flight.max(1),
         options.request_timeout,
     )?);
     let stop = tokio_util::sync::CancellationToken::new();

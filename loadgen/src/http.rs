@@ -6,54 +6,51 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::engine::{Answer, Request, Target};
+use crate::http1;
 
 /// Mints a token for an organization (the console signs them with the stack's key).
 pub type TokenSource = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 pub struct Gateway {
-    client: reqwest::Client,
+    client: http1::Client,
     base: String,
     tokens: TokenSource,
-    cache: Mutex<HashMap<String, HeaderValue>>,
+    /// Each organization's request headers, its token among them.
+    headers: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl Gateway {
-    pub fn new(
-        base: &str,
-        tokens: TokenSource,
-        max_in_flight: usize,
-        timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(max_in_flight)
-            .tcp_nodelay(true)
-            .timeout(timeout)
-            .build()?;
+    pub fn new(base: &str, tokens: TokenSource, timeout: Duration) -> Result<Self, http1::Error> {
+        let base = base.trim_end_matches('/').to_owned();
         Ok(Self {
-            client,
-            base: base.trim_end_matches('/').to_owned(),
+            client: http1::Client::new(&base, timeout)?,
+            base,
             tokens,
-            cache: Mutex::new(HashMap::new()),
+            headers: Mutex::new(HashMap::new()),
         })
     }
 
-    fn authorization(&self, org: &str) -> Option<HeaderValue> {
+    fn headers(&self, org: &str) -> Arc<str> {
         let mut cache = self
-            .cache
+            .headers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(v) = cache.get(org) {
-            return Some(v.clone());
+        if let Some(h) = cache.get(org) {
+            return h.clone();
         }
-        let token = (self.tokens)(org)?;
-        let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-        cache.insert(org.to_owned(), value.clone());
-        Some(value)
+        let mut h = String::from("Content-Type: application/json\r\n");
+        // No token (none could be minted): the request goes without and is refused, as a
+        // client's would be.
+        if let Some(token) = (self.tokens)(org) {
+            h.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let h: Arc<str> = h.into();
+        cache.insert(org.to_owned(), h.clone());
+        h
     }
 }
 
@@ -83,31 +80,21 @@ impl Target for Gateway {
         } else {
             "/api/logs"
         };
-        let mut builder = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header(CONTENT_TYPE, "application/json")
-            .body(request.body);
-        if let Some(auth) = self.authorization(&request.org) {
-            builder = builder.header(AUTHORIZATION, auth);
-        }
-        let ids = request.ids;
+        let headers = self.headers(&request.org);
+        let client = self.client.clone();
         Box::pin(async move {
-            let Ok(response) = builder.send().await else {
+            let Ok(response) = client.post(path, &headers, &request.body).await else {
                 return Answer::default();
             };
-            let status = response.status().as_u16();
-            let accepted = match status {
-                202 => ids,
-                207 => response
-                    .json::<Value>()
-                    .await
-                    .map(|b| accepted_in(&b, &ids))
+            let accepted = match response.status {
+                202 => request.ids,
+                207 => serde_json::from_slice::<Value>(&response.body)
+                    .map(|b| accepted_in(&b, &request.ids))
                     .unwrap_or_default(),
                 _ => Vec::new(),
             };
             Answer {
-                status: Some(status),
+                status: Some(response.status),
                 accepted,
             }
         })

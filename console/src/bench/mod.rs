@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod drain;
 pub mod gateway;
 pub mod procstat;
+pub mod profile;
 pub mod record;
 pub mod targets;
 
@@ -42,6 +43,9 @@ pub struct BenchOptions {
     pub skip_drain: bool,
     /// Also measure a cluster of this many brokers, made beside the stack for the bench.
     pub brokers: Option<u16>,
+    /// Profile each stage's peak with `perf` (local stack only) and keep the flame graphs in
+    /// this directory.
+    pub profile: Option<std::path::PathBuf>,
 }
 
 /// One rate held for one step, and what it cost.
@@ -184,6 +188,7 @@ async fn settle(config: &StackConfig) {
 }
 
 /// One stepped search: rising rates until one fails.
+#[derive(Clone)]
 struct Stage<'a> {
     name: String,
     target: Arc<dyn Target>,
@@ -233,6 +238,8 @@ pub struct Results {
     pub cluster: Option<cluster::ClusterResults>,
     /// Kafka's cores at each warm-up step.
     pub warmup: Vec<f64>,
+    /// With `--profile`: where the serving process's CPU went at each stage's peak.
+    pub profiles: Vec<profile::Profile>,
 }
 
 fn machine() -> String {
@@ -301,16 +308,16 @@ async fn ingest(
     rates: &Rates,
     secs: u64,
     suffix: &str,
-) -> anyhow::Result<(Vec<Search>, Vec<f64>)> {
+    profile_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(Vec<Search>, Vec<f64>, Vec<profile::Profile>)> {
     let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
     let producer = format!("http://127.0.0.1:{}", config.ports.producer);
     let gateway_target: Arc<dyn Target> = Arc::new(logctl_loadgen::http::Gateway::new(
         &gateway,
         crate::load::token_source(layout),
-        2048,
         Options::default().request_timeout,
     )?);
-    let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer, 2048)?);
+    let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer)?);
     let warmup = warm_up(
         layout,
         config,
@@ -359,12 +366,84 @@ async fn ingest(
         ),
     ];
     let mut searches = Vec::new();
+    let mut profiles = Vec::new();
     for stage in stages {
         fresh_services(layout, config).await?;
-        searches.push(search(layout, config, stage, secs).await?);
+        let found = search(layout, config, stage.clone(), secs).await?;
+        if let (Some(dir), Some(peak)) = (profile_dir, found.peak()) {
+            fresh_services(layout, config).await?;
+            settle(config).await;
+            // A profile that cannot be made costs its table, not the run's figures.
+            match profile_peak(layout, config, &stage, peak, secs, dir).await {
+                Ok(p) => profiles.push(p),
+                Err(e) => eprintln!("bench: {}: no profile: {e:#}", stage.name),
+            }
+        }
+        searches.push(found);
     }
     settle(config).await;
-    Ok((searches, warmup))
+    Ok((searches, warmup, profiles))
+}
+
+/// The stage's peak rate held once more with `perf` sampling the service that takes its
+/// requests: its flame graph goes to `dir`, its parts into the report, priced at the service's
+/// CPU per event in the peak step itself (sampling DWARF stacks costs the profiled process
+/// CPU of its own).
+async fn profile_peak(
+    layout: &Layout,
+    config: &StackConfig,
+    stage: &Stage<'_>,
+    peak: &Step,
+    secs: u64,
+    dir: &std::path::Path,
+) -> anyhow::Result<profile::Profile> {
+    let rate = peak.rate;
+    let service = if stage.through_gateway {
+        Component::Gateway(0)
+    } else {
+        Component::Producer(0)
+    };
+    let name = service.name();
+    let pid = stack::running_pid(service, layout)
+        .ok_or_else(|| anyhow::anyhow!("{name} is not running: nothing to profile"))?;
+    std::fs::create_dir_all(dir)?;
+    let slug = profile::slug(&stage.name);
+    let data = dir.join(format!("{slug}.perf.data"));
+    eprintln!(
+        "bench: {}: {rate:.0} events/s again, {name} sampled by perf",
+        stage.name
+    );
+    let mut perf = profile::start(pid, secs, &data)?;
+    run_step(layout, config, stage, rate, secs).await?;
+    tokio::task::spawn_blocking(move || perf.wait()).await??;
+    let folded = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || profile::fold(&data)
+    })
+    .await??;
+    // DWARF samples make perf.data large; the folded stacks keep what the graph needs.
+    let _ = std::fs::remove_file(&data);
+    std::fs::write(dir.join(format!("{slug}.folded")), folded.join("\n"))?;
+    let svg = dir.join(format!("{slug}.svg"));
+    profile::flame_graph(
+        &folded,
+        &format!("{name}: {} at {rate:.0} events/s", stage.name),
+        &svg,
+    )?;
+    let (sampled_ns, parts) = profile::parts(&folded);
+    let accepted = peak.report.accepted_rate();
+    Ok(profile::Profile {
+        stage: stage.name.clone(),
+        service: name.clone(),
+        rate,
+        sampled_ns,
+        parts,
+        cpu_us_per_event: by_role(&peak.cores)
+            .get(name.as_str())
+            .filter(|_| accepted > 0.0)
+            .map(|cores| cores * 1e6 / accepted),
+        flame_graph: svg,
+    })
 }
 
 /// Unmeasured batched load, step after step, until Kafka's CPU for it stops falling: a
@@ -435,7 +514,11 @@ pub async fn run(
     let rss_at_start = services_rss(layout, config);
     eprintln!("bench: HTTP ceiling (wrk on /health)");
     let http_ceiling = baselines::wrk(&format!("{gateway}/health"), secs)?;
-    let (searches, warmup) = ingest(layout, config, &rates, secs, "").await?;
+    if options.profile.is_some() {
+        profile::check_perf()?;
+    }
+    let (searches, warmup, profiles) =
+        ingest(layout, config, &rates, secs, "", options.profile.as_deref()).await?;
 
     let pool = pool(layout, config).await?;
     let drain_events: u64 = if options.quick { 100_000 } else { 1_000_000 };
@@ -463,8 +546,8 @@ pub async fn run(
             let bench_cluster = cluster::BenchCluster::start(layout, n)?;
             let cconfig = bench_cluster.config()?;
             let suffix = format!(", {n} brokers");
-            let (searches, warmup) =
-                ingest(&bench_cluster.layout, &cconfig, &rates, secs, &suffix).await?;
+            let (searches, warmup, _) =
+                ingest(&bench_cluster.layout, &cconfig, &rates, secs, &suffix, None).await?;
             eprintln!("bench: cluster: Kafka's own producer (ProducerPerformance)");
             let kafka_perf = Some(baselines::kafka_perf(
                 &bench_cluster.layout,
@@ -502,6 +585,7 @@ pub async fn run(
         rss_at_start,
         cluster,
         warmup,
+        profiles,
     })
 }
 
@@ -748,6 +832,7 @@ pub fn render(r: &Results) -> String {
         render_cluster(&mut md, r, c);
     }
     per_core(&mut md, r);
+    profiles(&mut md, r);
     capacity::render(&mut md, r);
     let _ = writeln!(md, "## Every step, and where the time went\n");
     let _ = writeln!(
@@ -764,6 +849,52 @@ pub fn render(r: &Results) -> String {
         "Reproduce: `scripts/start`, then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 20 minutes; without `--brokers`, about 10)."
     );
     md
+}
+
+/// With `--profile`: each stage's parts at its peak, with their cost per event.
+fn profiles(md: &mut String, r: &Results) {
+    if r.profiles.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Where the time goes at each peak (`--profile`)\n\n\
+         Each stage's peak rate held once more with Linux `perf` sampling the service that takes \
+         the requests (CPU clock, 199 samples/s per thread, DWARF stacks). A sample goes to the \
+         first part any frame of its stack names, jobs before the HTTP serving and runtime \
+         frames around them (`console/src/bench/profile.rs`); µs per event is the part's share \
+         of the service's CPU per event in the search's peak step (without `perf`). The flame graphs are in `profiles/` beside this file.\n"
+    );
+    for p in &r.profiles {
+        let _ = writeln!(
+            md,
+            "### {}: {} at {} events/s ({:.2} s of its CPU sampled{}, [flame graph]({}))\n",
+            p.stage,
+            p.service,
+            num(p.rate),
+            p.sampled_ns as f64 / 1e9,
+            p.cpu_us_per_event
+                .map_or_else(String::new, |us| format!(", {us:.1} µs of CPU per event")),
+            p.flame_graph
+                .file_name()
+                .map_or_else(String::new, |f| format!(
+                    "{}/{}",
+                    profile::DIR,
+                    f.to_string_lossy()
+                ))
+        );
+        let _ = writeln!(md, "| part | share of its CPU | µs per event |");
+        let _ = writeln!(md, "|---|---|---|");
+        for (part, share, us) in p.rows() {
+            let _ = writeln!(
+                md,
+                "| {part} | {:.1}% | {} |",
+                share * 100.0,
+                us.map_or_else(|| "–".into(), |us| format!("{us:.1}"))
+            );
+        }
+        let _ = writeln!(md);
+    }
 }
 
 /// One search's steps: rates, latencies, CPU per component, peak RSS; through the gateway also
@@ -1080,6 +1211,7 @@ mod tests {
                 quick: false,
                 skip_drain: false,
                 brokers: Some(3),
+                profile: None,
             },
             http_ceiling: Some(50_000.0),
             searches: Vec::new(),
@@ -1098,8 +1230,28 @@ mod tests {
                 kafka_perf: Some(50_000.0),
                 drains: vec![drained(1, 20.0), drained(2, 10.0), drained(6, 5.0)],
             }),
+            profiles: vec![profile::Profile {
+                stage: "single events through the gateway".into(),
+                service: "gateway".into(),
+                rate: 12_000.0,
+                sampled_ns: 2_000_000_000,
+                parts: vec![
+                    ("HTTP serving (hyper, axum, sockets)".into(), 1_500_000_000),
+                    ("JSON and validation".into(), 500_000_000),
+                ],
+                cpu_us_per_event: Some(40.0),
+                flame_graph: "profiles/single-events-through-the-gateway.svg".into(),
+            }],
         };
         let md = render(&results);
+        assert!(
+            md.contains("### single events through the gateway: gateway at 12,000 events/s (2.00 s of its CPU sampled, 40.0 µs of CPU per event, [flame graph](profiles/single-events-through-the-gateway.svg))"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| HTTP serving (hyper, axum, sockets) | 75.0% | 30.0 |"),
+            "{md}"
+        );
         assert!(md.contains("## 3 brokers: what replication costs"), "{md}");
         assert!(md.contains("0.90 → 0.50 → 0.50 cores over 3 steps"), "{md}");
         // ProducerPerformance on three brokers against one: 50,000 / 200,000.
@@ -1118,9 +1270,12 @@ mod tests {
         );
         let without = Results {
             cluster: None,
+            profiles: Vec::new(),
             ..results
         };
-        assert!(!render(&without).contains("brokers: what replication costs"));
+        let md = render(&without);
+        assert!(!md.contains("brokers: what replication costs"));
+        assert!(!md.contains("--profile"));
     }
 
     #[test]

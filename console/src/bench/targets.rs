@@ -8,23 +8,21 @@ use futures::future::BoxFuture;
 use logctl_core::internal_api::{PublishResponse, PUBLISH_PATH};
 use logctl_core::{EventLimits, LogEvent};
 use logctl_loadgen::engine::{Answer, Request, Target};
+use logctl_loadgen::http1;
 use serde_json::Value;
 
 pub struct Producer {
-    client: reqwest::Client,
-    url: String,
+    client: http1::Client,
+    base: String,
     limits: EventLimits,
 }
 
 impl Producer {
-    pub fn new(base: &str, max_in_flight: usize) -> Result<Self, reqwest::Error> {
+    pub fn new(base: &str) -> Result<Self, http1::Error> {
+        let base = base.trim_end_matches('/').to_owned();
         Ok(Self {
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(max_in_flight)
-                .tcp_nodelay(true)
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            url: format!("{}{PUBLISH_PATH}", base.trim_end_matches('/')),
+            client: http1::Client::new(&base, Duration::from_secs(30))?,
+            base,
             limits: EventLimits::default(),
         })
     }
@@ -46,15 +44,17 @@ impl Producer {
 
 impl Target for Producer {
     fn send(&self, request: Request) -> BoxFuture<'static, Answer> {
-        let events = self.events(&request.body);
-        let sent = self.client.post(&self.url).json(&events).send();
+        let body = serde_json::to_vec(&self.events(&request.body)).unwrap_or_default();
+        let client = self.client.clone();
         Box::pin(async move {
-            let Ok(response) = sent.await else {
+            let Ok(response) = client
+                .post(PUBLISH_PATH, "Content-Type: application/json\r\n", &body)
+                .await
+            else {
                 return Answer::default();
             };
-            let status = response.status().as_u16();
-            let accepted = match response.json::<PublishResponse>().await {
-                Ok(body) if status == 200 => body
+            let accepted = match serde_json::from_slice::<PublishResponse>(&response.body) {
+                Ok(body) if response.status == 200 => body
                     .results
                     .into_iter()
                     .filter(|o| o.is_acknowledged())
@@ -63,13 +63,13 @@ impl Target for Producer {
                 _ => Vec::new(),
             };
             Answer {
-                status: Some(status),
+                status: Some(response.status),
                 accepted,
             }
         })
     }
 
     fn describe(&self) -> String {
-        self.url.clone()
+        format!("{}{PUBLISH_PATH}", self.base)
     }
 }
