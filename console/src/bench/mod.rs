@@ -832,7 +832,7 @@ pub fn render(r: &Results) -> String {
         render_cluster(&mut md, r, c);
     }
     per_core(&mut md, r);
-    profiles(&mut md, r);
+    profile::render(&mut md, &r.profiles);
     capacity::render(&mut md, r);
     let _ = writeln!(md, "## Every step, and where the time went\n");
     let _ = writeln!(
@@ -849,52 +849,6 @@ pub fn render(r: &Results) -> String {
         "Reproduce: `scripts/start`, then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 20 minutes; without `--brokers`, about 10)."
     );
     md
-}
-
-/// With `--profile`: each stage's parts at its peak, with their cost per event.
-fn profiles(md: &mut String, r: &Results) {
-    if r.profiles.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        md,
-        "## Where the time goes at each peak (`--profile`)\n\n\
-         Each stage's peak rate held once more with Linux `perf` sampling the service that takes \
-         the requests (CPU clock, 199 samples/s per thread, DWARF stacks). A sample goes to the \
-         first part any frame of its stack names, jobs before the HTTP serving and runtime \
-         frames around them (`console/src/bench/profile.rs`); µs per event is the part's share \
-         of the service's CPU per event in the search's peak step (without `perf`). The flame graphs are in `profiles/` beside this file.\n"
-    );
-    for p in &r.profiles {
-        let _ = writeln!(
-            md,
-            "### {}: {} at {} events/s ({:.2} s of its CPU sampled{}, [flame graph]({}))\n",
-            p.stage,
-            p.service,
-            num(p.rate),
-            p.sampled_ns as f64 / 1e9,
-            p.cpu_us_per_event
-                .map_or_else(String::new, |us| format!(", {us:.1} µs of CPU per event")),
-            p.flame_graph
-                .file_name()
-                .map_or_else(String::new, |f| format!(
-                    "{}/{}",
-                    profile::DIR,
-                    f.to_string_lossy()
-                ))
-        );
-        let _ = writeln!(md, "| part | share of its CPU | µs per event |");
-        let _ = writeln!(md, "|---|---|---|");
-        for (part, share, us) in p.rows() {
-            let _ = writeln!(
-                md,
-                "| {part} | {:.1}% | {} |",
-                share * 100.0,
-                us.map_or_else(|| "–".into(), |us| format!("{us:.1}"))
-            );
-        }
-        let _ = writeln!(md);
-    }
 }
 
 /// One search's steps: rates, latencies, CPU per component, peak RSS; through the gateway also

@@ -9,6 +9,7 @@
 //! CPU per event this gives microseconds per event per part.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +17,8 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use inferno::collapse::perf::{Folder, Options as FoldOptions};
 use inferno::collapse::Collapse;
+
+use crate::units::thousands as num;
 
 /// The parts a sample can be charged to, in the order they are looked for: a sample goes to
 /// the first part any frame of its stack names. The jobs come first, the wrappers last: the
@@ -218,14 +221,41 @@ pub fn parts(folded: &[String]) -> (u64, Vec<(String, u64)>) {
 
 /// The part a folded stack is charged to.
 fn part_of(stack: &str) -> &'static str {
+    let frames: Vec<String> = stack.split(';').map(without_type_arguments).collect();
     PARTS
         .iter()
         .find(|(_, patterns)| {
-            stack
-                .split(';')
+            frames
+                .iter()
                 .any(|frame| patterns.iter().any(|p| frame.contains(p)))
         })
         .map_or(OTHER, |(part, _)| part)
+}
+
+/// A frame's name without the type arguments after its path segments: a handler's future is
+/// named after every type it takes (`{async_block#0}<fn(State<App>, Extension<TraceContext>)
+/// -> Response>`), and would be charged to whatever part one of them names. A qualified self
+/// type (`<TraceContext as Display>::fmt`) is the frame's own and stays.
+fn without_type_arguments(frame: &str) -> String {
+    let mut out = String::with_capacity(frame.len());
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in frame.chars() {
+        if depth > 0 {
+            match c {
+                '<' => depth += 1,
+                // `->` in a function type closes nothing.
+                '>' if previous != '-' => depth -= 1,
+                _ => {}
+            }
+        } else if c == '<' && (previous.is_alphanumeric() || matches!(previous, '_' | '}' | ')')) {
+            depth = 1;
+        } else {
+            out.push(c);
+        }
+        previous = c;
+    }
+    out
 }
 
 /// Writes the flame graph of `folded` as an SVG.
@@ -254,6 +284,48 @@ pub fn slug(stage: &str) -> String {
         }
     }
     out.trim_matches('-').to_owned()
+}
+
+/// With `--profile`: each stage's parts at its peak, with their cost per event.
+pub fn render(md: &mut String, profiles: &[Profile]) {
+    if profiles.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Where the time goes at each peak (`--profile`)\n\n\
+         Each stage's peak rate held once more with Linux `perf` sampling the service that takes \
+         the requests (CPU clock, {SAMPLE_HZ} samples/s per thread, DWARF stacks). A sample goes to the \
+         first part any frame of its stack names, jobs before the HTTP serving and runtime \
+         frames around them (`console/src/bench/profile.rs`); µs per event is the part's share \
+         of the service's CPU per event in the search's peak step (without `perf`). The flame graphs are in `profiles/` beside this file.\n"
+    );
+    for p in profiles {
+        let _ = writeln!(
+            md,
+            "### {}: {} at {} events/s ({:.2} s of its CPU sampled{}, [flame graph]({}))\n",
+            p.stage,
+            p.service,
+            num(p.rate),
+            p.sampled_ns as f64 / 1e9,
+            p.cpu_us_per_event
+                .map_or_else(String::new, |us| format!(", {us:.1} µs of CPU per event")),
+            p.flame_graph
+                .file_name()
+                .map_or_else(String::new, |f| format!("{}/{}", DIR, f.to_string_lossy()))
+        );
+        let _ = writeln!(md, "| part | share of its CPU | µs per event |");
+        let _ = writeln!(md, "|---|---|---|");
+        for (part, share, us) in p.rows() {
+            let _ = writeln!(
+                md,
+                "| {part} | {:.1}% | {} |",
+                share * 100.0,
+                us.map_or_else(|| "–".into(), |us| format!("{us:.1}"))
+            );
+        }
+        let _ = writeln!(md);
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +382,28 @@ mod tests {
         let rows = profile.rows();
         assert_eq!(rows[0].1, 0.5);
         assert_eq!(rows[0].2, Some(20.0));
+    }
+
+    #[test]
+    fn the_types_a_frame_is_generic_over_do_not_name_its_part() {
+        assert_eq!(
+            without_type_arguments(
+                "{async_block#0}<fn(axum::extract::state::State<Arc<App>>, Extension<logctl_core::trace::TraceContext>) -> Response>"
+            ),
+            "{async_block#0}"
+        );
+        assert_eq!(
+            without_type_arguments("hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T>::poll_catch"),
+            "hyper::proto::h1::dispatch::Dispatcher::poll_catch"
+        );
+        let own = "<logctl_core::trace::TraceContext as core::fmt::Display>::fmt";
+        assert_eq!(without_type_arguments(own), own);
+        // A handler generic over the trace context is the handler's; formatting the context
+        // is tracing.
+        let handler = "tokio-rt-worker;hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T>::poll;\
+                       {async_block#0}<fn(Extension<logctl_core::trace::TraceContext>) -> Response>";
+        assert_eq!(part_of(handler), "HTTP serving (hyper, axum, sockets)");
+        assert_eq!(part_of(&format!("{handler};{own}")), "tracing");
     }
 
     #[test]
