@@ -75,15 +75,17 @@ impl Client {
     /// POSTs `body` to `path` with `headers`, each a whole line ending in `\r\n`
     /// (`Content-Type: application/json\r\n`).
     pub async fn post(&self, path: &str, headers: &str, body: &[u8]) -> Result<Response, Error> {
+        use std::io::Write as _;
         let i = &self.inner;
-        let head = format!(
+        let mut request = Vec::with_capacity(128 + headers.len() + body.len());
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            request,
             "POST {}{path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n{headers}\r\n",
             i.prefix,
             i.host,
             body.len()
         );
-        let mut request = Vec::with_capacity(head.len() + body.len());
-        request.extend_from_slice(head.as_bytes());
         request.extend_from_slice(body);
         tokio::time::timeout(i.timeout, self.exchange(&request))
             .await

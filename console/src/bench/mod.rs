@@ -431,17 +431,13 @@ async fn profile_peak(
         &svg,
     )?;
     let (sampled_ns, parts) = profile::parts(&folded);
-    let accepted = peak.report.accepted_rate();
     Ok(profile::Profile {
         stage: stage.name.clone(),
         service: name.clone(),
         rate,
         sampled_ns,
         parts,
-        cpu_us_per_event: by_role(&peak.cores)
-            .get(name.as_str())
-            .filter(|_| accepted > 0.0)
-            .map(|cores| cores * 1e6 / accepted),
+        cpu_us_per_event: us_per_event(peak, &name),
         flame_graph: svg,
     })
 }
@@ -683,11 +679,17 @@ fn met_ratio(ours: Option<f64>, base: Option<f64>, at_least: f64) -> &'static st
 
 /// Microseconds of CPU per accepted event of the gateway and of the producer over one step.
 fn cpu_per_event(step: &Step) -> Option<(f64, f64)> {
+    Some((
+        us_per_event(step, "gateway")?,
+        us_per_event(step, "producer")?,
+    ))
+}
+
+/// A role's CPU per accepted event over a step, in µs.
+fn us_per_event(step: &Step, role: &str) -> Option<f64> {
     let rate = step.report.accepted_rate();
-    let roles = by_role(&step.cores);
-    let per_event = |role: &str| Some(roles.get(role)? * 1e6 / rate);
     (rate > 0.0).then_some(())?;
-    Some((per_event("gateway")?, per_event("producer")?))
+    Some(by_role(&step.cores).get(role)? * 1e6 / rate)
 }
 
 fn met(value: Option<f64>, target: f64) -> &'static str {
