@@ -233,6 +233,14 @@ pub async fn run_all(
         .filter(|r| !r.passed)
         .map(|r| r.name.as_str())
         .collect();
+    // Again at the end, where a CI log's tail shows it: which step of a failed drill, and why.
+    for report in reports.iter().filter(|r| !r.passed) {
+        println!(
+            "FAILED {}: {}",
+            report.name,
+            report.failure.as_deref().unwrap_or("no reason given")
+        );
+    }
     println!(
         "scenarios: {} passed, {} failed, {} not run{}",
         reports.len() - failed.len(),

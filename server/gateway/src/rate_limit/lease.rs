@@ -28,6 +28,11 @@ pub struct Sizing {
 pub struct Lease {
     /// Taken from the shared bucket and not yet spent here.
     tokens: u64,
+    /// Tokens set aside for the request refilling the lease: counted toward its cost when it
+    /// asked Redis for the rest, so no request paying from the lease meanwhile may spend them.
+    /// Settled by [`Lease::granted`] or [`Lease::failed`], or by the next ask if that request
+    /// was dropped while it waited.
+    reserved: u64,
     /// When the last block came, and the shared bucket's distance from full that Redis reported
     /// then (the lease's own tokens included): the `X-RateLimit-*` headers between round trips.
     taken_at: f64,
@@ -54,9 +59,14 @@ impl Lease {
     }
 
     /// What to ask Redis for when the lease cannot pay `cost`: what is missing, and a block
-    /// sized to the rate seen since the last one.
+    /// sized to the rate seen since the last one. The tokens held count toward `cost` and are
+    /// set aside until the answer: had a cheaper request spent them meanwhile, the grant of
+    /// what was missing would fall short, and a request Redis allowed would be refused.
     pub fn ask(&mut self, cost: u64, now: f64, sizing: Sizing) -> Ask {
-        let need = cost.saturating_sub(self.tokens);
+        self.tokens += std::mem::take(&mut self.reserved);
+        self.reserved = self.tokens.min(cost);
+        self.tokens -= self.reserved;
+        let need = cost - self.reserved;
         let elapsed = (now - self.taken_at) / 1e6;
         if self.block > 0 && elapsed > 0.0 {
             // Events between the last block and this request, over the time between.
@@ -84,6 +94,7 @@ impl Lease {
     /// Takes what Redis granted; spends `cost` from it if the step allowed it.
     pub fn granted(&mut self, step: &Step, cost: u64, now: f64) -> bool {
         self.failed_at = None;
+        self.tokens += std::mem::take(&mut self.reserved);
         if !step.allowed {
             return false;
         }
@@ -97,6 +108,7 @@ impl Lease {
 
     pub fn failed(&mut self, now: f64) {
         self.failed_at = Some(now);
+        self.tokens += std::mem::take(&mut self.reserved);
     }
 
     /// Did a round trip fail within `within_us`, or after `since`?
@@ -106,7 +118,9 @@ impl Lease {
     }
 
     /// The unspent tokens of a lease older than `ttl_us`, taken out to go back to Redis.
+    /// Called with no refill under way: anything still set aside is a dropped request's.
     pub fn expire(&mut self, now: f64, ttl_us: f64) -> u64 {
+        self.tokens += std::mem::take(&mut self.reserved);
         if self.tokens == 0 || now - self.taken_at < ttl_us {
             return 0;
         }
@@ -117,7 +131,7 @@ impl Lease {
 
     /// Nothing held and nothing asked for `idle_us`: the lease can be forgotten.
     pub fn idle(&self, now: f64, idle_us: f64) -> bool {
-        self.tokens == 0 && now - self.taken_at > idle_us
+        self.tokens == 0 && self.reserved == 0 && now - self.taken_at > idle_us
     }
 
     /// The headers of a request paid from the lease: the shared bucket as Redis last saw it,
@@ -224,6 +238,49 @@ mod tests {
         let ask = lease.ask(30, 1e5, SIZING);
         assert_eq!(ask.need, 24, "the 6 held count toward it");
         assert!(ask.want >= 24);
+    }
+
+    #[test]
+    fn tokens_counted_toward_a_refill_are_not_spent_by_others_meanwhile() {
+        let mut lease = Lease::default();
+        let grant = |granted| Step {
+            allowed: true,
+            granted,
+            backlog_us: 0.0,
+            retry_us: 0.0,
+        };
+        assert!(lease.granted(&grant(7), 4, 0.0));
+        // 3 held; a batch of 4 asks Redis for the 1 missing, and while it waits a single
+        // event arrives: it must not take one of the 3 the batch counted on.
+        let ask = lease.ask(4, 1e5, SIZING);
+        assert_eq!(ask.need, 1);
+        assert!(!lease.spend(1), "the held tokens are set aside");
+        // The bucket has exactly the one missing token left.
+        assert!(
+            lease.granted(&grant(1), 4, 1e5),
+            "allowed by Redis, so allowed"
+        );
+        assert_eq!(lease.tokens, 0);
+
+        // Refused or failed, the tokens set aside come back to the lease.
+        assert!(lease.granted(&grant(3), 0, 2e5));
+        let _ = lease.ask(4, 3e5, SIZING);
+        let refused = Step {
+            allowed: false,
+            granted: 0,
+            backlog_us: 1e6,
+            retry_us: 1e4,
+        };
+        assert!(!lease.granted(&refused, 4, 3e5));
+        assert!(lease.spend(3));
+        assert!(lease.granted(&grant(2), 0, 4e5));
+        let _ = lease.ask(4, 5e5, SIZING);
+        lease.failed(5e5);
+        assert!(lease.spend(2));
+        // A request dropped while it waited: the next ask, or the expiry, takes them back.
+        assert!(lease.granted(&grant(2), 0, 6e5));
+        let _ = lease.ask(4, 7e5, SIZING);
+        assert_eq!(lease.expire(3e6, 1e6), 2);
     }
 
     #[test]

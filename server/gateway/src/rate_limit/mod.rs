@@ -226,14 +226,12 @@ impl RateLimiter {
             return Some(decision);
         }
         let now = self.now();
-        let (ask, failing) = {
+        let ask = {
             let mut lease = locked(&slot.lease);
-            (
-                lease.ask(cost, now, self.sizing(limit)),
-                lease.failing(now, self.retry_us(), asked),
-            )
+            (!lease.failing(now, self.retry_us(), asked))
+                .then(|| lease.ask(cost, now, self.sizing(limit)))
         };
-        if !failing {
+        if let Some(ask) = ask {
             if let Some(step) = self.round_trip(org.as_str(), bucket, limit, ask).await {
                 let now = self.now();
                 let mut lease = locked(&slot.lease);
