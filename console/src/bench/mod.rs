@@ -187,7 +187,7 @@ async fn settle(config: &StackConfig) {
     }
 }
 
-/// One stepped search: rising rates until one fails.
+/// One stepped search: rising rates until one fails twice.
 #[derive(Clone)]
 struct Stage<'a> {
     name: String,
@@ -205,15 +205,26 @@ async fn search(
     secs: u64,
 ) -> anyhow::Result<Search> {
     let mut steps = Vec::new();
-    for &rate in stage.rates {
-        settle(config).await;
-        eprintln!("bench: {}: {rate:.0} events/s for {secs} s", stage.name);
-        let step = run_step(layout, config, &stage, rate, secs).await?;
-        let passed = step.passed;
-        steps.push(step);
-        if !passed {
-            break;
+    'rates: for &rate in stage.rates {
+        // A failed step is held once more before the search stops: on a machine the whole
+        // stack shares, one stall (a log segment rolled, a checkpoint) can put a 10 s step's
+        // p99 over its limit at a rate the next 10 s hold; a rate the stack cannot carry
+        // fails again. Both attempts stay in the table.
+        for attempt in 1..=2 {
+            settle(config).await;
+            eprintln!(
+                "bench: {}: {rate:.0} events/s for {secs} s{}",
+                stage.name,
+                if attempt > 1 { ", again" } else { "" }
+            );
+            let step = run_step(layout, config, &stage, rate, secs).await?;
+            let passed = step.passed;
+            steps.push(step);
+            if passed {
+                continue 'rates;
+            }
         }
+        break;
     }
     Ok(Search {
         name: stage.name,
@@ -718,7 +729,7 @@ pub fn render(r: &Results) -> String {
         "Measured {} on {} with `logctl bench{}` against the local stack (`logctl up`), everything \
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
          The stack is warmed up first (steps of batched load, not measured, until Kafka's CPU for them stops falling: {}) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
-         time) under its limit, at most 0.1% errors and the generator on schedule, and *ours* is \
+         time) under its limit, at most 0.1% errors and the generator on schedule; a step that fails is held once more, and the search stops at a rate that fails twice; *ours* is \
          the highest passing step's rate. Baselines are measured in the same run.\n",
         r.started,
         r.machine,
@@ -753,6 +764,20 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(
             md,
             "| gateway CPU per event at its knee | {gateway_us:.1} µs | the producer's in the same step: {producer_us:.1} µs | {cost:.2} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
+            if cost <= GATEWAY_CPU_OF_PRODUCER { "yes" } else { "**no**" }
+        );
+    }
+    // The producer behind the gateway gets the gateway's coalesced calls, dozens of events
+    // each: the better the gateway batches, the cheaper that producer and the worse the row
+    // above. Serving single events itself it does the gateway's job: HTTP per event.
+    if let (Some(gateway_us), Some(producer_us)) = (
+        peak(0).and_then(|st| us_per_event(st, "gateway")),
+        peak(1).and_then(|st| us_per_event(st, "producer")),
+    ) {
+        let cost = gateway_us / producer_us.max(1e-9);
+        let _ = writeln!(
+            md,
+            "| gateway CPU per event at its knee, against the producer taking single events itself | {gateway_us:.1} µs | the producer's at its own knee: {producer_us:.1} µs | {cost:.2} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
             if cost <= GATEWAY_CPU_OF_PRODUCER { "yes" } else { "**no**" }
         );
     }
@@ -875,7 +900,8 @@ fn step_table(md: &mut String, s: &Search) {
     );
     let extra = if through_gateway { 4 } else { 0 };
     let _ = writeln!(md, "|{}", "---|".repeat(9 + extra + names.len()));
-    for st in &s.steps {
+    for (i, st) in s.steps.iter().enumerate() {
+        let held_again = s.steps.get(i + 1).is_some_and(|next| next.rate == st.rate);
         let rep = &st.report;
         let cores: Vec<String> = names
             .iter()
@@ -925,7 +951,11 @@ fn step_table(md: &mut String, s: &Search) {
             cores.join(" | "),
             st.generator_cores,
             rss.join(" / "),
-            if st.passed { "yes" } else { "no" }
+            match (st.passed, held_again) {
+                (true, _) => "yes",
+                (false, true) => "no, held again",
+                (false, false) => "no",
+            }
         );
     }
     let _ = writeln!(md);

@@ -41,13 +41,14 @@ impl Upstream {
             .connect_timeout(std::time::Duration::from_secs(2))
             .build()?;
         let query = settings.query_url.trim_end_matches('/');
+        let urls = parse_urls(&settings.producer_url);
         let producers = Producers::new(
             http.clone(),
-            &parse_urls(&settings.producer_url),
+            &urls,
             &settings.breaker,
             settings.publish_attempt_timeout(),
         );
-        let publisher = Coalescer::start(settings.publish_coalescing.clone(), {
+        let publisher = Coalescer::start(settings.publish_coalescing.clone(), urls.len(), {
             let producers = producers.clone();
             move |request| {
                 let producers = producers.clone();
