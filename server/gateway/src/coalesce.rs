@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use logctl_contracts::metric;
 use logctl_core::internal_api::{PublishOutcome, PublishRequest, Segment};
@@ -36,6 +37,13 @@ pub struct CoalesceSettings {
     pub max_events: usize,
     /// Most event bytes (message and source, plus a fixed share per event) one call gathers.
     pub max_bytes: usize,
+    /// A call out this long gives up its slot (it goes on until its own timeout): a call
+    /// normally takes milliseconds, so this one is stuck, and stuck calls holding every slot
+    /// would hold every request behind them. Against a producer that stopped answering, calls
+    /// then go on failing at a steady pace and its breaker opens within a few seconds; with
+    /// two slots held for the whole 4 s attempt timeout it took five failures 8 to 10 s.
+    #[serde(deserialize_with = "logctl_contracts::duration::millis")]
+    pub stuck_after_ms: u64,
 }
 
 impl Default for CoalesceSettings {
@@ -44,6 +52,7 @@ impl Default for CoalesceSettings {
             calls_per_producer: 2,
             max_events: 2_000,
             max_bytes: 4 * 1024 * 1024,
+            stuck_after_ms: 1_000,
         }
     }
 }
@@ -139,6 +148,7 @@ async fn dispatch<F, Fut>(
         }
         metrics::histogram!(metric::GATEWAY_PUBLISH_COALESCED_SIZE).record(batch.len() as f64);
         let call = call.clone();
+        let stuck_after = Duration::from_millis(settings.stuck_after_ms.max(1));
         tokio::spawn(async move {
             let mut segments = Vec::with_capacity(batch.len());
             let mut replies = Vec::with_capacity(batch.len());
@@ -146,8 +156,17 @@ async fn dispatch<F, Fut>(
                 replies.push((job.reply, job.segment.events.len()));
                 segments.push(job.segment);
             }
-            let answer = call(PublishRequest { segments }).await;
-            drop(slot);
+            let mut pending = std::pin::pin!(call(PublishRequest { segments }));
+            let answer = match tokio::time::timeout(stuck_after, pending.as_mut()).await {
+                Ok(answer) => {
+                    drop(slot);
+                    answer
+                }
+                Err(_) => {
+                    drop(slot);
+                    pending.await
+                }
+            };
             answer_each(answer, replies);
         });
     }
@@ -309,6 +328,45 @@ mod tests {
             6,
             "2 calls for each of 3 producers"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_call_gives_up_its_slot_and_the_next_requests_go_out() {
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let call = {
+            let made = made.clone();
+            move |request: PublishRequest| {
+                // The first call hangs for a minute (a black-holed link); later ones answer.
+                let first = made.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    Ok(ok(&request))
+                }
+            }
+        };
+        let settings = CoalesceSettings {
+            calls_per_producer: 1,
+            stuck_after_ms: 1_000,
+            ..CoalesceSettings::default()
+        };
+        let coalescer = Coalescer::start(settings, 1, call);
+        let trace = TraceContext::root(0.0);
+        let stuck = tokio::spawn({
+            let c = coalescer.clone();
+            async move { c.publish(vec![event("a")], &trace).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = tokio::time::Instant::now();
+        let answer = coalescer.publish(vec![event("b")], &trace).await;
+        assert!(answer.is_ok(), "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "waited {:?}: the stuck call's minute, not the second after which it gives up its slot",
+            started.elapsed()
+        );
+        assert!(!stuck.is_finished(), "the stuck call goes on");
     }
 
     #[tokio::test]
