@@ -12,6 +12,26 @@ use tokio_util::sync::CancellationToken;
 /// Largest read buffer of one connection, and so the largest request head accepted.
 pub const MAX_READ_BUFFER: usize = 16 * 1024;
 
+/// Pending connections a listener holds before the kernel drops new ones (capped by
+/// `net.core.somaxconn`, 4096 on current kernels). Tokio's `bind` asks for std's 128: a load
+/// generator opening its connections for a step at once overflowed that queue (399 dropped
+/// handshakes in the first half of one `logctl bench`), and each dropped one cost its client
+/// the kernel's 1 s retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a backlog for bursts of new connections.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted service takes its port back past TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -91,5 +111,38 @@ pub async fn serve(
             tracing::warn!(?deadline, "requests still in flight at the shutdown deadline; leaving them");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Connections the service has not accepted yet still complete their handshake: a burst
+    /// past std's backlog of 128 waits in the queue instead of having its SYNs dropped (and
+    /// each client waiting out the kernel's 1 s retransmit).
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_queue() {
+        let listener = super::listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let connects: Vec<_> = (0..400)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_millis(900),
+                    tokio::net::TcpStream::connect(addr),
+                ))
+            })
+            .collect();
+        let mut done = 0;
+        for c in connects {
+            if matches!(c.await.expect("joined"), Ok(Ok(_))) {
+                done += 1;
+            }
+        }
+        assert_eq!(
+            done, 400,
+            "handshakes completed before the service accepted any"
+        );
+        drop(listener);
     }
 }

@@ -41,7 +41,8 @@ pub struct CoalesceSettings {
     /// normally takes milliseconds, so this one is stuck, and stuck calls holding every slot
     /// would hold every request behind them. Against a producer that stopped answering, calls
     /// then go on failing at a steady pace and its breaker opens within a few seconds; with
-    /// two slots held for the whole 4 s attempt timeout it took five failures 8 to 10 s.
+    /// two slots held for the whole 4 s attempt timeout its five failures took about 10 s (the
+    /// network test's cut: the breaker opened after the link was back).
     #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub stuck_after_ms: u64,
 }
