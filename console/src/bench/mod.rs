@@ -688,12 +688,24 @@ fn met_ratio(ours: Option<f64>, base: Option<f64>, at_least: f64) -> &'static st
     }
 }
 
-/// Microseconds of CPU per accepted event of the gateway and of the producer over one step.
-fn cpu_per_event(step: &Step) -> Option<(f64, f64)> {
-    Some((
-        us_per_event(step, "gateway")?,
-        us_per_event(step, "producer")?,
-    ))
+/// A summary row: the gateway's CPU per event at its knee against a producer's, and whether
+/// it is within the target. Nothing when either was not measured.
+fn cpu_row(
+    md: &mut String,
+    what: &str,
+    gateway_us: Option<f64>,
+    against: &str,
+    producer_us: Option<f64>,
+) {
+    let (Some(gateway_us), Some(producer_us)) = (gateway_us, producer_us) else {
+        return;
+    };
+    let cost = gateway_us / producer_us.max(1e-9);
+    let _ = writeln!(
+        md,
+        "| {what} | {gateway_us:.1} µs | {against}: {producer_us:.1} µs | {cost:.2} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
+        if cost <= GATEWAY_CPU_OF_PRODUCER { "yes" } else { "**no**" }
+    );
 }
 
 /// A role's CPU per accepted event over a step, in µs.
@@ -759,28 +771,24 @@ pub fn render(r: &Results) -> String {
         "| cost of the gateway hop: gateway knee | {} | producer-direct knee: {} | {} | ≥ {GATEWAY_OF_PRODUCER} | {} |",
         opt(gw, "events/s"), opt(pr, "events/s"), ratio(gw, pr), met_ratio(gw, pr, GATEWAY_OF_PRODUCER)
     );
-    if let Some((gateway_us, producer_us)) = peak(0).and_then(cpu_per_event) {
-        let cost = gateway_us / producer_us.max(1e-9);
-        let _ = writeln!(
-            md,
-            "| gateway CPU per event at its knee | {gateway_us:.1} µs | the producer's in the same step: {producer_us:.1} µs | {cost:.2} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
-            if cost <= GATEWAY_CPU_OF_PRODUCER { "yes" } else { "**no**" }
-        );
-    }
+    let gateway_us = peak(0).and_then(|st| us_per_event(st, "gateway"));
+    cpu_row(
+        &mut md,
+        "gateway CPU per event at its knee",
+        gateway_us,
+        "the producer's in the same step",
+        peak(0).and_then(|st| us_per_event(st, "producer")),
+    );
     // The producer behind the gateway gets the gateway's coalesced calls, dozens of events
     // each: the better the gateway batches, the cheaper that producer and the worse the row
     // above. Serving single events itself it does the gateway's job: HTTP per event.
-    if let (Some(gateway_us), Some(producer_us)) = (
-        peak(0).and_then(|st| us_per_event(st, "gateway")),
+    cpu_row(
+        &mut md,
+        "gateway CPU per event at its knee, against the producer taking single events itself",
+        gateway_us,
+        "the producer's at its own knee",
         peak(1).and_then(|st| us_per_event(st, "producer")),
-    ) {
-        let cost = gateway_us / producer_us.max(1e-9);
-        let _ = writeln!(
-            md,
-            "| gateway CPU per event at its knee, against the producer taking single events itself | {gateway_us:.1} µs | the producer's at its own knee: {producer_us:.1} µs | {cost:.2} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
-            if cost <= GATEWAY_CPU_OF_PRODUCER { "yes" } else { "**no**" }
-        );
-    }
+    );
     if let Some(g) = peak(0).and_then(|st| st.gateway.as_ref()) {
         if let Some(v) = &g.stored {
             let _ = writeln!(

@@ -122,6 +122,7 @@ async fn dispatch<F, Fut>(
     Fut: Future<Output = Answer> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(max_calls));
+    let stuck_after = Duration::from_millis(settings.stuck_after_ms.max(1));
     let mut held: Option<Job> = None;
     loop {
         // A free slot first: while none is, requests gather in the queue for the next call.
@@ -149,7 +150,6 @@ async fn dispatch<F, Fut>(
         }
         metrics::histogram!(metric::GATEWAY_PUBLISH_COALESCED_SIZE).record(batch.len() as f64);
         let call = call.clone();
-        let stuck_after = Duration::from_millis(settings.stuck_after_ms.max(1));
         tokio::spawn(async move {
             let mut segments = Vec::with_capacity(batch.len());
             let mut replies = Vec::with_capacity(batch.len());
@@ -158,15 +158,11 @@ async fn dispatch<F, Fut>(
                 segments.push(job.segment);
             }
             let mut pending = std::pin::pin!(call(PublishRequest { segments }));
-            let answer = match tokio::time::timeout(stuck_after, pending.as_mut()).await {
-                Ok(answer) => {
-                    drop(slot);
-                    answer
-                }
-                Err(_) => {
-                    drop(slot);
-                    pending.await
-                }
+            let answered = tokio::time::timeout(stuck_after, pending.as_mut()).await;
+            drop(slot);
+            let answer = match answered {
+                Ok(answer) => answer,
+                Err(_) => pending.await,
             };
             answer_each(answer, replies);
         });

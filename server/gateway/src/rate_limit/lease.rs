@@ -63,7 +63,7 @@ impl Lease {
     /// set aside until the answer: had a cheaper request spent them meanwhile, the grant of
     /// what was missing would fall short, and a request Redis allowed would be refused.
     pub fn ask(&mut self, cost: u64, now: f64, sizing: Sizing) -> Ask {
-        self.tokens += std::mem::take(&mut self.reserved);
+        self.take_back_reserved();
         self.reserved = self.tokens.min(cost);
         self.tokens -= self.reserved;
         let need = cost - self.reserved;
@@ -94,7 +94,7 @@ impl Lease {
     /// Takes what Redis granted; spends `cost` from it if the step allowed it.
     pub fn granted(&mut self, step: &Step, cost: u64, now: f64) -> bool {
         self.failed_at = None;
-        self.tokens += std::mem::take(&mut self.reserved);
+        self.take_back_reserved();
         if !step.allowed {
             return false;
         }
@@ -106,9 +106,14 @@ impl Lease {
         self.spend(cost)
     }
 
+    /// The tokens set aside for a refill, back in the lease.
+    fn take_back_reserved(&mut self) {
+        self.tokens += std::mem::take(&mut self.reserved);
+    }
+
     pub fn failed(&mut self, now: f64) {
         self.failed_at = Some(now);
-        self.tokens += std::mem::take(&mut self.reserved);
+        self.take_back_reserved();
     }
 
     /// Did a round trip fail within `within_us`, or after `since`?
@@ -120,7 +125,7 @@ impl Lease {
     /// The unspent tokens of a lease older than `ttl_us`, taken out to go back to Redis.
     /// Called with no refill under way: anything still set aside is a dropped request's.
     pub fn expire(&mut self, now: f64, ttl_us: f64) -> u64 {
-        self.tokens += std::mem::take(&mut self.reserved);
+        self.take_back_reserved();
         if self.tokens == 0 || now - self.taken_at < ttl_us {
             return 0;
         }
