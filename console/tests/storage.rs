@@ -256,9 +256,9 @@ async fn a_batch_split_across_connections_stores_each_event_once() {
     assert_eq!(stored(&pool, &source).await, 3_000);
 }
 
-/// The insert skips what its lookup finds stored; a copy committed after the lookup began
-/// (another consumer storing the same records around a rebalance) meets the primary key, and
-/// the part is stored again with `ON CONFLICT`: no error, no second row.
+/// The insert skips what its lookup finds stored; a copy committed after the lookup (another
+/// consumer storing the same records around a rebalance) meets the primary key, which aborts
+/// the `COPY`, and the part is stored again with `ON CONFLICT`: no error, no second row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_committed_while_a_batch_is_inserted_is_skipped_not_an_error() {
     let stack = TestStack::shared();
@@ -294,7 +294,7 @@ async fn a_copy_committed_while_a_batch_is_inserted_is_skipped_not_an_error() {
         || async {
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE 'WITH u AS MATERIALIZED%'",
+             AND query LIKE 'COPY log_events%'",
             )
             .fetch_one(&pool)
             .await

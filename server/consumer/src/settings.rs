@@ -68,7 +68,8 @@ impl Default for StorageSettings {
     }
 }
 
-/// How rows are grouped into one INSERT: whichever limit is reached first closes the batch.
+/// How rows are grouped into one batch stored at once: whichever limit is reached first closes
+/// it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BatchSettings {
@@ -76,7 +77,7 @@ pub struct BatchSettings {
     /// Counted from the batch's first record, so a quiet topic still stores within this delay.
     #[serde(deserialize_with = "logctl_contracts::duration::millis")]
     pub max_wait_ms: u64,
-    /// A large batch is inserted as this many statements at once, each on its own connection
+    /// A large batch is stored as this many parts at once, each on its own connection
     /// (at most `database_pool_size - 1`, leaving one to reads).
     pub parts: usize,
 }

@@ -1,7 +1,7 @@
 //! Kafka → PostgreSQL, at least once from Kafka and exactly once in the table.
 //!
 //! Follow a record: the [`source`] reads it and [`decode`]s it into a row or a dead letter,
-//! gathering a batch; the [`sink`] stores the batch (inserting rows in one statement, retrying
+//! gathering a batch; the [`sink`] stores the batch (its rows loaded by `COPY`, retrying
 //! outages by its [`retry`] policy, isolating rows PostgreSQL refuses, publishing dead letters);
 //! only then does the source store the batch's offsets for commit. A crash before that replays
 //! the batch, and the primary key turns the replay into a no-op.

@@ -1,21 +1,23 @@
 //! PostgreSQL storage of events.
 //!
-//! A batch is one `INSERT ... SELECT FROM UNNEST(...)` statement per part (one array per
-//! column, so no bind-parameter limit and one round trip) that first looks up the part's ids in
-//! the few partitions its time span, widened by the dedup window, covers, and inserts only the
-//! rows with no stored copy. A redelivered record has one: its event time was fixed at the
-//! gateway and travels with it, so the same key is found. So does a copy of an id with another
-//! event time within the window (a client that posted the same id again without its
-//! `timestamp`). The primary key `(id, event_time)` still has the last word: a copy committed
-//! by another consumer while the statement ran is a unique violation, and the part runs again
-//! with `ON CONFLICT DO NOTHING`.
+//! A batch is stored per part (see [`Storage::with_parts`]) in two steps: one query looks up
+//! the part's ids in the few partitions its time span, widened by the dedup window, covers;
+//! the rows with no stored copy then go in by binary [`copy`], PostgreSQL's bulk-load path. A
+//! redelivered record has a stored copy: its event time was fixed at the gateway and travels
+//! with it, so the same key is found. So does a copy of an id with another event time within
+//! the window (a client that posted the same id again without its `timestamp`). The primary
+//! key `(id, event_time)` still has the last word: a copy committed by another consumer after
+//! the lookup is a unique violation, which aborts the whole `COPY`, and the part runs again as
+//! one statement with `ON CONFLICT DO NOTHING`.
+
+pub mod copy;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolCopyExt, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -73,36 +75,33 @@ pub struct StoredEvent {
     pub kafka_offset: i64,
 }
 
-/// A part's rows that are not stored yet: copies already stored are looked up once for the
-/// whole part, by id within the part's time span widened by the dedup window ($11), so only
-/// the partitions that span ($12..$13) covers are read. A correlated `NOT EXISTS` per row let
-/// the planner hash the whole table instead (a sequential scan of every stored row for each
-/// batch: the drain slowed as the table grew).
-macro_rules! insert_new {
-    ($tail:literal) => {
-        concat!(
-            "WITH u AS MATERIALIZED ( \
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                      $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[], \
-                                      $10::bigint[]) \
-                     AS u(id, organization_id, level, message, source, event_time, received_at, \
-                          trace_id, kafka_partition, kafka_offset)), \
-             stored AS MATERIALIZED ( \
-                 SELECT id, event_time FROM log_events \
-                 WHERE id = ANY($1::uuid[]) AND event_time BETWEEN $12 AND $13) \
-             INSERT INTO log_events (id, organization_id, level, message, source, event_time, \
-                                     received_at, trace_id, kafka_partition, kafka_offset) \
-             SELECT u.* FROM u \
-             WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.id = u.id \
-                 AND s.event_time >= u.event_time - $11::interval \
-                 AND s.event_time <= u.event_time + $11::interval)",
-            $tail
-        )
-    };
-}
-const INSERT_NEW: &str = insert_new!("");
-/// The same, for a part that met a copy committed while it ran.
-const INSERT_NEW_RACING: &str = insert_new!(" ON CONFLICT (id, event_time) DO NOTHING");
+/// A part's rows that are not stored yet, in one statement, for a part whose `COPY` met a
+/// copy committed after its lookup: stored copies are looked up by id within the part's time
+/// span widened by the dedup window ($11), so only the partitions that span ($12..$13) covers
+/// are read, and the primary key skips whatever was committed since. A correlated `NOT EXISTS`
+/// per row let the planner hash the whole table instead (a sequential scan of every stored
+/// row: the drain slowed as the table grew).
+const INSERT_NEW_RACING: &str = "\
+    WITH u AS MATERIALIZED ( \
+        SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                             $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[], \
+                             $10::bigint[]) \
+            AS u(id, organization_id, level, message, source, event_time, received_at, \
+                 trace_id, kafka_partition, kafka_offset)), \
+    stored AS MATERIALIZED ( \
+        SELECT id, event_time FROM log_events \
+        WHERE id = ANY($1::uuid[]) AND event_time BETWEEN $12 AND $13) \
+    INSERT INTO log_events (id, organization_id, level, message, source, event_time, \
+                            received_at, trace_id, kafka_partition, kafka_offset) \
+    SELECT u.* FROM u \
+    WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.id = u.id \
+        AND s.event_time >= u.event_time - $11::interval \
+        AND s.event_time <= u.event_time + $11::interval) \
+    ON CONFLICT (id, event_time) DO NOTHING";
+
+/// Stored copies of any of $1's ids with an event time in $2..$3.
+const STORED_COPIES: &str =
+    "SELECT id, event_time FROM log_events WHERE id = ANY($1) AND event_time BETWEEN $2 AND $3";
 
 #[derive(Clone)]
 pub struct Storage {
@@ -171,8 +170,42 @@ impl Storage {
         Ok(inserted.into_iter().sum())
     }
 
-    /// One statement for `rows`.
+    /// One part: its stored copies looked up, the rest copied in.
     async fn insert_part(&self, rows: &[&NewRow]) -> Result<u64, StorageError> {
+        let Some((earliest, latest)) = span(rows) else {
+            return Ok(0);
+        };
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.event.id).collect();
+        let stored: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(STORED_COPIES)
+            .bind(&ids)
+            .bind(earliest - self.dedup_window)
+            .bind(latest + self.dedup_window)
+            .fetch_all(&self.pool)
+            .await?;
+        let fresh = not_stored(rows, &stored, self.dedup_window);
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let copied = async {
+            let mut copy = self.pool.copy_in_raw(copy::STATEMENT).await?;
+            copy.send(copy::encode(&fresh)).await?;
+            copy.finish().await
+        };
+        // A refusal may come back while sending or at the end.
+        match copied.await {
+            Ok(n) => Ok(n),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                self.insert_racing(&fresh).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `rows` in one statement that skips stored copies, those committed meanwhile included.
+    async fn insert_racing(&self, rows: &[&NewRow]) -> Result<u64, StorageError> {
+        let Some((earliest, latest)) = span(rows) else {
+            return Ok(0);
+        };
         let n = rows.len();
         let mut ids = Vec::with_capacity(n);
         let mut orgs = Vec::with_capacity(n);
@@ -196,37 +229,22 @@ impl Storage {
             partitions.push(r.partition);
             offsets.push(r.offset);
         }
-        let (Some(&earliest), Some(&latest)) = (event_times.iter().min(), event_times.iter().max())
-        else {
-            return Ok(0);
-        };
-        let insert = |statement: &'static str| {
-            sqlx::query(statement)
-                .bind(&ids)
-                .bind(&orgs)
-                .bind(&levels)
-                .bind(&messages)
-                .bind(&sources)
-                .bind(&event_times)
-                .bind(&received)
-                .bind(&traces)
-                .bind(&partitions)
-                .bind(&offsets)
-                .bind(self.dedup_window)
-                .bind(earliest - self.dedup_window)
-                .bind(latest + self.dedup_window)
-                .execute(&self.pool)
-        };
-        // The lookup already skips every stored copy, so the arbiter index's own check (a
-        // fifth of the statement's time) is only needed when a copy was committed after the
-        // lookup began: another consumer storing the same records around a rebalance. That
-        // race ends in a unique violation, and the part runs again with `ON CONFLICT`.
-        let result = match insert(INSERT_NEW).await {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                insert(INSERT_NEW_RACING).await?
-            }
-            other => other?,
-        };
+        let result = sqlx::query(INSERT_NEW_RACING)
+            .bind(&ids)
+            .bind(&orgs)
+            .bind(&levels)
+            .bind(&messages)
+            .bind(&sources)
+            .bind(&event_times)
+            .bind(&received)
+            .bind(&traces)
+            .bind(&partitions)
+            .bind(&offsets)
+            .bind(self.dedup_window)
+            .bind(earliest - self.dedup_window)
+            .bind(latest + self.dedup_window)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -338,6 +356,34 @@ fn first_copies(rows: &[NewRow], window: chrono::TimeDelta) -> Vec<&NewRow> {
         .collect()
 }
 
+/// The earliest and latest event time of `rows`.
+fn span(rows: &[&NewRow]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let times = rows.iter().map(|r| r.event.timestamp);
+    Some((times.clone().min()?, times.max()?))
+}
+
+/// The rows with no copy among `stored` within `window` of their event time.
+fn not_stored<'r>(
+    rows: &[&'r NewRow],
+    stored: &[(Uuid, DateTime<Utc>)],
+    window: chrono::TimeDelta,
+) -> Vec<&'r NewRow> {
+    let mut by_id: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::with_capacity(stored.len());
+    for (id, at) in stored {
+        by_id.entry(*id).or_default().push(*at);
+    }
+    rows.iter()
+        .filter(|r| {
+            by_id.get(&r.event.id).is_none_or(|times| {
+                times
+                    .iter()
+                    .all(|t| (r.event.timestamp - *t).abs() > window)
+            })
+        })
+        .copied()
+        .collect()
+}
+
 /// A page's statement (after `prefix`, e.g. `EXPLAIN `): only the filters given, so that
 /// PostgreSQL prunes the partitions that `since` and `until` leave out (a filter written
 /// `($1 IS NULL OR event_time >= $1)` would not prune in a generic plan). One more row than
@@ -435,5 +481,24 @@ mod tests {
             .map(|r| (r.event.id, r.event.timestamp))
             .collect();
         assert_eq!(kept, [(a, t), (b, t), (a, t + TimeDelta::days(2))]);
+    }
+
+    #[test]
+    fn a_row_is_left_out_when_a_stored_copy_is_within_the_window() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let t = Utc::now();
+        let rows = [row(a, t), row(b, t), row(c, t)];
+        let refs: Vec<&NewRow> = rows.iter().collect();
+        // a: stored an hour off; b: stored two days off (another event); c: not stored.
+        let stored = [
+            (b, t - TimeDelta::days(2)),
+            (a, t + TimeDelta::hours(1)),
+            (b, t + TimeDelta::days(2)),
+        ];
+        let fresh: Vec<Uuid> = not_stored(&refs, &stored, TimeDelta::days(1))
+            .iter()
+            .map(|r| r.event.id)
+            .collect();
+        assert_eq!(fresh, [b, c]);
     }
 }
