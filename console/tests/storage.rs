@@ -110,6 +110,14 @@ async fn partitions_ahead_and_reads_that_prune_them() {
         async move { (stored(&pool, &source).await == 2).then_some(()) }
     })
     .await;
+    // What the bench's capacity model prices disk by: the rows live in the partitions.
+    let footprint = logctl_contracts::schema::footprint(&pool)
+        .await
+        .expect("footprint");
+    assert!(
+        footprint.table_bytes > 0.0,
+        "the table's size counts its partitions: {footprint:?}"
+    );
     let page: Value = client
         .get(format!("{}/api/logs?source={source}", stack.gateway()))
         .bearer_auth(stack.token(&org))
