@@ -65,6 +65,16 @@ pub fn own_cpu() -> f64 {
 
 pub use procfs::{peak_rss_mib, rss_mib};
 
+/// CPU seconds the JIT compiler threads of these JVMs have used so far: HotSpot names them
+/// `C1 CompilerThreadN` and `C2 CompilerThreadN` (cut to 15 bytes).
+pub fn jit_compiler_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .flat_map(|pid| procfs::thread_cpu(*pid))
+        .filter(|(name, _)| name.starts_with("C1 Compiler") || name.starts_with("C2 Compiler"))
+        .map(|(_, secs)| secs)
+        .sum()
+}
+
 /// Starts a new peak for [`peak_rss_mib`]: the kernel resets the process's high-water mark
 /// (VmHWM) to its current RSS. Allowed for the process's owner or root; when refused, the
 /// peak covers the process's whole life, which can only overstate it.
@@ -98,6 +108,51 @@ mod tests {
         );
         assert!(reset_peak_rss(me));
         assert!(peak_rss_mib(me).expect("VmHWM") < peak - 50.0);
+    }
+
+    #[test]
+    fn a_jvms_compiler_threads_are_found_and_ours_are_not() {
+        assert_eq!(jit_compiler_seconds(&[std::process::id()]), 0.0);
+        let Some(java) = crate::stack::kafka::java_binary() else {
+            panic!("no Java: scripts/bootstrap installs the one Kafka runs on");
+        };
+        // The source launcher compiles the file inside the JVM, then the loop runs hot: both
+        // keep HotSpot's compilers busy well past the kernel's tick.
+        let dir = std::env::temp_dir().join(format!("logctl-jit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let source = dir.join("Spin.java");
+        std::fs::write(
+            &source,
+            "public class Spin { public static void main(String[] a) { long s = 0; \
+             long end = System.nanoTime() + 20_000_000_000L; \
+             while (System.nanoTime() < end) { for (int i = 0; i < 1000; i++) s += i % 7; } \
+             System.out.println(s); } }",
+        )
+        .expect("write the source");
+        let mut child = std::process::Command::new(java)
+            .arg(&source)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start java");
+        let started = std::time::Instant::now();
+        let (mut compilers, mut whole) = (0.0, 0.0);
+        while compilers == 0.0 && started.elapsed() < std::time::Duration::from_secs(15) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            compilers = jit_compiler_seconds(&[child.id()]);
+            whole = cpu_of(child.id()).map_or(0.0, |(_, s)| s);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            compilers > 0.0,
+            "no compiler thread CPU seen in a running JVM"
+        );
+        // Two compiler threads each read as the whole process once counted it twice over.
+        assert!(
+            compilers < whole,
+            "the compilers' {compilers} s are a share of the JVM's {whole} s"
+        );
     }
 
     #[test]

@@ -266,15 +266,19 @@ fn encode_cluster_id(bytes: [u8; 16]) -> String {
     out
 }
 
-fn find_java() -> Result<PathBuf, StackError> {
+/// `$JAVA_HOME/bin/java`, or `java` on the `PATH`.
+pub(crate) fn java_binary() -> Option<PathBuf> {
     std::env::var_os("JAVA_HOME")
         .map(|home| PathBuf::from(home).join("bin/java"))
         .filter(|p| p.is_file())
         .or_else(|| process::which("java"))
-        .ok_or_else(|| StackError::Missing {
-            what: "Java (17 or newer) to run Kafka".into(),
-            hint: "run scripts/bootstrap (or apt-get install openjdk-17-jre-headless)".into(),
-        })
+}
+
+fn find_java() -> Result<PathBuf, StackError> {
+    java_binary().ok_or_else(|| StackError::Missing {
+        what: "Java (17 or newer) to run Kafka".into(),
+        hint: "run scripts/bootstrap (or apt-get install openjdk-17-jre-headless)".into(),
+    })
 }
 
 /// `LOGCTL_KAFKA_LIBS`, or the cache folder `scripts/bootstrap` fills.

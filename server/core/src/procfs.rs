@@ -49,6 +49,22 @@ pub fn thread_states(pid: u32) -> Vec<char> {
         .collect()
 }
 
+/// Each thread of `pid`: its name (`comm`, at most 15 bytes) and its own CPU seconds. Read
+/// under `/proc/PID/task/`: `/proc/TID/stat` opens for a thread too, but reports its whole
+/// process.
+pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|s| {
+            let name = s.split_once('(')?.1.rsplit_once(')')?.0.to_owned();
+            Some((name, parse_stat(&s, clock_ticks())?.cpu_seconds))
+        })
+        .collect()
+}
+
 /// The fields after the command name, which may hold spaces and parentheses: state is field
 /// 0, ppid 1, utime 11, stime 12.
 fn parse_stat(stat: &str, ticks: f64) -> Option<Stat> {
