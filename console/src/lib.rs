@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod dlq;
 pub mod fault;
+pub mod interrupt;
 pub mod load;
 pub mod report;
 pub mod scenario;

@@ -273,7 +273,27 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--compare {}: not a RESULTS.json", p.display()))
         })
         .transpose()?;
-    let results = runtime()?.block_on(logctl::bench::run(layout, &config, options))?;
+    // Interrupted, the run is dropped, and with it the cluster made for it (its teardown is in
+    // its Drop, which runs before `select!` returns: the message goes first); the stack's own
+    // services it stopped or was restarting are started again.
+    let interrupted = async {
+        logctl::interrupt::requested().await;
+        eprintln!("\ninterrupted: removing the bench's cluster and starting what it stopped...");
+    };
+    let results = runtime()?.block_on(async {
+        tokio::select! {
+            results = logctl::bench::run(layout, &config, options) => results.map(Some),
+            () = interrupted => Ok(None),
+        }
+    });
+    let results = match results? {
+        Some(results) => results,
+        None => {
+            runtime()?.block_on(stack::up(layout, &config))?;
+            eprintln!("the stack is as it was; no results written");
+            return Ok(ExitCode::from(130));
+        }
+    };
     let md = logctl::bench::render(&results);
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -394,7 +414,7 @@ fn load(layout: &Layout, args: LoadArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn({
             let stop = stop.clone();
             async move {
-                let _ = tokio::signal::ctrl_c().await;
+                logctl::interrupt::requested().await;
                 stop.cancel();
             }
         });

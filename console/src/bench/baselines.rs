@@ -115,7 +115,7 @@ pub async fn copy(pool: &PgPool, rows: u64, message_bytes: usize) -> anyhow::Res
     for i in 0..rows {
         let id = uuid::Uuid::now_v7();
         chunk.push_str(&format!(
-            "{id},bench-{},INFO,{message},bench,2026-11-24 10:00:00+00,2026-11-24 10:00:00+00,{},{i}\n",
+            "{id},bench-{},INFO,{message},bench,2026-11-24 10:00:00+00,2026-11-24 10:00:00+00,,{},{i}\n",
             i % 20,
             i % 6
         ));

@@ -71,9 +71,12 @@ pub struct Search {
 }
 
 impl Search {
-    /// The highest passing step.
+    /// The highest passing step (the latest of those at its rate).
     pub fn peak(&self) -> Option<&Step> {
-        self.steps.iter().rev().find(|s| s.passed)
+        self.steps
+            .iter()
+            .filter(|s| s.passed)
+            .max_by(|a, b| a.rate.total_cmp(&b.rate))
     }
 }
 
@@ -187,7 +190,8 @@ async fn settle(config: &StackConfig) {
     }
 }
 
-/// One stepped search: rising rates until one fails twice.
+/// One stepped search: rising rates until one fails twice, then (with `refine_knee`) halving
+/// the gap between the highest rate that passed and the one that failed.
 #[derive(Clone)]
 struct Stage<'a> {
     name: String,
@@ -196,6 +200,7 @@ struct Stage<'a> {
     batch: usize,
     rates: &'a [f64],
     p99_limit_ms: f64,
+    refine_knee: bool,
 }
 
 async fn search(
@@ -205,26 +210,26 @@ async fn search(
     secs: u64,
 ) -> anyhow::Result<Search> {
     let mut steps = Vec::new();
-    'rates: for &rate in stage.rates {
-        // A failed step is held once more before the search stops: on a machine the whole
-        // stack shares, one stall (a log segment rolled, a checkpoint) can put a 10 s step's
-        // p99 over its limit at a rate the next 10 s hold; a rate the stack cannot carry
-        // fails again. Both attempts stay in the table.
-        for attempt in 1..=2 {
-            settle(config).await;
-            eprintln!(
-                "bench: {}: {rate:.0} events/s for {secs} s{}",
-                stage.name,
-                if attempt > 1 { ", again" } else { "" }
-            );
-            let step = run_step(layout, config, &stage, rate, secs).await?;
-            let passed = step.passed;
-            steps.push(step);
-            if passed {
-                continue 'rates;
+    let (mut passed, mut failed) = (None, None);
+    for &rate in stage.rates {
+        if hold(layout, config, &stage, rate, secs, &mut steps).await? {
+            passed = Some(rate);
+        } else {
+            failed = Some(rate);
+            break;
+        }
+    }
+    // The fixed rates are a third apart near the knees (15,000 then 20,000): a stage that
+    // carries 19,000 would be reported at 15,000, and the ratio of two knees moved by whole
+    // steps from run to run.
+    if let (true, Some(mut passed), Some(mut failed)) = (stage.refine_knee, passed, failed) {
+        while let Some(rate) = between(passed, failed) {
+            if hold(layout, config, &stage, rate, secs, &mut steps).await? {
+                passed = rate;
+            } else {
+                failed = rate;
             }
         }
-        break;
     }
     Ok(Search {
         name: stage.name,
@@ -232,6 +237,52 @@ async fn search(
         steps,
     })
 }
+
+/// Runs `rate` once, and once more if it fails: on a machine the whole stack shares, one
+/// stall (a log segment rolled, a checkpoint) can put a 10 s step's p99 over its limit at a
+/// rate the next 10 s hold; a rate the stack cannot carry fails again. Both attempts go into
+/// `steps`. Whether either passed.
+async fn hold(
+    layout: &Layout,
+    config: &StackConfig,
+    stage: &Stage<'_>,
+    rate: f64,
+    secs: u64,
+    steps: &mut Vec<Step>,
+) -> anyhow::Result<bool> {
+    for attempt in 1..=2 {
+        settle(config).await;
+        eprintln!(
+            "bench: {}: {rate:.0} events/s for {secs} s{}",
+            stage.name,
+            if attempt > 1 { ", again" } else { "" }
+        );
+        let step = run_step(layout, config, stage, rate, secs).await?;
+        let passed = step.passed;
+        steps.push(step);
+        if passed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The rate to try between one that passed and a higher one that failed: their midpoint on a
+/// grain of `KNEE_GRAIN` events/s, or none once they are within `KNEE_RESOLUTION` of the one
+/// that passed (two more rates between 15,000 and 20,000).
+fn between(passed: f64, failed: f64) -> Option<f64> {
+    if failed - passed <= passed * KNEE_RESOLUTION {
+        return None;
+    }
+    let mid = ((passed + failed) / 2.0 / KNEE_GRAIN).round() * KNEE_GRAIN;
+    (mid > passed && mid < failed).then_some(mid)
+}
+
+/// How close a refined knee gets to the rate above it that failed, as a share of the knee.
+const KNEE_RESOLUTION: f64 = 0.1;
+
+/// Refined rates are multiples of this.
+const KNEE_GRAIN: f64 = 250.0;
 
 pub struct Results {
     pub machine: String,
@@ -283,6 +334,8 @@ struct Rates {
     batch: Vec<f64>,
     /// At most this many warm-up steps.
     warmup_steps: usize,
+    /// Whether searches refine their knee between the fixed rates.
+    refine_knees: bool,
 }
 
 impl Rates {
@@ -292,6 +345,7 @@ impl Rates {
                 single: vec![1_000.0, 3_000.0],
                 batch: vec![10_000.0, 30_000.0],
                 warmup_steps: 2,
+                refine_knees: false,
             }
         } else {
             Self {
@@ -304,6 +358,7 @@ impl Rates {
                     10_000.0, 25_000.0, 50_000.0, 75_000.0, 100_000.0, 150_000.0, 200_000.0,
                 ],
                 warmup_steps: 12,
+                refine_knees: true,
             }
         }
     }
@@ -338,6 +393,7 @@ async fn ingest(
         suffix,
     )
     .await?;
+    let refine_knees = rates.refine_knees;
     let stage = |name: &str, target: &Arc<dyn Target>, batch, rates, p99_limit_ms| Stage {
         name: format!("{name}{suffix}"),
         target: target.clone(),
@@ -345,6 +401,7 @@ async fn ingest(
         batch,
         rates,
         p99_limit_ms,
+        refine_knee: refine_knees,
     };
     let stages = [
         stage(
@@ -472,6 +529,12 @@ async fn warm_up(
     suffix: &str,
 ) -> anyhow::Result<Vec<f64>> {
     let mut kafka: Vec<f64> = Vec::new();
+    // Nothing is restarted during the warm-up: the brokers keep their pids.
+    let brokers: Vec<u32> = Component::all(config)
+        .into_iter()
+        .filter(|c| matches!(c, Component::Kafka(_)))
+        .filter_map(|c| stack::running_pid(c, layout))
+        .collect();
     for n in 1..=max_steps {
         eprintln!(
             "bench: warming up{suffix}, step {n} (batches of 100 at {} events/s, not measured)",
@@ -484,12 +547,8 @@ async fn warm_up(
             batch: 100,
             rates: &[WARMUP_RATE],
             p99_limit_ms: 500.0,
+            refine_knee: false,
         };
-        let brokers: Vec<u32> = Component::all(config)
-            .into_iter()
-            .filter(|c| matches!(c, Component::Kafka(_)))
-            .filter_map(|c| stack::running_pid(c, layout))
-            .collect();
         let (jit_before, started) = (procstat::jit_compiler_seconds(&brokers), Instant::now());
         let step = run_step(layout, config, &stage, WARMUP_RATE, secs).await?;
         let jit = (procstat::jit_compiler_seconds(&brokers) - jit_before)
@@ -761,13 +820,21 @@ pub fn render(r: &Results) -> String {
         "Measured {} on {} with `logctl bench{}` against the local stack (`logctl up`), everything \
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
          The stack is warmed up first (steps of batched load, not measured, until Kafka's CPU for them stops falling and its JIT compilers are close to idle: {}) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
-         time) under its limit, at most 0.1% errors and the generator on schedule; a step that fails is held once more, and the search stops at a rate that fails twice; *ours* is \
+         time) under its limit, at most 0.1% errors and the generator on schedule; a step that fails is held once more, and the climb stops at a rate that fails twice{}; *ours* is \
          the highest passing step's rate. Baselines are measured in the same run.\n",
         r.started,
         r.machine,
         if r.options.quick { " --quick" } else { "" },
         if cfg!(debug_assertions) { "debug (figures not representative)" } else { "release" },
-        warmup_text(&r.warmup)
+        warmup_text(&r.warmup),
+        if r.options.quick {
+            String::new()
+        } else {
+            format!(
+                ", then the gap between the highest rate that passed and that one is halved (on multiples of {KNEE_GRAIN:.0} events/s) until it is within {:.0}% of the rate that passed",
+                KNEE_RESOLUTION * 100.0
+            )
+        }
     );
     let _ = writeln!(
         md,
@@ -1196,6 +1263,57 @@ fn render_cluster(md: &mut String, r: &Results, c: &cluster::ClusterResults) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_knee_is_refined_between_the_fixed_rates() {
+        assert_eq!(between(15_000.0, 20_000.0), Some(17_500.0));
+        assert_eq!(between(17_500.0, 20_000.0), Some(18_750.0));
+        assert_eq!(between(15_000.0, 17_500.0), Some(16_250.0));
+        assert_eq!(between(18_750.0, 20_000.0), None);
+        assert_eq!(between(16_250.0, 17_500.0), None);
+        // Low rates stop on the grain rather than splitting it.
+        assert_eq!(between(1_000.0, 1_250.0), None);
+    }
+
+    /// Whatever a stage can carry, the refined knee is the highest rate tried under it, within
+    /// a tenth of it (or a grain), after a few more rates than the climb.
+    #[test]
+    fn a_refined_knee_lands_within_a_tenth_of_what_the_stage_carries() {
+        let rates = Rates::new(false).single;
+        let mut capacity = rates[0];
+        while capacity < rates[rates.len() - 1] {
+            let carries = |rate: f64| rate <= capacity;
+            let mut passed = None;
+            let mut failed = None;
+            for &rate in &rates {
+                if carries(rate) {
+                    passed = Some(rate);
+                } else {
+                    failed = Some(rate);
+                    break;
+                }
+            }
+            let (mut passed, mut failed) =
+                (passed.expect("the first rate"), failed.expect("one fails"));
+            let mut tried = 0;
+            while let Some(rate) = between(passed, failed) {
+                tried += 1;
+                assert!(rate > passed && rate < failed);
+                if carries(rate) {
+                    passed = rate;
+                } else {
+                    failed = rate;
+                }
+            }
+            assert!(passed <= capacity, "{passed} over {capacity}");
+            assert!(
+                capacity - passed <= (passed * KNEE_RESOLUTION).max(KNEE_GRAIN),
+                "{passed} for {capacity}"
+            );
+            assert!(tried <= 3, "{tried} rates to refine {capacity}");
+            capacity += 333.0;
+        }
+    }
 
     #[test]
     fn ratios_of_what_was_measured() {

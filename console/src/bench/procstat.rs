@@ -69,9 +69,9 @@ pub use procfs::{peak_rss_mib, rss_mib};
 /// `C1 CompilerThreadN` and `C2 CompilerThreadN` (cut to 15 bytes).
 pub fn jit_compiler_seconds(pids: &[u32]) -> f64 {
     pids.iter()
-        .flat_map(|pid| procfs::thread_cpu(*pid))
-        .filter(|(name, _)| name.starts_with("C1 Compiler") || name.starts_with("C2 Compiler"))
-        .map(|(_, secs)| secs)
+        .flat_map(|pid| procfs::threads(*pid))
+        .filter(|t| t.name.starts_with("C1 Compiler") || t.name.starts_with("C2 Compiler"))
+        .map(|t| t.cpu_seconds)
         .sum()
 }
 

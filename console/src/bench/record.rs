@@ -232,16 +232,18 @@ pub fn html(record: &BenchRecord, comparison: Option<&Comparison>) -> String {
         .searches
         .iter()
         .map(|s| {
+            // In the order of rate: a refined knee's steps came after the higher rate that failed.
+            let mut by_rate: Vec<&StepRecord> = s.steps.iter().collect();
+            by_rate.sort_by(|a, b| a.rate.total_cmp(&b.rate));
             let line = |name: &str, f: fn(&StepRecord) -> f64| {
-                Series::new(name, s.steps.iter().map(|st| (st.rate, f(st))).collect())
+                Series::new(name, by_rate.iter().map(|st| (st.rate, f(st))).collect())
             };
             let mut series = vec![
                 line("p50", |st| st.p50_ms),
                 line("p99", |st| st.p99_ms),
                 line("max", |st| st.max_ms),
             ];
-            let end_to_end: Vec<(f64, f64)> = s
-                .steps
+            let end_to_end: Vec<(f64, f64)> = by_rate
                 .iter()
                 .filter_map(|st| Some((st.rate, st.end_to_end_p99_ms?)))
                 .collect();

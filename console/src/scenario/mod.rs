@@ -140,20 +140,7 @@ pub async fn run_all(
     tokio::spawn({
         let interrupt = interrupt.clone();
         async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
+            crate::interrupt::requested().await;
             eprintln!("\ninterrupted: stopping the drill and restoring the stack...");
             interrupt.cancel();
         }

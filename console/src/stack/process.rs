@@ -22,7 +22,7 @@ use super::StackError;
 fn any_thread_alive(pid: u32) -> bool {
     let live = |state: char| !matches!(state, 'Z' | 'X' | 'x');
     procfs::stat(pid).is_some_and(|s| live(s.state))
-        || procfs::thread_states(pid).into_iter().any(live)
+        || procfs::threads(pid).iter().any(|t| live(t.state))
 }
 
 /// Is `pid` a live process whose command line contains `marker`? A dying process (main thread

@@ -8,8 +8,10 @@
 use std::sync::OnceLock;
 
 /// What `/proc/PID/stat` says of a process.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stat {
+    /// The command name (`comm`, at most 15 bytes; a thread's own name under `task/`).
+    pub name: String,
     /// `R`, `S`, `D`, `T` (stopped), `Z` (zombie), ...
     pub state: char,
     pub ppid: u32,
@@ -37,41 +39,28 @@ pub fn stat(pid: u32) -> Option<Stat> {
     )
 }
 
-/// The state of each thread of `pid` (a SIGKILLed process's main thread can be a zombie while
-/// another, say one inside `fsync`, still runs).
-pub fn thread_states(pid: u32) -> Vec<char> {
+/// Each thread of `pid`, read under `/proc/PID/task/`: `/proc/TID/stat` opens for a thread too,
+/// but reports its whole process. A SIGKILLed process's main thread can be a zombie while
+/// another, say one inside `fsync`, still runs; a JVM's compiler threads are told apart by name.
+pub fn threads(pid: u32) -> Vec<Stat> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .filter_map(|s| parse_stat(&s, clock_ticks()).map(|st| st.state))
-        .collect()
-}
-
-/// Each thread of `pid`: its name (`comm`, at most 15 bytes) and its own CPU seconds. Read
-/// under `/proc/PID/task/`: `/proc/TID/stat` opens for a thread too, but reports its whole
-/// process.
-pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .filter_map(|s| {
-            let name = s.split_once('(')?.1.rsplit_once(')')?.0.to_owned();
-            Some((name, parse_stat(&s, clock_ticks())?.cpu_seconds))
-        })
+        .filter_map(|s| parse_stat(&s, clock_ticks()))
         .collect()
 }
 
 /// The fields after the command name, which may hold spaces and parentheses: state is field
 /// 0, ppid 1, utime 11, stime 12.
 fn parse_stat(stat: &str, ticks: f64) -> Option<Stat> {
-    let (_, rest) = stat.rsplit_once(')')?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let (_, name) = head.split_once('(')?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks_used = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(Stat {
+        name: name.to_owned(),
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
         cpu_seconds: ticks_used as f64 / ticks,
@@ -108,7 +97,10 @@ mod tests {
     fn a_stat_line_with_spaces_and_parentheses_in_the_name_parses() {
         let line = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
         let st = parse_stat(line, 100.0).expect("parses");
-        assert_eq!((st.state, st.ppid), ('S', 7));
+        assert_eq!(
+            (st.name.as_str(), st.state, st.ppid),
+            ("my (odd) name", 'S', 7)
+        );
         assert!((st.cpu_seconds - 3.0).abs() < 1e-9, "{st:?}");
         // The same ticks at another tick rate are other seconds.
         let st = parse_stat(line, 1000.0).expect("parses");
@@ -124,7 +116,10 @@ mod tests {
         assert_eq!(st.ppid, nix::unistd::getppid().as_raw() as u32);
         assert!(rss_mib(me).is_some_and(|m| m > 1.0));
         assert!(peak_rss_mib(me).is_some_and(|p| p >= rss_mib(me).unwrap_or(f64::MAX) - 1.0));
-        assert!(!thread_states(me).is_empty());
+        assert!(
+            threads(me).iter().any(|t| t.state == 'R'),
+            "this thread runs"
+        );
         assert!(clock_ticks() > 0.0);
         assert!(stat(u32::MAX).is_none());
     }

@@ -11,9 +11,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::NewRow;
 
 /// The statement that reads [`encode`]'s bytes.
-pub const STATEMENT: &str = "COPY log_events (id, organization_id, level, message, source, \
-                             event_time, received_at, trace_id, kafka_partition, kafka_offset) \
-                             FROM STDIN (FORMAT binary)";
+pub const STATEMENT: &str = concat!(
+    "COPY log_events (",
+    logctl_contracts::written_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 const FIELDS: i16 = 10;
@@ -95,6 +97,14 @@ mod tests {
             partition: 3,
             offset: 7,
         }
+    }
+
+    /// A column added to the written list without a field here would shift every field after
+    /// it; PostgreSQL would refuse the stream only if the count differed.
+    #[test]
+    fn a_row_has_a_field_for_each_written_column() {
+        let columns = logctl_contracts::written_columns!().split(',').count();
+        assert_eq!(columns, usize::try_from(FIELDS).expect("positive"));
     }
 
     #[test]

@@ -81,23 +81,26 @@ pub struct StoredEvent {
 /// are read, and the primary key skips whatever was committed since. A correlated `NOT EXISTS`
 /// per row let the planner hash the whole table instead (a sequential scan of every stored
 /// row: the drain slowed as the table grew).
-const INSERT_NEW_RACING: &str = "\
-    WITH u AS MATERIALIZED ( \
+const INSERT_NEW_RACING: &str = concat!(
+    "WITH u AS MATERIALIZED ( \
         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                              $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[], \
                              $10::bigint[]) \
-            AS u(id, organization_id, level, message, source, event_time, received_at, \
-                 trace_id, kafka_partition, kafka_offset)), \
+            AS u(",
+    logctl_contracts::written_columns!(),
+    ")), \
     stored AS MATERIALIZED ( \
         SELECT id, event_time FROM log_events \
         WHERE id = ANY($1::uuid[]) AND event_time BETWEEN $12 AND $13) \
-    INSERT INTO log_events (id, organization_id, level, message, source, event_time, \
-                            received_at, trace_id, kafka_partition, kafka_offset) \
+    INSERT INTO log_events (",
+    logctl_contracts::written_columns!(),
+    ") \
     SELECT u.* FROM u \
     WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.id = u.id \
         AND s.event_time >= u.event_time - $11::interval \
         AND s.event_time <= u.event_time + $11::interval) \
-    ON CONFLICT (id, event_time) DO NOTHING";
+    ON CONFLICT (id, event_time) DO NOTHING"
+);
 
 /// Stored copies of any of $1's ids with an event time in $2..$3.
 const STORED_COPIES: &str =
@@ -255,7 +258,7 @@ impl Storage {
         id: Uuid,
     ) -> Result<Option<StoredEvent>, StorageError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM log_events WHERE id = $1 AND organization_id = $2"
+            "SELECT {READ_COLUMNS} FROM log_events WHERE id = $1 AND organization_id = $2"
         ))
         .bind(id)
         .bind(org.as_str())
@@ -394,7 +397,7 @@ fn page_query<'q>(
     q: &'q LogQuery,
 ) -> QueryBuilder<'q, Postgres> {
     let mut query = QueryBuilder::new(format!(
-        "{prefix}SELECT {COLUMNS} FROM log_events WHERE organization_id = "
+        "{prefix}SELECT {READ_COLUMNS} FROM log_events WHERE organization_id = "
     ));
     query.push_bind(org.as_str());
     if let Some(level) = q.level {
@@ -423,8 +426,9 @@ fn page_query<'q>(
     query
 }
 
-const COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
-                       stored_at, trace_id, kafka_partition, kafka_offset";
+/// The columns a stored event is read back with: those written and `stored_at`.
+const READ_COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
+                            stored_at, trace_id, kafka_partition, kafka_offset";
 
 fn stored_event(r: &sqlx::postgres::PgRow) -> Result<StoredEvent, StorageError> {
     Ok(StoredEvent {

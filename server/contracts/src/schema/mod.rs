@@ -17,9 +17,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The events table.
 pub const TABLE: &str = "log_events";
 
-/// Its columns in the order `COPY` and the consumer's insert write them.
-pub const COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
-                           kafka_partition, kafka_offset";
+/// The columns a stored event is written with, in the order `COPY` and the consumer's insert
+/// write them (`stored_at` is PostgreSQL's to fill). A macro, not only a constant, so that
+/// statements are built from it with `concat!`, which takes literals only.
+#[macro_export]
+macro_rules! written_columns {
+    () => {
+        "id, organization_id, level, message, source, event_time, received_at, trace_id, \
+         kafka_partition, kafka_offset"
+    };
+}
+
+/// [`written_columns!`] as a constant.
+pub const COLUMNS: &str = written_columns!();
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
