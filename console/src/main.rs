@@ -17,15 +17,6 @@ use logctl::stack::layout::{Layout, StackConfig};
 use logctl_contracts::dead_letter::headers;
 use logctl_core::auth::Scope;
 
-/// `logctl load` and `logctl bench` are a load generator sharing the machine with what they
-/// measure, so their CPU per request is taken from the system under test: with glibc's malloc
-/// about a sixth of it went to `malloc`/`free` (`perf`, 8,000 requests/s), and mimalloc cut the
-/// generator's CPU per request by about an eighth. The services keep glibc: under mimalloc each
-/// started at 40 to 75 MiB of RSS instead of 7 to 14, and the consumer passed the 64 MiB bound
-/// in `logctl bench`, for under a tenth off the gateway's CPU per event.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

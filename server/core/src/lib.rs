@@ -7,6 +7,7 @@
 //! the [`auth`] tokens); each service turns on what it talks to. What crosses process boundaries (the event, the
 //! gateway/producer API, topics, metric names, the schema) is in `logctl-contracts`.
 
+mod allocator;
 pub mod api_error;
 pub mod auth;
 pub mod breaker;
