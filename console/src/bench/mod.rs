@@ -675,9 +675,9 @@ pub async fn run(
     })
 }
 
-/// Restarts the services, so each stage starts from fresh processes: glibc keeps what the
-/// previous stage's failing (overload) step allocated, and its RSS would be charged to the next
-/// stage's target rate. That overload memory still shows, in the failing steps' rows.
+/// Restarts the services, so each stage starts from fresh processes: an allocator keeps some of
+/// what the previous stage's failing (overload) step allocated, and its RSS would be charged to
+/// the next stage's target rate. That overload memory still shows, in the failing steps' rows.
 async fn fresh_services(layout: &Layout, config: &StackConfig) -> anyhow::Result<()> {
     let services = services(config);
     for c in services.iter().rev() {
