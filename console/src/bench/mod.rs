@@ -91,18 +91,12 @@ async fn run_step(
     rate: f64,
     secs: u64,
 ) -> anyhow::Result<Step> {
-    let (batch, through_gateway) = (stage.batch, stage.through_gateway);
+    let through_gateway = stage.through_gateway;
     let plan = Plan::new(rate, Some(Duration::from_secs(secs)), None, Duration::ZERO)?;
     let options = Options {
-        batch,
-        max_in_flight: 2048,
-        seed: rate as u64,
-        orgs: 20,
-        mean_message_bytes: 200,
-        org_prefix: "bench".into(),
         // Through the gateway the step's events are read back from PostgreSQL afterwards.
         collect_ids: through_gateway,
-        ..Options::default()
+        ..load_options(stage, rate)
     };
     let gateway_url = format!("http://127.0.0.1:{}", config.ports.gateway);
     let limiter_before = if through_gateway {
@@ -224,6 +218,14 @@ async fn search(
     // steps from run to run.
     if let (true, Some(mut passed), Some(mut failed)) = (stage.refine_knee, passed, failed) {
         while let Some(rate) = between(passed, failed) {
+            // Not straight after the overload of the rate that failed: there the gateway spent
+            // half as much CPU again per event at 16,250 events/s as it had at 15,000 before
+            // it, with twice the RSS, and shed requests (from 20,000 twice, then 17,500). Fresh
+            // services instead, brought to the rate as the climb brings them to each of its
+            // rates: from the one below, which passed.
+            fresh_services(layout, config).await?;
+            settle(config).await;
+            lead_in(&stage, passed).await?;
             if hold(layout, config, &stage, rate, secs, &mut steps).await? {
                 passed = rate;
             } else {
@@ -237,6 +239,42 @@ async fn search(
         steps,
     })
 }
+
+/// The generator's settings for a step of `stage` at `rate`.
+fn load_options(stage: &Stage<'_>, rate: f64) -> Options {
+    Options {
+        batch: stage.batch,
+        max_in_flight: 2048,
+        seed: rate as u64,
+        orgs: 20,
+        mean_message_bytes: 200,
+        org_prefix: "bench".into(),
+        ..Options::default()
+    }
+}
+
+/// `rate` for `LEAD_IN`, not measured: the connections a step at about that rate keeps open,
+/// tokens verified, rate-limit leases taken.
+async fn lead_in(stage: &Stage<'_>, rate: f64) -> anyhow::Result<()> {
+    let plan = Plan::new(rate, Some(LEAD_IN), None, Duration::ZERO)?;
+    eprintln!(
+        "bench: {}: {rate:.0} events/s for {} s first, not measured",
+        stage.name,
+        LEAD_IN.as_secs()
+    );
+    engine::run(
+        &plan,
+        stage.target.clone(),
+        &load_options(stage, rate),
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
+    Ok(())
+}
+
+/// How long a refined rate's fresh services take the last passing rate first.
+const LEAD_IN: Duration = Duration::from_secs(5);
 
 /// Runs `rate` once, and once more if it fails: on a machine the whole stack shares, one
 /// stall (a log segment rolled, a checkpoint) can put a 10 s step's p99 over its limit at a
@@ -831,8 +869,9 @@ pub fn render(r: &Results) -> String {
             String::new()
         } else {
             format!(
-                ", then the gap between the highest rate that passed and that one is halved (on multiples of {KNEE_GRAIN:.0} events/s) until it is within {:.0}% of the rate that passed",
-                KNEE_RESOLUTION * 100.0
+                ", then the gap between the highest rate that passed and that one is halved (on multiples of {KNEE_GRAIN:.0} events/s) until it is within {:.0}% of the rate that passed, each rate tried on restarted services after {} s at the rate below it",
+                KNEE_RESOLUTION * 100.0,
+                LEAD_IN.as_secs()
             )
         }
     );
