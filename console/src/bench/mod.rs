@@ -791,6 +791,20 @@ fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
     }
 }
 
+/// A ratio judged against `target`: two decimals, or as many more (up to four) as it takes for
+/// the printed figure to fall on the same side of the target as the ratio itself, so a miss
+/// never reads as a hit (16,250 against 66,099 is 0.246, not "0.25" beside "no").
+fn ratio_to(ours: Option<f64>, base: Option<f64>, target: f64) -> String {
+    let Some(r) = ours.zip(base).filter(|(_, b)| *b > 0.0).map(|(o, b)| o / b) else {
+        return "–".into();
+    };
+    let side = |x: f64| x.partial_cmp(&target);
+    (2..=4)
+        .map(|decimals| format!("{r:.decimals$}"))
+        .find(|printed| printed.parse::<f64>().ok().and_then(side) == side(r))
+        .unwrap_or_else(|| format!("{r:.4}"))
+}
+
 /// Targets as ratios to the same run's baselines (machines of this kind differ threefold).
 const GATEWAY_OF_CEILING: f64 = 0.25;
 const GATEWAY_OF_PRODUCER: f64 = 0.8;
@@ -820,7 +834,8 @@ fn cpu_row(
     let cost = gateway_us / producer_us.max(1e-9);
     let _ = writeln!(
         md,
-        "| {what} | {gateway_us:.1} µs | {against}: {producer_us:.1} µs | {cost:.2} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
+        "| {what} | {gateway_us:.1} µs | {against}: {producer_us:.1} µs | {} | ≤ {GATEWAY_CPU_OF_PRODUCER} | {} |",
+        ratio_to(Some(cost), Some(1.0), GATEWAY_CPU_OF_PRODUCER),
         if cost <= GATEWAY_CPU_OF_PRODUCER { "yes" } else { "**no**" }
     );
 }
@@ -885,7 +900,7 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         md,
         "| single events through the gateway, p99 < 50 ms | {} | HTTP ceiling (`wrk` on `/health`): {} | {} | ≥ {GATEWAY_OF_CEILING} × ceiling | {} |",
-        opt(gw, "events/s"), opt(r.http_ceiling, "req/s"), ratio(gw, r.http_ceiling), met_ratio(gw, r.http_ceiling, GATEWAY_OF_CEILING)
+        opt(gw, "events/s"), opt(r.http_ceiling, "req/s"), ratio_to(gw, r.http_ceiling, GATEWAY_OF_CEILING), met_ratio(gw, r.http_ceiling, GATEWAY_OF_CEILING)
     );
     let _ = writeln!(
         md,
@@ -895,7 +910,7 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         md,
         "| cost of the gateway hop: gateway knee | {} | producer-direct knee: {} | {} | ≥ {GATEWAY_OF_PRODUCER} | {} |",
-        opt(gw, "events/s"), opt(pr, "events/s"), ratio(gw, pr), met_ratio(gw, pr, GATEWAY_OF_PRODUCER)
+        opt(gw, "events/s"), opt(pr, "events/s"), ratio_to(gw, pr, GATEWAY_OF_PRODUCER), met_ratio(gw, pr, GATEWAY_OF_PRODUCER)
     );
     let gateway_us = peak(0).and_then(|st| us_per_event(st, "gateway"));
     cpu_row(
@@ -946,7 +961,7 @@ pub fn render(r: &Results) -> String {
         md,
         "| consumer drain of {} pre-filled events | {} | PostgreSQL `COPY`: {} | {} | ≥ {DRAIN_OF_COPY} × `COPY` | {} |",
         r.drain.as_ref().map_or_else(|| "–".into(), |d| num(d.events as f64)),
-        opt(drain_rate, "rows/s"), opt(r.copy, "rows/s"), ratio(drain_rate, r.copy), met_ratio(drain_rate, r.copy, DRAIN_OF_COPY)
+        opt(drain_rate, "rows/s"), opt(r.copy, "rows/s"), ratio_to(drain_rate, r.copy, DRAIN_OF_COPY), met_ratio(drain_rate, r.copy, DRAIN_OF_COPY)
     );
     let peaks = peak_rss(r);
     if !peaks.is_empty() {
@@ -1358,6 +1373,12 @@ mod tests {
     fn ratios_of_what_was_measured() {
         assert_eq!(ratio(Some(50.0), Some(100.0)), "0.50");
         assert_eq!(ratio(Some(50.0), None), "–");
+        // Beside a target, a figure that rounds onto it shows the digit that decides.
+        assert_eq!(ratio_to(Some(16_250.0), Some(66_099.0), 0.25), "0.246");
+        assert_eq!(ratio_to(Some(1.504), Some(1.0), 1.5), "1.504");
+        assert_eq!(ratio_to(Some(0.25), Some(1.0), 0.25), "0.25");
+        assert_eq!(ratio_to(Some(15_000.0), Some(20_000.0), 0.8), "0.75");
+        assert_eq!(ratio_to(Some(1.0), None, 0.8), "–");
     }
 
     fn drained(consumers: u16, secs: f64) -> drain::Drained {
