@@ -426,9 +426,9 @@ fn page_query<'q>(
     query
 }
 
-/// The columns a stored event is read back with: those written and `stored_at`.
-const READ_COLUMNS: &str = "id, organization_id, level, message, source, event_time, received_at, \
-                            stored_at, trace_id, kafka_partition, kafka_offset";
+/// The columns a stored event is read back with: those written and `stored_at` (rows are read
+/// by column name, so the order does not matter).
+const READ_COLUMNS: &str = concat!(logctl_contracts::written_columns!(), ", stored_at");
 
 fn stored_event(r: &sqlx::postgres::PgRow) -> Result<StoredEvent, StorageError> {
     Ok(StoredEvent {
