@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use logctl_contracts::topics::CONSUMER_GROUP;
 use logctl_core::kafka::KafkaSettings;
 use logctl_core::lag::LagReader;
@@ -519,14 +520,27 @@ async fn profile_peak(
         "bench: {}: {rate:.0} events/s again, {name} sampled by perf",
         stage.name
     );
-    let mut perf = profile::start(pid, secs, &data)?;
-    run_step(layout, config, stage, rate, secs).await?;
-    tokio::task::spawn_blocking(move || perf.wait()).await??;
-    let folded = tokio::task::spawn_blocking({
-        let data = data.clone();
-        move || profile::fold(&data)
-    })
-    .await??;
+    let mut attempt = 1;
+    let folded = loop {
+        let mut perf = profile::start(pid, secs, &data)?;
+        run_step(layout, config, stage, rate, secs).await?;
+        let status = tokio::task::spawn_blocking(move || perf.wait()).await??;
+        let folded = tokio::task::spawn_blocking({
+            let data = data.clone();
+            move || profile::fold(&data)
+        })
+        .await?
+        .with_context(|| format!("perf record {status}"));
+        // perf once left a file with no samples in it and nothing in its log, the stage's
+        // profile lost for good; sampling the same rate again recorded normally.
+        match folded {
+            Err(e) if attempt == 1 => {
+                eprintln!("bench: {}: {e:#}; sampling once more", stage.name);
+                attempt += 1;
+            }
+            result => break result?,
+        }
+    };
     // DWARF samples make perf.data large; the folded stacks keep what the graph needs.
     let _ = std::fs::remove_file(&data);
     std::fs::write(dir.join(format!("{slug}.folded")), folded.join("\n"))?;
@@ -785,17 +799,19 @@ fn warmup_text(kafka: &[f64]) -> String {
 }
 
 fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
-    match (ours, base) {
-        (Some(o), Some(b)) if b > 0.0 => format!("{:.2}", o / b),
-        _ => "–".into(),
-    }
+    quotient(ours, base).map_or_else(|| "–".into(), |r| format!("{r:.2}"))
+}
+
+/// `ours / base` when both were measured and the baseline is above zero.
+fn quotient(ours: Option<f64>, base: Option<f64>) -> Option<f64> {
+    ours.zip(base).filter(|(_, b)| *b > 0.0).map(|(o, b)| o / b)
 }
 
 /// A ratio judged against `target`: two decimals, or as many more (up to four) as it takes for
 /// the printed figure to fall on the same side of the target as the ratio itself, so a miss
 /// never reads as a hit (16,250 against 66,099 is 0.246, not "0.25" beside "no").
 fn ratio_to(ours: Option<f64>, base: Option<f64>, target: f64) -> String {
-    let Some(r) = ours.zip(base).filter(|(_, b)| *b > 0.0).map(|(o, b)| o / b) else {
+    let Some(r) = quotient(ours, base) else {
         return "–".into();
     };
     let side = |x: f64| x.partial_cmp(&target);
@@ -812,8 +828,8 @@ const GATEWAY_CPU_OF_PRODUCER: f64 = 1.5;
 const DRAIN_OF_COPY: f64 = 0.75;
 
 fn met_ratio(ours: Option<f64>, base: Option<f64>, at_least: f64) -> &'static str {
-    match ours.zip(base).filter(|(_, b)| *b > 0.0) {
-        Some((o, b)) if o / b >= at_least => "yes",
+    match quotient(ours, base) {
+        Some(r) if r >= at_least => "yes",
         Some(_) => "**no**",
         None => "–",
     }

@@ -173,7 +173,10 @@ pub async fn run(
         metrics,
         readiness(storage, metadata, settings.kafka.topic.clone()),
     ))
-    .layer(axum::middleware::from_fn(telemetry::track_http));
+    .layer(axum::middleware::from_fn_with_state(
+        None,
+        telemetry::track_http,
+    ));
     tracing::info!(addr = %listener.local_addr()?, "consumer listening");
     let mut ingest = ingest;
     let server =

@@ -144,11 +144,12 @@ pub struct Tracing {
     pub exporter: Option<Exporter>,
 }
 
-/// Middleware: continues the caller's trace (or starts one, sampled at `sample_ratio`), makes
-/// the context available to handlers as a request extension, runs a sampled request inside a
-/// span carrying the trace id (so its log lines name it), echoes `traceparent`, and exports
-/// the request's span when the trace is sampled and an exporter is set.
-pub async fn propagate(tracing_setup: Tracing, mut request: Request, next: Next) -> Response {
+/// Runs a request in its trace (for [`crate::telemetry::track_http`], the one middleware around
+/// every request): continues the caller's trace (or starts one, sampled at `sample_ratio`),
+/// makes the context available to handlers as a request extension, runs a sampled request
+/// inside a span carrying the trace id (so its log lines name it), echoes `traceparent`, and
+/// exports the request's span when the trace is sampled and an exporter is set.
+pub async fn propagate(tracing_setup: &Tracing, mut request: Request, next: Next) -> Response {
     let ratio = tracing_setup.sample_ratio;
     let started = std::time::SystemTime::now();
     let context = request

@@ -84,10 +84,10 @@ fn build(
         ))
         .with_state(state)
         .merge(ops::router("gateway", metrics, readiness(upstream, kv)))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            trace::propagate(tracing_setup.clone(), req, next)
-        }))
-        .layer(axum::middleware::from_fn(telemetry::track_http));
+        .layer(axum::middleware::from_fn_with_state(
+            Some(Arc::new(tracing_setup)),
+            telemetry::track_http,
+        ));
     Ok((router, exporter))
 }
 

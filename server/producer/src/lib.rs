@@ -71,10 +71,10 @@ pub async fn run(
             metrics,
             readiness(publisher.clone()),
         ))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            trace::propagate(tracing_setup.clone(), req, next)
-        }))
-        .layer(axum::middleware::from_fn(telemetry::track_http));
+        .layer(axum::middleware::from_fn_with_state(
+            Some(Arc::new(tracing_setup)),
+            telemetry::track_http,
+        ));
 
     tracing::info!(addr = %listener.local_addr()?, "producer listening");
     let gauge_task = tokio::spawn(report_in_flight(publisher.clone(), shutdown.clone()));

@@ -9,6 +9,8 @@
 //! organization refuses the whole request: 403, nothing published), and spend one unit of the
 //! organization's rate limit per valid event.
 
+use std::sync::OnceLock;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -53,7 +55,7 @@ pub async fn post_one(
         .ok_or_else(|| ApiError::Internal("producer answered no outcome".into()))?;
     match outcome.error {
         None => {
-            metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED).increment(1);
+            accepted_counter().increment(1);
             let response = (StatusCode::ACCEPTED, Json(Accepted { id })).into_response();
             Ok(with_quota(response, quota))
         }
@@ -84,8 +86,14 @@ pub async fn post_batch(
         )
     };
     let (status, answer) = answer(total, invalid, outcomes);
-    metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED).increment(answer.accepted as u64);
+    accepted_counter().increment(answer.accepted as u64);
     Ok(with_quota((status, Json(answer)).into_response(), quota))
+}
+
+/// The accepted-events counter, found in the registry once rather than for every request.
+fn accepted_counter() -> &'static metrics::Counter {
+    static COUNTER: OnceLock<metrics::Counter> = OnceLock::new();
+    COUNTER.get_or_init(|| metrics::counter!(metric::GATEWAY_EVENTS_ACCEPTED))
 }
 
 /// A batch read and validated item by item: the valid events in order, and the others with why.
