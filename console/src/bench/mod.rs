@@ -327,7 +327,10 @@ pub struct Results {
     pub machine: String,
     pub started: String,
     pub options: BenchOptions,
+    /// The mean of `http_ceilings`.
     pub http_ceiling: Option<f64>,
+    /// wrk on `/health` just before and just after the single-event stage through the gateway.
+    pub http_ceilings: Vec<f64>,
     pub searches: Vec<Search>,
     pub drain: Option<drain::Drained>,
     pub kafka_perf: Option<f64>,
@@ -403,10 +406,25 @@ impl Rates {
     }
 }
 
+/// What the ingest stages found.
+struct Ingested {
+    searches: Vec<Search>,
+    /// Kafka's cores at each warm-up step.
+    warmup: Vec<f64>,
+    profiles: Vec<profile::Profile>,
+    /// wrk's requests/s on the gateway's `/health` just before and just after the first stage.
+    ceilings: Vec<f64>,
+}
+
 /// The ingest searches, each from fresh services: single events through the gateway and
 /// straight to the producer, then batches of 100 and of 1000 through the gateway, after a
-/// warm-up (Kafka's cores at each of its steps come back beside the searches). `suffix` names
-/// the stack in the stage names.
+/// warm-up. `suffix` names the stack in the stage names. With `ceiling`, wrk measures the
+/// HTTP ceiling on the gateway's `/health` just before the single-event stage through the
+/// gateway and again just after it: its knee is judged against that ceiling, and the
+/// machine's speed drifts over a run (wrk on the same gateway: 82,750 req/s at one run's
+/// start, 73,000-77,500 an hour later, and the gateway's CPU per event at 15,000 events/s
+/// moved by a quarter between minutes), so the baseline brackets the stage instead of
+/// preceding it by minutes.
 async fn ingest(
     layout: &Layout,
     config: &StackConfig,
@@ -414,7 +432,8 @@ async fn ingest(
     secs: u64,
     suffix: &str,
     profile_dir: Option<&std::path::Path>,
-) -> anyhow::Result<(Vec<Search>, Vec<f64>, Vec<profile::Profile>)> {
+    measure_ceiling: bool,
+) -> anyhow::Result<Ingested> {
     let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
     let producer = format!("http://127.0.0.1:{}", config.ports.producer);
     let gateway_target: Arc<dyn Target> = Arc::new(logctl_loadgen::http::Gateway::new(
@@ -474,9 +493,23 @@ async fn ingest(
     ];
     let mut searches = Vec::new();
     let mut profiles = Vec::new();
-    for stage in stages {
+    let mut ceilings = Vec::new();
+    let health = format!("{gateway}/health");
+    for (index, stage) in stages.into_iter().enumerate() {
+        let bracket = measure_ceiling && index == 0;
         fresh_services(layout, config).await?;
+        if bracket {
+            eprintln!(
+                "bench: HTTP ceiling (wrk on /health), before {}",
+                stage.name
+            );
+            ceilings.extend(baselines::wrk(&health, secs)?);
+        }
         let found = search(layout, config, stage.clone(), secs).await?;
+        if bracket {
+            eprintln!("bench: HTTP ceiling (wrk on /health), after {}", stage.name);
+            ceilings.extend(baselines::wrk(&health, secs)?);
+        }
         if let (Some(dir), Some(peak)) = (profile_dir, found.peak()) {
             fresh_services(layout, config).await?;
             settle(config).await;
@@ -489,7 +522,12 @@ async fn ingest(
         searches.push(found);
     }
     settle(config).await;
-    Ok((searches, warmup, profiles))
+    Ok(Ingested {
+        searches,
+        warmup,
+        profiles,
+        ceilings,
+    })
 }
 
 /// The stage's peak rate held once more with `perf` sampling the service that takes its
@@ -647,16 +685,27 @@ pub async fn run(
     let started = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let secs = if options.quick { 4 } else { 10 };
     let rates = Rates::new(options.quick);
-    let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
 
     let rss_at_start = services_rss(layout, config);
-    eprintln!("bench: HTTP ceiling (wrk on /health)");
-    let http_ceiling = baselines::wrk(&format!("{gateway}/health"), secs)?;
     if options.profile.is_some() {
         profile::check_perf()?;
     }
-    let (searches, warmup, profiles) =
-        ingest(layout, config, &rates, secs, "", options.profile.as_deref()).await?;
+    let Ingested {
+        searches,
+        warmup,
+        profiles,
+        ceilings: http_ceilings,
+    } = ingest(
+        layout,
+        config,
+        &rates,
+        secs,
+        "",
+        options.profile.as_deref(),
+        true,
+    )
+    .await?;
+    let http_ceiling = mean(&http_ceilings);
 
     let pool = pool(layout, config).await?;
     let drain_events: u64 = if options.quick { 100_000 } else { 1_000_000 };
@@ -684,8 +733,18 @@ pub async fn run(
             let bench_cluster = cluster::BenchCluster::start(layout, n)?;
             let cconfig = bench_cluster.config()?;
             let suffix = format!(", {n} brokers");
-            let (searches, warmup, _) =
-                ingest(&bench_cluster.layout, &cconfig, &rates, secs, &suffix, None).await?;
+            let Ingested {
+                searches, warmup, ..
+            } = ingest(
+                &bench_cluster.layout,
+                &cconfig,
+                &rates,
+                secs,
+                &suffix,
+                None,
+                false,
+            )
+            .await?;
             eprintln!("bench: cluster: Kafka's own producer (ProducerPerformance)");
             let kafka_perf = Some(baselines::kafka_perf(
                 &bench_cluster.layout,
@@ -715,6 +774,7 @@ pub async fn run(
         started,
         options,
         http_ceiling,
+        http_ceilings,
         searches,
         drain,
         kafka_perf,
@@ -802,6 +862,11 @@ fn ratio(ours: Option<f64>, base: Option<f64>) -> String {
     quotient(ours, base).map_or_else(|| "–".into(), |r| format!("{r:.2}"))
 }
 
+/// The mean of `values`; None when there are none.
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
 /// `ours / base` when both were measured and the baseline is above zero.
 fn quotient(ours: Option<f64>, base: Option<f64>) -> Option<f64> {
     ours.zip(base).filter(|(_, b)| *b > 0.0).map(|(o, b)| o / b)
@@ -819,6 +884,19 @@ fn ratio_to(ours: Option<f64>, base: Option<f64>, target: f64) -> String {
         .map(|decimals| format!("{r:.decimals$}"))
         .find(|printed| printed.parse::<f64>().ok().and_then(side) == side(r))
         .unwrap_or_else(|| format!("{r:.4}"))
+}
+
+/// How the HTTP ceiling was measured, for its table cell: the two runs of wrk around the stage
+/// beside their mean.
+fn ceiling_measured(ceilings: &[f64]) -> String {
+    match ceilings {
+        [before, after] => format!(
+            " just before and after the stage: {} and {}, mean",
+            num(*before),
+            num(*after)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Targets as ratios to the same run's baselines (machines of this kind differ threefold).
@@ -890,7 +968,7 @@ pub fn render(r: &Results) -> String {
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
          The stack is warmed up first (steps of batched load, not measured, until Kafka's CPU for them stops falling and its JIT compilers are close to idle: {}) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
          time) under its limit, at most 0.1% errors and the generator on schedule; a step that fails is held once more, and the climb stops at a rate that fails twice{}; *ours* is \
-         the highest passing step's rate. Baselines are measured in the same run.\n",
+         the highest passing step's rate. Baselines are measured in the same run; the HTTP ceiling just before and just after the stage judged against it (the machine's speed drifts over a run), and the ratio takes their mean.\n",
         r.started,
         r.machine,
         if r.options.quick { " --quick" } else { "" },
@@ -915,8 +993,8 @@ pub fn render(r: &Results) -> String {
         |v: Option<f64>, unit: &str| v.map_or_else(|| "–".into(), |v| format!("{} {unit}", num(v)));
     let _ = writeln!(
         md,
-        "| single events through the gateway, p99 < 50 ms | {} | HTTP ceiling (`wrk` on `/health`): {} | {} | ≥ {GATEWAY_OF_CEILING} × ceiling | {} |",
-        opt(gw, "events/s"), opt(r.http_ceiling, "req/s"), ratio_to(gw, r.http_ceiling, GATEWAY_OF_CEILING), met_ratio(gw, r.http_ceiling, GATEWAY_OF_CEILING)
+        "| single events through the gateway, p99 < 50 ms | {} | HTTP ceiling (`wrk` on `/health`{}): {} | {} | ≥ {GATEWAY_OF_CEILING} × ceiling | {} |",
+        opt(gw, "events/s"), ceiling_measured(&r.http_ceilings), opt(r.http_ceiling, "req/s"), ratio_to(gw, r.http_ceiling, GATEWAY_OF_CEILING), met_ratio(gw, r.http_ceiling, GATEWAY_OF_CEILING)
     );
     let _ = writeln!(
         md,
@@ -1421,7 +1499,8 @@ mod tests {
                 brokers: Some(3),
                 profile: None,
             },
-            http_ceiling: Some(50_000.0),
+            http_ceiling: mean(&[52_000.0, 48_000.0]),
+            http_ceilings: vec![52_000.0, 48_000.0],
             searches: Vec::new(),
             drain: Some(drained(1, 10.0)),
             kafka_perf: Some(200_000.0),
@@ -1458,6 +1537,11 @@ mod tests {
         );
         assert!(
             md.contains("| HTTP serving (hyper, axum, sockets) | 75.0% | 30.0 |"),
+            "{md}"
+        );
+        // The ceiling brackets the stage it is the baseline of, and the ratio takes the mean.
+        assert!(
+            md.contains("HTTP ceiling (`wrk` on `/health` just before and after the stage: 52,000 and 48,000, mean): 50,000 req/s"),
             "{md}"
         );
         assert!(md.contains("## 3 brokers: what replication costs"), "{md}");
