@@ -43,6 +43,17 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
         assert!(c["pid"].as_u64().is_some_and(|p| p > 1), "{c}");
         assert_eq!(c["status"], "up", "{c}");
     }
+    // PostgreSQL and its backends run below the services' CPU priority (`postgres_nice`).
+    let nice = |name: &str| {
+        let pid = components
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["pid"].as_u64())
+            .expect("a pid");
+        logctl_core::procfs::stat(pid as u32).map(|s| s.nice)
+    };
+    assert_eq!(nice("postgres"), Some(10), "{status:#}");
+    assert_eq!(nice("gateway"), Some(0), "{status:#}");
     assert_eq!(components[6]["port"], stack.port("gateway-port"));
     assert_eq!(
         components[5]["port"],

@@ -535,6 +535,7 @@ fn launch_here(
                 c.ip(config),
                 clients.as_deref(),
                 db_password,
+                config.postgres_nice,
             )?;
             if config.postgres_disk.is_some() {
                 pg.ensure_tablespace(config.ports.postgres, &events_disk.location())?;

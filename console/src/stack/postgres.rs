@@ -53,14 +53,26 @@ impl Postgres {
 
     /// A PostgreSQL program, run as `postgres` when we are root.
     fn command(&self, program: &str) -> Command {
-        let path = self.bindir.join(program);
-        if self.run_as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
+        self.command_niced(program, 0)
+    }
+
+    /// A PostgreSQL program run `nice` steps below our CPU priority, it and every process it
+    /// starts: `pg_ctl start` with it, the postmaster and each backend it forks.
+    fn command_niced(&self, program: &str, nice: u8) -> Command {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if nice > 0 {
+            argv.extend([
+                "nice".into(),
+                format!("--adjustment={}", nice.min(19)).into(),
+            ]);
         }
+        if self.run_as_postgres {
+            argv.extend(["runuser", "-u", "postgres", "--"].map(Into::into));
+        }
+        argv.push(self.bindir.join(program).into());
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
     }
 
     /// Initializes (first time), starts and waits for the server, then makes sure the
@@ -74,6 +86,7 @@ impl Postgres {
         listen: std::net::Ipv4Addr,
         clients: Option<&str>,
         password: &str,
+        nice: u8,
     ) -> Result<u32, StackError> {
         self.prepare_dirs()?;
         if !self.data().join("PG_VERSION").exists() {
@@ -98,7 +111,7 @@ impl Postgres {
             ports.postgres,
             self.socket_dir().display()
         );
-        let mut pg_ctl = self.command("pg_ctl");
+        let mut pg_ctl = self.command_niced("pg_ctl", nice);
         pg_ctl
             .arg("-D")
             .arg(self.data())

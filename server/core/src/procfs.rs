@@ -17,6 +17,8 @@ pub struct Stat {
     pub ppid: u32,
     /// User plus system CPU time.
     pub cpu_seconds: f64,
+    /// The scheduling niceness, -20 (favoured) to 19.
+    pub nice: i32,
 }
 
 /// Clock ticks per second of `/proc`'s CPU times.
@@ -53,7 +55,7 @@ pub fn threads(pid: u32) -> Vec<Stat> {
 }
 
 /// The fields after the command name, which may hold spaces and parentheses: state is field
-/// 0, ppid 1, utime 11, stime 12.
+/// 0, ppid 1, utime 11, stime 12, nice 16.
 fn parse_stat(stat: &str, ticks: f64) -> Option<Stat> {
     let (head, rest) = stat.rsplit_once(')')?;
     let (_, name) = head.split_once('(')?;
@@ -64,6 +66,7 @@ fn parse_stat(stat: &str, ticks: f64) -> Option<Stat> {
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
         cpu_seconds: ticks_used as f64 / ticks,
+        nice: f.get(16)?.parse().ok()?,
     })
 }
 
@@ -95,11 +98,11 @@ mod tests {
 
     #[test]
     fn a_stat_line_with_spaces_and_parentheses_in_the_name_parses() {
-        let line = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        let line = "42 (my (odd) name) S 7 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 30 10 1 0 1 1 1";
         let st = parse_stat(line, 100.0).expect("parses");
         assert_eq!(
-            (st.name.as_str(), st.state, st.ppid),
-            ("my (odd) name", 'S', 7)
+            (st.name.as_str(), st.state, st.ppid, st.nice),
+            ("my (odd) name", 'S', 7, 10)
         );
         assert!((st.cpu_seconds - 3.0).abs() < 1e-9, "{st:?}");
         // The same ticks at another tick rate are other seconds.
