@@ -127,7 +127,7 @@ impl BenchRecord {
                     "single events through the gateway (events/s)",
                     gw,
                     "HTTP ceiling, wrk on /health (req/s)",
-                    r.http_ceiling,
+                    r.http_ceiling(),
                 ),
                 figure(
                     "single events straight to the producer (events/s)",
