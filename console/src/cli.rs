@@ -48,7 +48,8 @@ pub enum Command {
     /// send time (no coordinated omission), HdrHistogram percentiles, optional exactly-once check
     /// in PostgreSQL and pass/fail thresholds for CI.
     Load(LoadArgs),
-    /// The pipeline benchmark against the local stack: peak rates, batches, consumer drain,
+    /// The pipeline benchmark against a stack it makes for the run and deletes after (yours is
+    /// never touched): peak rates, batches, consumer drain,
     /// with wrk, Kafka's ProducerPerformance and PostgreSQL COPY as baselines in the same run;
     /// writes a markdown table.
     Bench(BenchArgs),
@@ -205,8 +206,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub profile: bool,
     /// Then the same stages against a cluster of this many Kafka brokers (RF 3, min ISR 2),
-    /// made for the bench beside the stack (`<state>/bench-cluster`, free ports) and deleted
-    /// after, and the drain with 1, 2, 3 and 6 consumers.
+    /// made for the bench once its one-broker stack is gone (`<state>/bench-cluster`, free
+    /// ports) and deleted after, and the drain with 1, 2, 3 and 6 consumers.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::stack::layout::MAX_BROKERS)))]
     pub brokers: Option<u16>,
     /// The markdown table; its figures go as JSON beside it (RESULTS.json).

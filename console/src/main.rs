@@ -225,18 +225,6 @@ fn tui(layout: &Layout, args: TuiArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let config = layout.load_config()?;
-    let down: Vec<String> = stack::status(layout, &config)
-        .iter()
-        .filter(|c| !c.is_up())
-        .map(|c| c.name.clone())
-        .collect();
-    if !down.is_empty() {
-        anyhow::bail!(
-            "the stack is not up ({} down): run `logctl up` first",
-            down.join(", ")
-        );
-    }
     let options = logctl::bench::BenchOptions {
         quick: args.quick,
         skip_drain: args.skip_drain,
@@ -264,26 +252,21 @@ fn bench(layout: &Layout, args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--compare {}: not a RESULTS.json", p.display()))
         })
         .transpose()?;
-    // Interrupted, the run is dropped, and with it the cluster made for it (its teardown is in
-    // its Drop, which runs before `select!` returns: the message goes first); the stack's own
-    // services it stopped or was restarting are started again.
+    // Interrupted, the run is dropped, and with it the stacks made for it (their teardown is in
+    // their Drop, which runs before `select!` returns: the message goes first).
     let interrupted = async {
         logctl::interrupt::requested().await;
-        eprintln!("\ninterrupted: removing the bench's cluster and starting what it stopped...");
+        eprintln!("\ninterrupted: removing the stacks made for the bench...");
     };
     let results = runtime()?.block_on(async {
         tokio::select! {
-            results = logctl::bench::run(layout, &config, options) => results.map(Some),
+            results = logctl::bench::run(layout, options) => results.map(Some),
             () = interrupted => Ok(None),
         }
     });
-    let results = match results? {
-        Some(results) => results,
-        None => {
-            runtime()?.block_on(stack::up(layout, &config))?;
-            eprintln!("the stack is as it was; no results written");
-            return Ok(ExitCode::from(130));
-        }
+    let Some(results) = results? else {
+        eprintln!("no results written");
+        return Ok(ExitCode::from(130));
     };
     let md = logctl::bench::render(&results);
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -1,5 +1,6 @@
-//! `logctl bench`: the pipeline benchmark, against the local stack, with this machine's own
-//! baselines measured in the same run, written as a markdown table (bench/RESULTS.md).
+//! `logctl bench`: the pipeline benchmark, against a stack made for it (`scratch`), with this
+//! machine's own baselines measured in the same run, written as a markdown table
+//! (bench/RESULTS.md).
 //!
 //! Stages: the peak single-event rate through the gateway and straight to the producer (the
 //! highest step with p99 under 50 ms, no errors and the generator on schedule), batched
@@ -16,6 +17,7 @@ pub mod gateway;
 pub mod procstat;
 pub mod profile;
 pub mod record;
+pub mod scratch;
 pub mod targets;
 
 use std::collections::BTreeMap;
@@ -42,9 +44,9 @@ pub struct BenchOptions {
     /// Shorter steps and fewer events: a smoke run of the benchmark, not figures to quote.
     pub quick: bool,
     pub skip_drain: bool,
-    /// Also measure a cluster of this many brokers, made beside the stack for the bench.
+    /// Also measure a cluster of this many brokers, made for the bench.
     pub brokers: Option<u16>,
-    /// Profile each stage's peak with `perf` (local stack only) and keep the flame graphs in
+    /// Profile each stage's peak with `perf` (the one-broker stack's) and keep the flame graphs in
     /// this directory.
     pub profile: Option<std::path::PathBuf>,
 }
@@ -681,21 +683,28 @@ async fn pool(layout: &Layout, config: &StackConfig) -> anyhow::Result<sqlx::PgP
         .await?)
 }
 
-/// Runs every stage against the local stack, then (with `--brokers`) against a cluster made
-/// for the purpose.
-pub async fn run(
-    layout: &Layout,
-    config: &StackConfig,
-    options: BenchOptions,
-) -> anyhow::Result<Results> {
+/// Where under the state dir the bench makes its one-broker stack, and its cluster.
+pub const ONE_BROKER_DIR: &str = "bench-stack";
+pub const CLUSTER_DIR: &str = "bench-cluster";
+
+/// Runs every stage against a one-broker stack made for the bench beside `beside` (the state
+/// dir), then (with `--brokers`) against a cluster made for it once that one is gone: neither
+/// touches the stack in `beside`, and both are deleted with what they stored.
+pub async fn run(beside: &Layout, options: BenchOptions) -> anyhow::Result<Results> {
     let started = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let secs = if options.quick { 4 } else { 10 };
     let rates = Rates::new(options.quick);
-
-    let rss_at_start = services_rss(layout, config);
     if options.profile.is_some() {
         profile::check_perf()?;
     }
+
+    eprintln!(
+        "bench: starting a one-broker stack of its own in {}",
+        beside.root.join(ONE_BROKER_DIR).display()
+    );
+    let stack = scratch::ScratchStack::start(beside, ONE_BROKER_DIR, 1)?;
+    let (layout, config) = (&stack.layout, &stack.config()?);
+    let rss_at_start = services_rss(layout, config);
     let Ingested {
         searches,
         warmup,
@@ -731,11 +740,14 @@ pub async fn run(
     )?);
     eprintln!("bench: PostgreSQL COPY of {drain_events} rows");
     let copy = Some(baselines::copy(&pool, drain_events, 200).await?);
+    // Gone before the cluster starts: its processes, and the disk its events took.
+    pool.close().await;
+    drop(stack);
 
     let cluster = match options.brokers {
         Some(n) if n > 1 => {
-            eprintln!("bench: starting a {n}-broker cluster beside the stack");
-            let bench_cluster = cluster::BenchCluster::start(layout, n)?;
+            eprintln!("bench: starting a {n}-broker cluster of its own");
+            let bench_cluster = scratch::ScratchStack::start(beside, CLUSTER_DIR, n)?;
             let cconfig = bench_cluster.config()?;
             let suffix = format!(", {n} brokers");
             let Ingested {
@@ -968,7 +980,7 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(md, "# logctl benchmark results\n");
     let _ = writeln!(
         md,
-        "Measured {} on {} with `logctl bench{}` against the local stack (`logctl up`), everything \
+        "Measured {} on {} with `logctl bench{}` against a one-broker stack it made for the run (the defaults of `logctl up`, deleted after), everything \
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
          The stack is warmed up first (steps of batched load, not measured, until Kafka's CPU for them stops falling and its JIT compilers are close to idle: {}) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
          time) under its limit, at most 0.1% errors and the generator on schedule; a step that fails is held once more, and the climb stops at a rate that fails twice{}; *ours* is \
@@ -1121,7 +1133,7 @@ pub fn render(r: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "Reproduce: `scripts/start`, then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 20 minutes; without `--brokers`, about 10)."
+        "Reproduce: `scripts/start` (it builds logctl), `logctl down` (the bench makes stacks of its own; yours would sit idle beside them), then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 20 minutes; without `--brokers`, about 10)."
     );
     md
 }
@@ -1323,8 +1335,8 @@ fn render_cluster(md: &mut String, r: &Results, c: &cluster::ClusterResults) {
          The same stages against a cluster of {n} Kafka brokers made for the bench on this \
          machine (replication factor {}, min ISR {}, acks=all: a record is acknowledged once \
          {} brokers have it), with one gateway and one producer as above, so the ratio of the \
-         two columns is the cost of replication. Its warm-up: all brokers' {}. The one-broker \
-         stack stays up, idle, meanwhile. Rates in events/s (records/s, rows/s).\n",
+         two columns is the cost of replication. Its warm-up: all brokers' {}. It is made once the one-broker \
+         stack is gone. Rates in events/s (records/s, rows/s).\n",
         c.replication_factor,
         c.min_insync_replicas,
         c.min_insync_replicas,
