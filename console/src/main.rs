@@ -554,6 +554,11 @@ fn free_run(n: u16, stride: u16) -> anyhow::Result<u16> {
     anyhow::bail!("no run of {n} free ports {stride} apart found below {low}")
 }
 
+/// Instances of each service whose ports `--free-ports` finds free and claims when a stack is
+/// made, however many it starts with, so that scaling up later does not meet a port the same
+/// `up` handed to another component.
+const SCALE_ROOM: u16 = 8;
+
 /// One free loopback port, as [`free_run`] picks them.
 fn free_port() -> anyhow::Result<u16> {
     free_run(1, 1)
@@ -599,10 +604,12 @@ fn apply_flags(
         ] {
             *slot = free_port()?;
         }
-        let stride = stack::layout::INSTANCE_PORT_STRIDE;
-        p.consumer = free_run(config.consumers.max(1), stride)?;
-        p.producer = free_run(config.producers.max(1), stride)?;
-        p.gateway_backend = free_run(config.gateways.max(1), stride)?;
+        // Room to scale: a drill's `scale consumers to 6` on a stack made with one found the
+        // sixth's port taken (nothing had claimed it when the stack was made).
+        let (stride, room) = (stack::layout::INSTANCE_PORT_STRIDE, SCALE_ROOM);
+        p.consumer = free_run(config.consumers.max(room), stride)?;
+        p.producer = free_run(config.producers.max(room), stride)?;
+        p.gateway_backend = free_run(config.gateways.max(room), stride)?;
         // The control port and, right after it, one link per broker slot and producer.
         let links = 1 + 3 + stack::layout::MAX_BROKERS + config.producers.max(1);
         p.fault_proxy = free_run(links, 1)?;
