@@ -196,7 +196,8 @@ pub struct BenchArgs {
     /// Short steps and fewer events: checks the benchmark runs, not figures to quote.
     #[arg(long)]
     pub quick: bool,
-    /// Leave out the consumer drain stage (it stops the consumer for a while).
+    /// Leave out the consumer drain stages (the one broker's and the cluster's): a shorter
+    /// run, with no drain / COPY ratio in the table.
     #[arg(long)]
     pub skip_drain: bool,
     /// Then each stage's peak once more with Linux `perf` sampling the service taking the

@@ -25,7 +25,9 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
     let file = drill(
         &dir,
         "false-assert",
-        "name: false-assert\nsteps:\n  - load: {rate: 200}\n  - wait: {until: stored_rate > 50, timeout: 60s}\n  - assert: [http_5xx == 0, lag > 1000000]\n  - wait: 1s\n",
+        // The scale-down that would follow the failed step never runs: the runner puts the
+        // stack's shape back itself.
+        "name: false-assert\nsteps:\n  - load: {rate: 200}\n  - scale: {consumers: 2}\n  - wait: {until: stored_rate > 50, timeout: 60s}\n  - assert: [http_5xx == 0, lag > 1000000]\n  - scale: {consumers: 1}\n",
     );
     let report = dir.join("report.json");
     let junit = dir.join("junit.xml");
@@ -49,7 +51,7 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("step 3 (assert http_5xx == 0, lag > 1000000)"),
+        stdout.contains("step 4 (assert http_5xx == 0, lag > 1000000)"),
         "names the step: {stdout}"
     );
     assert!(
@@ -67,7 +69,7 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
     let s = &json["scenarios"][0];
     assert_eq!(json["passed"], false);
     assert_eq!(s["skipped"], 1, "the step after the failure is not run");
-    let failed = &s["steps"][2];
+    let failed = &s["steps"][3];
     assert_eq!(failed["passed"], false);
     assert_eq!(failed["conditions"][1]["condition"], "lag > 1000000");
     assert_eq!(failed["conditions"][1]["passed"], false);
@@ -85,20 +87,37 @@ fn a_false_assertion_fails_naming_step_condition_expected_and_observed() {
         "{}",
         s["restored"]
     );
+    assert!(
+        s["restored"][1].as_str().is_some_and(
+            |r| r.starts_with("scaled back to 1 consumers, 1 producers: stopped consumer-2")
+        ),
+        "{}",
+        s["restored"]
+    );
+    assert!(
+        !stack.dir.join("run/consumer-2.pid").exists(),
+        "the drill's second consumer is stopped"
+    );
+    let status = stack.logctl(&["status", "--json"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("\"consumer\"") && !status.contains("consumer-2"),
+        "the stack's saved shape is one consumer again: {status}"
+    );
     let xml = std::fs::read_to_string(&junit).expect("junit");
     assert!(
-        xml.contains("<testsuite name=\"false-assert\" tests=\"4\" failures=\"1\" skipped=\"1\""),
+        xml.contains("<testsuite name=\"false-assert\" tests=\"5\" failures=\"1\" skipped=\"1\""),
         "{xml}"
     );
     assert!(xml.contains("expected `lag &gt; 1000000`"), "{xml}");
     // The drill's page: the verdict, the failed step marked on the plots' time axis.
     let page = std::fs::read_to_string(dir.join("false-assert.html")).expect("html page");
-    assert!(page.contains("FAILED: step 3"), "{page:.3000}");
+    assert!(page.contains("FAILED: step 4"), "{page:.3000}");
     assert!(
         page.contains("class=\"title\">Throughput</text>")
             && page.contains("class=\"title\">Consumer lag (records)</text>")
     );
-    assert!(page.contains("class=\"mark-label\">3. assert http_5xx == 0, lag &gt; 1000000 ✗"));
+    assert!(page.contains("class=\"mark-label\">4. assert http_5xx == 0, lag &gt; 1000000 ✗"));
     assert!(page.contains("class=\"mark-label\">1. load 200 events/s"));
 }
 

@@ -123,6 +123,9 @@ struct Run<'a> {
     ctx: &'a Context,
     /// The stack's shape now: a scale step changes it.
     config: StackConfig,
+    /// Instance counts (consumers, producers) when the drill began, put back at its end: a
+    /// drill whose scale-down step never ran (an earlier step failed) leaves no trace.
+    shape_at_start: (u16, u16),
     started: Instant,
     observer: Observer,
     load: DrillLoad,
@@ -156,16 +159,18 @@ pub async fn run(
         steps: scenario.steps.len(),
     });
     let collector = ctx.signals.clone();
+    // As saved: an earlier drill of this run may have scaled the stack.
+    let config = match ctx.driver {
+        Driver::Local => ctx
+            .layout
+            .load_config()
+            .unwrap_or_else(|_| ctx.config.clone()),
+        _ => ctx.config.clone(),
+    };
     let mut run = Run {
         ctx,
-        // As saved: an earlier drill of this run may have scaled the stack.
-        config: match ctx.driver {
-            Driver::Local => ctx
-                .layout
-                .load_config()
-                .unwrap_or_else(|_| ctx.config.clone()),
-            _ => ctx.config.clone(),
-        },
+        shape_at_start: (config.consumers, config.producers),
+        config,
         started,
         observer: Observer::start(collector, ctx.sample_every, started),
         load: DrillLoad::new(ctx.gateway.clone(), ctx.layout.clone()),
@@ -505,25 +510,39 @@ impl Run<'_> {
                 "scale acts on the local stack only (`logctl up` runs its instances)".into(),
             );
         }
-        let mut config = self.config.clone();
-        config.consumers = s.consumers.unwrap_or(config.consumers);
-        config.producers = s.producers.unwrap_or(config.producers);
-        self.ctx
-            .layout
-            .save_config(&config)
-            .map_err(|e| e.to_string())?;
-        let before = Component::all(&self.config);
-        self.config = config.clone();
-        let outcomes = stack::up(&self.ctx.layout, &config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let consumers = s.consumers.unwrap_or(self.config.consumers);
+        let producers = s.producers.unwrap_or(self.config.producers);
+        self.reshape(consumers, producers).await
+    }
+
+    /// Saves and applies a new instance count. When the stack cannot take it (a port taken, an
+    /// instance that does not come up), the shape before is saved and applied again: a shape
+    /// half taken would leave every later drill of the run finding the stack "not ready".
+    async fn reshape(&mut self, consumers: u16, producers: u16) -> Result<String, String> {
+        let before = self.config.clone();
+        let mut config = before.clone();
+        config.consumers = consumers;
+        config.producers = producers;
+        let outcomes = match self.apply_shape(&config).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let back = match self.apply_shape(&before).await {
+                    Ok(_) => format!(
+                        "put back to {} consumers, {} producers",
+                        before.consumers, before.producers
+                    ),
+                    Err(again) => format!("putting the shape back FAILED too: {again}"),
+                };
+                return Err(format!("{e} ({back})"));
+            }
+        };
         let after = Component::all(&config);
         let started: Vec<String> = outcomes
             .into_iter()
             .filter(|o| o.action == "started")
             .map(|o| o.name)
             .collect();
-        let stopped: Vec<String> = before
+        let stopped: Vec<String> = Component::all(&before)
             .into_iter()
             .filter(|c| !after.contains(c))
             .map(Component::name)
@@ -537,6 +556,18 @@ impl Run<'_> {
             true => "already so".into(),
             false => said.join("; "),
         })
+    }
+
+    /// Saves `config` and brings the stack to it; it is the run's shape from then on.
+    async fn apply_shape(&mut self, config: &StackConfig) -> Result<Vec<stack::UpOutcome>, String> {
+        self.ctx
+            .layout
+            .save_config(config)
+            .map_err(|e| e.to_string())?;
+        self.config = config.clone();
+        stack::up(&self.ctx.layout, config)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn fault(&mut self, f: &FaultStep) -> Result<String, String> {
@@ -766,6 +797,19 @@ impl Run<'_> {
                         c.name()
                     ),
                 };
+            done.push(line);
+        }
+        let (consumers, producers) = self.shape_at_start;
+        if (self.config.consumers, self.config.producers) != (consumers, producers) {
+            let line = match self.reshape(consumers, producers).await {
+                Ok(what) => {
+                    format!("scaled back to {consumers} consumers, {producers} producers: {what}")
+                }
+                Err(e) => format!("scaling back FAILED: {e}"),
+            };
+            let _ = self
+                .events
+                .send(RunEvent::Note(format!("restoring: {line}")));
             done.push(line);
         }
         done
