@@ -332,6 +332,11 @@ pub struct Results {
     /// wrk on `/health` just before and just after the single-event stage through the gateway.
     pub http_ceilings: Vec<f64>,
     pub searches: Vec<Search>,
+    /// The two single-event searches once more (through the gateway, then straight to the
+    /// producer) right after the first pair: the producer-direct knee alone swung from 12,750
+    /// to 21,250 events/s between runs of the same code an hour apart, so one pair's ratio
+    /// says as much about the minute it ran in as about the gateway. Empty with `--quick`.
+    pub repeats: Vec<Search>,
     pub drain: Option<drain::Drained>,
     pub kafka_perf: Option<f64>,
     pub copy: Option<f64>,
@@ -351,6 +356,49 @@ impl Results {
     /// readings around its stage.
     pub fn http_ceiling(&self) -> Option<f64> {
         mean(&self.http_ceilings)
+    }
+
+    /// Each run's knee of ingest stage `i` (0: single events through the gateway, 1: straight
+    /// to the producer): the first search's, then its repeat's. A run without a passing step
+    /// has none.
+    pub fn knees(&self, i: usize) -> Vec<f64> {
+        [self.searches.get(i), self.repeats.get(i)]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.peak().map(|p| p.rate))
+            .collect()
+    }
+
+    /// Stage `i`'s knee: the mean of its runs'.
+    pub fn knee(&self, i: usize) -> Option<f64> {
+        mean(&self.knees(i))
+    }
+
+    /// The gateway's knee over the producer-direct knee measured right after it, for each
+    /// pair of searches with both knees.
+    pub fn hop_ratios(&self) -> Vec<f64> {
+        let pair = |searches: &[Search]| {
+            let knee = |i: usize| searches.get(i)?.peak().map(|p| p.rate);
+            quotient(knee(0), knee(1))
+        };
+        [pair(&self.searches), pair(&self.repeats)]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Every search of the run in the order they ran: the one-broker stack's, then the
+    /// cluster's.
+    pub fn every_search(&self) -> impl Iterator<Item = &Search> {
+        let (first, rest) = self.searches.split_at(self.searches.len().min(2));
+        let cluster = self.cluster.iter().flat_map(|c| c.searches.iter());
+        first.iter().chain(&self.repeats).chain(rest).chain(cluster)
+    }
+
+    /// The cost of the gateway hop, judged: the mean of the pairs' ratios. Each pair's two
+    /// searches ran minutes apart, so the machine's drift over the run cancels within a pair.
+    pub fn hop_ratio(&self) -> Option<f64> {
+        mean(&self.hop_ratios())
     }
 }
 
@@ -417,6 +465,8 @@ impl Rates {
 /// What the ingest stages found.
 struct Ingested {
     searches: Vec<Search>,
+    /// With `repeat_singles`: the single-event pair's second run.
+    repeats: Vec<Search>,
     /// Kafka's cores at each warm-up step.
     warmup: Vec<f64>,
     profiles: Vec<profile::Profile>,
@@ -426,13 +476,16 @@ struct Ingested {
 
 /// The ingest searches, each from fresh services: single events through the gateway and
 /// straight to the producer, then batches of 100 and of 1000 through the gateway, after a
-/// warm-up. `suffix` names the stack in the stage names. With `ceiling`, wrk measures the
-/// HTTP ceiling on the gateway's `/health` just before the single-event stage through the
-/// gateway and again just after it: its knee is judged against that ceiling, and the
-/// machine's speed drifts over a run (wrk on the same gateway: 82,750 req/s at one run's
+/// warm-up. `suffix` names the stack in the stage names.
+///
+/// `judged`: these are the stages the targets judge (the one-broker stack's). Then wrk
+/// measures the HTTP ceiling on the gateway's `/health` just before each single-event search
+/// through the gateway and again just after it: its knee is judged against that ceiling, and
+/// the machine's speed drifts over a run (wrk on the same gateway: 82,750 req/s at one run's
 /// start, 73,000-77,500 an hour later, and the gateway's CPU per event at 15,000 events/s
 /// moved by a quarter between minutes), so the baseline brackets the stage instead of
-/// preceding it by minutes.
+/// preceding it by minutes. And, unless the rates are quick ones, the single-event pair runs
+/// twice (gateway, producer, gateway, producer; see [`Results::repeats`]).
 async fn ingest(
     layout: &Layout,
     config: &StackConfig,
@@ -440,7 +493,7 @@ async fn ingest(
     secs: u64,
     suffix: &str,
     profile_dir: Option<&std::path::Path>,
-    measure_ceiling: bool,
+    judged: bool,
 ) -> anyhow::Result<Ingested> {
     let gateway = format!("http://127.0.0.1:{}", config.ports.gateway);
     let producer = format!("http://127.0.0.1:{}", config.ports.producer);
@@ -469,21 +522,30 @@ async fn ingest(
         p99_limit_ms,
         refine_knee: refine_knees,
     };
-    let stages = [
-        stage(
-            "single events through the gateway",
-            &gateway_target,
-            1,
-            &rates.single,
-            50.0,
-        ),
-        stage(
-            "single events straight to the producer",
-            &producer_target,
-            1,
-            &rates.single,
-            50.0,
-        ),
+    let singles = |run: &str| {
+        [
+            stage(
+                &format!("single events through the gateway{run}"),
+                &gateway_target,
+                1,
+                &rates.single,
+                50.0,
+            ),
+            stage(
+                &format!("single events straight to the producer{run}"),
+                &producer_target,
+                1,
+                &rates.single,
+                50.0,
+            ),
+        ]
+    };
+    let repeat_singles = judged && rates.refine_knees;
+    let repeats = match repeat_singles {
+        true => Vec::from(singles(", second run")),
+        false => Vec::new(),
+    };
+    let batches = [
         stage(
             "batches of 100 through the gateway",
             &gateway_target,
@@ -499,12 +561,20 @@ async fn ingest(
             1_000.0,
         ),
     ];
+    let [first_gateway, first_producer] = singles("");
+    let first = [first_gateway, first_producer]
+        .into_iter()
+        .map(|s| (s, false));
+    let stages = first
+        .chain(repeats.into_iter().map(|s| (s, true)))
+        .chain(batches.into_iter().map(|s| (s, false)));
     let mut searches = Vec::new();
+    let mut repeated = Vec::new();
     let mut profiles = Vec::new();
     let mut ceilings = Vec::new();
     let health = format!("{gateway}/health");
-    for (index, stage) in stages.into_iter().enumerate() {
-        let bracket = measure_ceiling && index == 0;
+    for (stage, repeat) in stages {
+        let bracket = judged && stage.through_gateway && stage.batch == 1;
         fresh_services(layout, config).await?;
         if bracket {
             eprintln!(
@@ -517,6 +587,10 @@ async fn ingest(
         if bracket {
             eprintln!("bench: HTTP ceiling (wrk on /health), after {}", stage.name);
             ceilings.extend(baselines::wrk(&health, secs)?);
+        }
+        if repeat {
+            repeated.push(found);
+            continue;
         }
         if let (Some(dir), Some(peak)) = (profile_dir, found.peak()) {
             fresh_services(layout, config).await?;
@@ -532,6 +606,7 @@ async fn ingest(
     settle(config).await;
     Ok(Ingested {
         searches,
+        repeats: repeated,
         warmup,
         profiles,
         ceilings,
@@ -707,6 +782,7 @@ pub async fn run(beside: &Layout, options: BenchOptions) -> anyhow::Result<Resul
     let rss_at_start = services_rss(layout, config);
     let Ingested {
         searches,
+        repeats,
         warmup,
         profiles,
         ceilings: http_ceilings,
@@ -792,6 +868,7 @@ pub async fn run(beside: &Layout, options: BenchOptions) -> anyhow::Result<Resul
         options,
         http_ceilings,
         searches,
+        repeats,
         drain,
         kafka_perf,
         copy,
@@ -892,7 +969,12 @@ fn quotient(ours: Option<f64>, base: Option<f64>) -> Option<f64> {
 /// the printed figure to fall on the same side of the target as the ratio itself, so a miss
 /// never reads as a hit (16,250 against 66,099 is 0.246, not "0.25" beside "no").
 fn ratio_to(ours: Option<f64>, base: Option<f64>, target: f64) -> String {
-    let Some(r) = quotient(ours, base) else {
+    shown_against(quotient(ours, base), target)
+}
+
+/// A ratio with as many decimals as it takes to print on the same side of `target` as it is.
+fn shown_against(ratio: Option<f64>, target: f64) -> String {
+    let Some(r) = ratio else {
         return "–".into();
     };
     let side = |x: f64| x.partial_cmp(&target);
@@ -911,7 +993,30 @@ fn ceiling_measured(ceilings: &[f64]) -> String {
             num(*before),
             num(*after)
         ),
+        [_, _, ..] => format!(
+            " just before and after each run of the stage: {}, mean",
+            listed(ceilings)
+        ),
         _ => String::new(),
+    }
+}
+
+/// `a, b and c`, each as a whole number.
+fn listed(values: &[f64]) -> String {
+    let shown: Vec<String> = values.iter().map(|v| num(*v)).collect();
+    match shown.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => shown.concat(),
+    }
+}
+
+/// A knee and, when its stage ran twice, each run's (`16,875 events/s (runs: 17,500 and
+/// 16,250)`).
+fn knee_text(knees: &[f64], unit: &str) -> String {
+    match mean(knees) {
+        None => "–".into(),
+        Some(m) if knees.len() > 1 => format!("{} {unit} (runs: {})", num(m), listed(knees)),
+        Some(m) => format!("{} {unit}", num(m)),
     }
 }
 
@@ -971,8 +1076,7 @@ pub fn render(r: &Results) -> String {
     // The offered rate of the highest passing step: passing means it was sustained (on
     // schedule, at most 0.1% errors) within the latency limit.
     let peak_rate = |i: usize| peak(i).map(|s| s.rate);
-    let gw = peak_rate(0);
-    let pr = peak_rate(1);
+    let (gw, pr) = (r.knee(0), r.knee(1));
     let b100 = peak_rate(2);
     let b1000 = peak_rate(3);
     let drain_rate = r.drain.as_ref().map(drain::Drained::rate);
@@ -984,7 +1088,7 @@ pub fn render(r: &Results) -> String {
          co-located: generator, services, Kafka, PostgreSQL and Redis share the machine. Build: {}. \
          The stack is warmed up first (steps of batched load, not measured, until Kafka's CPU for them stops falling and its JIT compilers are close to idle: {}) and the services are restarted before each stage. Rates are stepped up, 10 s a step; a step passes with p99 latency (from the planned send \
          time) under its limit, at most 0.1% errors and the generator on schedule; a step that fails is held once more, and the climb stops at a rate that fails twice{}; *ours* is \
-         the highest passing step's rate. Baselines are measured in the same run; the HTTP ceiling just before and just after the stage judged against it (the machine's speed drifts over a run), and the ratio takes their mean.\n",
+         the highest passing step's rate. Baselines are measured in the same run; the HTTP ceiling just before and just after the stage judged against it (the machine's speed drifts over a run), and the ratio takes their mean.{}\n",
         r.started,
         r.machine,
         if r.options.quick { " --quick" } else { "" },
@@ -998,6 +1102,11 @@ pub fn render(r: &Results) -> String {
                 KNEE_RESOLUTION * 100.0,
                 LEAD_IN.as_secs()
             )
+        },
+        if r.repeats.is_empty() {
+            ""
+        } else {
+            " The two single-event searches run twice, as pairs (through the gateway, then straight to the producer, then both again): a knee is the mean of its two runs, and the cost of the gateway hop the mean of the pairs' ratios, each pair's searches minutes apart (the producer-direct knee alone has moved by half between runs an hour apart)."
         }
     );
     let _ = writeln!(
@@ -1011,17 +1120,31 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         md,
         "| single events through the gateway, p99 < 50 ms | {} | HTTP ceiling (`wrk` on `/health`{}): {} | {} | ≥ {GATEWAY_OF_CEILING} × ceiling | {} |",
-        opt(gw, "events/s"), ceiling_measured(&r.http_ceilings), opt(ceiling, "req/s"), ratio_to(gw, ceiling, GATEWAY_OF_CEILING), met_ratio(gw, ceiling, GATEWAY_OF_CEILING)
+        knee_text(&r.knees(0), "events/s"), ceiling_measured(&r.http_ceilings), opt(ceiling, "req/s"), ratio_to(gw, ceiling, GATEWAY_OF_CEILING), met_ratio(gw, ceiling, GATEWAY_OF_CEILING)
     );
     let _ = writeln!(
         md,
         "| single events straight to the producer, p99 < 50 ms | {} | Kafka `ProducerPerformance`: {} | {} | – | – |",
-        opt(pr, "events/s"), opt(r.kafka_perf, "records/s"), ratio(pr, r.kafka_perf)
+        knee_text(&r.knees(1), "events/s"), opt(r.kafka_perf, "records/s"), ratio(pr, r.kafka_perf)
     );
+    let hop = r.hop_ratio();
+    let pairs = r.hop_ratios();
+    let hop_shown = match pairs[..] {
+        [_, _, ..] => format!(
+            "{} (pairs: {})",
+            shown_against(hop, GATEWAY_OF_PRODUCER),
+            pairs
+                .iter()
+                .map(|h| shown_against(Some(*h), GATEWAY_OF_PRODUCER))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => shown_against(hop, GATEWAY_OF_PRODUCER),
+    };
     let _ = writeln!(
         md,
-        "| cost of the gateway hop: gateway knee | {} | producer-direct knee: {} | {} | ≥ {GATEWAY_OF_PRODUCER} | {} |",
-        opt(gw, "events/s"), opt(pr, "events/s"), ratio_to(gw, pr, GATEWAY_OF_PRODUCER), met_ratio(gw, pr, GATEWAY_OF_PRODUCER)
+        "| cost of the gateway hop: gateway knee | {} | producer-direct knee searched right after it: {} | {hop_shown} | ≥ {GATEWAY_OF_PRODUCER} | {} |",
+        knee_text(&r.knees(0), "events/s"), knee_text(&r.knees(1), "events/s"), met(hop, GATEWAY_OF_PRODUCER)
     );
     let gateway_us = peak(0).and_then(|st| us_per_event(st, "gateway"));
     cpu_row(
@@ -1127,8 +1250,7 @@ pub fn render(r: &Results) -> String {
         "CPU in cores per component over the step (2.00 is all of a 2-core machine); peak RSS is \
          each service's high-water mark during the step (VmHWM, reset before it).\n"
     );
-    let cluster_searches = r.cluster.iter().flat_map(|c| c.searches.iter());
-    for s in r.searches.iter().chain(cluster_searches) {
+    for s in r.every_search() {
         step_table(&mut md, s);
     }
     let _ = writeln!(
@@ -1276,8 +1398,7 @@ const ROLES: [&str; 6] = [
 /// capacity model (bench/CAPACITY.md) scales from.
 fn per_core(md: &mut String, r: &Results) {
     let mut rows: Vec<(String, f64, BTreeMap<String, f64>)> = Vec::new();
-    let cluster_searches = r.cluster.iter().flat_map(|c| c.searches.iter());
-    for s in r.searches.iter().chain(cluster_searches) {
+    for s in r.every_search() {
         if let Some(st) = s.peak() {
             let rate = st.report.accepted_rate();
             rows.push((
@@ -1326,7 +1447,7 @@ fn per_core(md: &mut String, r: &Results) {
 /// The cluster's figures beside the one-broker stack's of the same run.
 fn render_cluster(md: &mut String, r: &Results, c: &cluster::ClusterResults) {
     let n = c.brokers;
-    let one = |i: usize| r.searches.get(i).and_then(Search::peak).map(|s| s.rate);
+    let one = |i: usize| r.knee(i);
     let many = |i: usize| c.searches.get(i).and_then(Search::peak).map(|s| s.rate);
     let opt = |v: Option<f64>| v.map_or_else(|| "–".into(), num);
     let _ = writeln!(
@@ -1505,6 +1626,112 @@ mod tests {
         }
     }
 
+    /// A search whose one passing step is at `knee` (and one above it failed).
+    fn knee_at(name: &str, knee: f64) -> Search {
+        let step = |rate: f64, passed: bool| Step {
+            rate,
+            report: Report {
+                target: "t".into(),
+                planned_rate: rate,
+                planned_events: rate as u64 * 10,
+                requests: rate as u64 * 10,
+                events_sent: rate as u64 * 10,
+                events_accepted: rate as u64 * 10,
+                statuses: BTreeMap::new(),
+                transport_errors: 0,
+                duration_secs: 10.0,
+                achieved_rate: rate,
+                latency_ms: Default::default(),
+                service_time_ms: Default::default(),
+                lateness: Default::default(),
+                fell_behind: false,
+                verify: None,
+            },
+            cores: BTreeMap::new(),
+            generator_cores: 0.1,
+            rss_mib: BTreeMap::new(),
+            passed,
+            gateway: None,
+        };
+        Search {
+            name: name.into(),
+            p99_limit_ms: 50.0,
+            steps: vec![step(knee, true), step(knee * 2.0, false)],
+        }
+    }
+
+    /// Gateway and producer-direct searched twice: each knee is the mean of its runs, the hop
+    /// is judged on the pairs' ratios, and the table shows every run and pair.
+    #[test]
+    fn the_gateway_hop_is_judged_pair_by_pair() {
+        let results = Results {
+            machine: "m".into(),
+            started: "now".into(),
+            options: BenchOptions {
+                quick: false,
+                skip_drain: true,
+                brokers: None,
+                profile: None,
+            },
+            http_ceilings: vec![60_000.0, 64_000.0, 62_000.0, 62_000.0],
+            searches: vec![
+                knee_at("single events through the gateway", 16_000.0),
+                knee_at("single events straight to the producer", 20_000.0),
+                knee_at("batches of 100 through the gateway", 70_000.0),
+            ],
+            repeats: vec![
+                knee_at("single events through the gateway, second run", 15_000.0),
+                knee_at(
+                    "single events straight to the producer, second run",
+                    15_000.0,
+                ),
+            ],
+            drain: None,
+            kafka_perf: None,
+            copy: None,
+            record_bytes: 400,
+            rss_at_start: BTreeMap::new(),
+            warmup: Vec::new(),
+            cluster: None,
+            profiles: Vec::new(),
+        };
+        assert_eq!(results.knees(0), vec![16_000.0, 15_000.0]);
+        assert_eq!(results.knee(1), Some(17_500.0));
+        assert_eq!(results.knee(2), Some(70_000.0));
+        assert_eq!(results.hop_ratios(), vec![0.8, 1.0]);
+        // 0.9, where the knees' quotient would say 15,500 / 17,500 = 0.886.
+        assert!((results.hop_ratio().expect("pairs") - 0.9).abs() < 1e-9);
+        let md = render(&results);
+        assert!(
+            md.contains("| single events through the gateway, p99 < 50 ms | 15,500 events/s (runs: 16,000 and 15,000) | HTTP ceiling (`wrk` on `/health` just before and after each run of the stage: 60,000, 64,000, 62,000 and 62,000, mean): 62,000 req/s | 0.25 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("producer-direct knee searched right after it: 17,500 events/s (runs: 20,000 and 15,000) | 0.90 (pairs: 0.80, 1.00) | ≥ 0.8 | yes |"),
+            "{md}"
+        );
+        // In the order they ran.
+        let order: Vec<&str> = results.every_search().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "single events through the gateway",
+                "single events straight to the producer",
+                "single events through the gateway, second run",
+                "single events straight to the producer, second run",
+                "batches of 100 through the gateway",
+            ]
+        );
+        let record = record::BenchRecord::of(&results);
+        let hop = record
+            .figures
+            .iter()
+            .find(|f| f.name == "gateway knee (events/s)")
+            .expect("the hop's figure");
+        assert!((hop.ratio.expect("a ratio") - 0.9).abs() < 1e-9);
+        assert_eq!(record.searches.len(), 5);
+    }
+
     #[test]
     fn the_cluster_rows_stand_beside_the_one_broker_figures() {
         let results = Results {
@@ -1518,6 +1745,7 @@ mod tests {
             },
             http_ceilings: vec![52_000.0, 48_000.0],
             searches: Vec::new(),
+            repeats: Vec::new(),
             drain: Some(drained(1, 10.0)),
             kafka_perf: Some(200_000.0),
             copy: Some(400_000.0),

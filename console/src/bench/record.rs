@@ -113,8 +113,7 @@ fn search(s: &Search) -> SearchRecord {
 
 impl BenchRecord {
     pub fn of(r: &Results) -> Self {
-        let peak = |i: usize| r.searches.get(i).and_then(Search::peak).map(|s| s.rate);
-        let (gw, pr, b100, b1000) = (peak(0), peak(1), peak(2), peak(3));
+        let (gw, pr, b100, b1000) = (r.knee(0), r.knee(1), r.knee(2), r.knee(3));
         let drain_rate = r.drain.as_ref().map(drain::Drained::rate);
         let kafka = "Kafka ProducerPerformance (records/s)";
         Self {
@@ -135,12 +134,16 @@ impl BenchRecord {
                     kafka,
                     r.kafka_perf,
                 ),
-                figure(
-                    "gateway knee (events/s)",
-                    gw,
-                    "producer-direct knee (events/s)",
-                    pr,
-                ),
+                Figure {
+                    // Judged pair by pair (Results::hop_ratio), not as the knees' quotient.
+                    ratio: r.hop_ratio(),
+                    ..figure(
+                        "gateway knee (events/s)",
+                        gw,
+                        "producer-direct knee (events/s)",
+                        pr,
+                    )
+                },
                 figure("batches of 100 (events/s)", b100, kafka, r.kafka_perf),
                 figure("batches of 1000 (events/s)", b1000, kafka, r.kafka_perf),
                 figure(
@@ -150,7 +153,7 @@ impl BenchRecord {
                     r.copy,
                 ),
             ],
-            searches: r.searches.iter().map(search).collect(),
+            searches: r.every_search().map(search).collect(),
         }
     }
 }
