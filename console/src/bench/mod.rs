@@ -1255,7 +1255,7 @@ pub fn render(r: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "Reproduce: `scripts/start` (it builds logctl), `logctl down` (the bench makes stacks of its own; yours would sit idle beside them), then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 20 minutes; without `--brokers`, about 10)."
+        "Reproduce: `scripts/start` (it builds logctl), `logctl down` (the bench makes stacks of its own; yours would sit idle beside them), then `~/.cache/logctl/target/release/logctl bench --brokers 3` (about 40 minutes; without `--brokers`, about 25)."
     );
     md
 }
