@@ -494,9 +494,20 @@ fn token(layout: &Layout, args: TokenArgs) -> anyhow::Result<ExitCode> {
 fn up(layout: &Layout, args: UpArgs) -> anyhow::Result<ExitCode> {
     // Ports once picked stay: a later `up --free-ports` of the same stack keeps them.
     let fresh = !layout.config_file().exists();
-    let config = apply_flags(layout, layout.load_config()?, &args, fresh)?;
+    let before = layout.load_config()?;
+    let config = apply_flags(layout, before.clone(), &args, fresh)?;
     layout.save_config(&config)?;
-    let outcomes = runtime()?.block_on(stack::up(layout, &config))?;
+    let outcomes = match runtime()?.block_on(stack::up(layout, &config)) {
+        Ok(outcomes) => outcomes,
+        // Refused before anything started (`--consumers 3` meeting a taken port): the stack
+        // keeps the shape it had, or `status`, the console and the next `up` would all count
+        // on instances that never ran.
+        Err(e @ stack::StackError::PortTaken { .. }) if !fresh => {
+            layout.save_config(&before)?;
+            return Err(anyhow::Error::new(e).context("the stack keeps its shape"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {

@@ -27,6 +27,16 @@ const COMPONENTS: [&str; 7] = [
     "gateway",
 ];
 
+/// The components `status --json` lists, in its order.
+fn names(status: &Value) -> Vec<&str> {
+    status["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
     let stack = TestStack::start("lifecycle", 2);
@@ -34,11 +44,7 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
     let status = stack.status_json();
     assert_eq!(status["allUp"], true, "{status:#}");
     let components = status["components"].as_array().expect("components");
-    let names: Vec<&str> = components
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    assert_eq!(names, COMPONENTS);
+    assert_eq!(names(&status), COMPONENTS);
     for c in components {
         assert!(c["pid"].as_u64().is_some_and(|p| p > 1), "{c}");
         assert_eq!(c["status"], "up", "{c}");
@@ -67,6 +73,24 @@ async fn up_down_up_keeps_the_data_and_two_consumers_share_the_group() {
         || async { (stack.kafka_group_members() == 2).then_some(()) },
     )
     .await;
+
+    // Scaling onto a taken port is refused, and the stack keeps the shape it had.
+    let third = stack.port("consumer-port") + 2 * logctl::stack::layout::INSTANCE_PORT_STRIDE;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", third)).expect("bind");
+    let refused = stack.logctl(&["up", "--consumers", "3"]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("port {third}")),
+        "{}",
+        text(&refused)
+    );
+    let status = stack.status_json();
+    assert_eq!(
+        names(&status),
+        COMPONENTS,
+        "still two consumers: {status:#}"
+    );
+    drop(squatter);
 
     // A second `up` finds everything running and starts nothing.
     let again = stack.up();
