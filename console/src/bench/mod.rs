@@ -81,6 +81,11 @@ impl Search {
             .filter(|s| s.passed)
             .max_by(|a, b| a.rate.total_cmp(&b.rate))
     }
+
+    /// The knee: the highest passing step's offered rate.
+    pub fn knee(&self) -> Option<f64> {
+        self.peak().map(|p| p.rate)
+    }
 }
 
 fn components(config: &StackConfig) -> Vec<Component> {
@@ -329,7 +334,8 @@ pub struct Results {
     pub machine: String,
     pub started: String,
     pub options: BenchOptions,
-    /// wrk on `/health` just before and just after the single-event stage through the gateway.
+    /// wrk on `/health` just before and just after each single-event search through the
+    /// gateway.
     pub http_ceilings: Vec<f64>,
     pub searches: Vec<Search>,
     /// The two single-event searches once more (through the gateway, then straight to the
@@ -365,7 +371,7 @@ impl Results {
         [self.searches.get(i), self.repeats.get(i)]
             .into_iter()
             .flatten()
-            .filter_map(|s| s.peak().map(|p| p.rate))
+            .filter_map(Search::knee)
             .collect()
     }
 
@@ -378,7 +384,7 @@ impl Results {
     /// pair of searches with both knees.
     pub fn hop_ratios(&self) -> Vec<f64> {
         let pair = |searches: &[Search]| {
-            let knee = |i: usize| searches.get(i)?.peak().map(|p| p.rate);
+            let knee = |i: usize| searches.get(i)?.knee();
             quotient(knee(0), knee(1))
         };
         [pair(&self.searches), pair(&self.repeats)]
@@ -465,7 +471,7 @@ impl Rates {
 /// What the ingest stages found.
 struct Ingested {
     searches: Vec<Search>,
-    /// With `repeat_singles`: the single-event pair's second run.
+    /// The single-event pair's second run, when the stages are judged and not quick.
     repeats: Vec<Search>,
     /// Kafka's cores at each warm-up step.
     warmup: Vec<f64>,
@@ -540,8 +546,7 @@ async fn ingest(
             ),
         ]
     };
-    let repeat_singles = judged && rates.refine_knees;
-    let repeats = match repeat_singles {
+    let repeats = match judged && rates.refine_knees {
         true => Vec::from(singles(", second run")),
         false => Vec::new(),
     };
@@ -561,11 +566,9 @@ async fn ingest(
             1_000.0,
         ),
     ];
-    let [first_gateway, first_producer] = singles("");
-    let first = [first_gateway, first_producer]
+    let stages = singles("")
         .into_iter()
-        .map(|s| (s, false));
-    let stages = first
+        .map(|s| (s, false))
         .chain(repeats.into_iter().map(|s| (s, true)))
         .chain(batches.into_iter().map(|s| (s, false)));
     let mut searches = Vec::new();
@@ -1075,10 +1078,7 @@ pub fn render(r: &Results) -> String {
     let peak = |i: usize| r.searches.get(i).and_then(Search::peak);
     // The offered rate of the highest passing step: passing means it was sustained (on
     // schedule, at most 0.1% errors) within the latency limit.
-    let peak_rate = |i: usize| peak(i).map(|s| s.rate);
-    let (gw, pr) = (r.knee(0), r.knee(1));
-    let b100 = peak_rate(2);
-    let b1000 = peak_rate(3);
+    let (gw, pr, b100, b1000) = (r.knee(0), r.knee(1), r.knee(2), r.knee(3));
     let drain_rate = r.drain.as_ref().map(drain::Drained::rate);
     let mut md = String::new();
     let _ = writeln!(md, "# logctl benchmark results\n");
@@ -1448,7 +1448,7 @@ fn per_core(md: &mut String, r: &Results) {
 fn render_cluster(md: &mut String, r: &Results, c: &cluster::ClusterResults) {
     let n = c.brokers;
     let one = |i: usize| r.knee(i);
-    let many = |i: usize| c.searches.get(i).and_then(Search::peak).map(|s| s.rate);
+    let many = |i: usize| c.searches.get(i).and_then(Search::knee);
     let opt = |v: Option<f64>| v.map_or_else(|| "–".into(), num);
     let _ = writeln!(
         md,

@@ -484,8 +484,8 @@ impl<'de> Deserialize<'de> for LoadStep {
         )
     }
 }
-/// New instance counts (`scale: {consumers: 3}`); what is not named keeps its count. The stack
-/// is left at them after the drill, as `logctl up` would leave it.
+/// New instance counts (`scale: {consumers: 3}`); what is not named keeps its count. The
+/// runner puts the counts the drill began with back at its end.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleStep {
