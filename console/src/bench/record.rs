@@ -49,6 +49,14 @@ pub struct StepRecord {
     pub redis_round_trips: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_fallbacks: Option<f64>,
+    /// The machine's CPU the hypervisor took: over the step, and in its worst 200 ms.
+    #[serde(default)]
+    pub cpu_stolen: f64,
+    #[serde(default)]
+    pub cpu_stolen_worst: f64,
+    /// A failed step not counted against its rate for a burst of stolen CPU in it.
+    #[serde(default)]
+    pub set_aside: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -106,6 +114,9 @@ fn search(s: &Search) -> SearchRecord {
                 end_to_end_p99_ms: stored(st).map(|v| v.end_to_end_ms.p99),
                 redis_round_trips: st.gateway.as_ref().map(|g| g.limiter.redis_round_trips),
                 rate_limit_fallbacks: st.gateway.as_ref().map(|g| g.limiter.fallback_decisions),
+                cpu_stolen: st.stolen.share,
+                cpu_stolen_worst: st.stolen.worst,
+                set_aside: st.set_aside,
             })
             .collect(),
     }
@@ -310,6 +321,9 @@ mod tests {
                         end_to_end_p99_ms: Some(90.0),
                         redis_round_trips: Some(25.0),
                         rate_limit_fallbacks: Some(0.0),
+                        cpu_stolen: 0.0,
+                        cpu_stolen_worst: 0.0,
+                        set_aside: false,
                     },
                     StepRecord {
                         rate: 3_000.0,
@@ -323,6 +337,9 @@ mod tests {
                         end_to_end_p99_ms: None,
                         redis_round_trips: None,
                         rate_limit_fallbacks: None,
+                        cpu_stolen: 0.004,
+                        cpu_stolen_worst: 0.2,
+                        set_aside: true,
                     },
                 ],
             }],

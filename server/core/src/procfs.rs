@@ -70,6 +70,40 @@ fn parse_stat(stat: &str, ticks: f64) -> Option<Stat> {
     })
 }
 
+/// The machine's CPU time so far, from the first line of `/proc/stat`, in clock ticks summed
+/// over its CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MachineCpu {
+    /// Every state: user, nice, system, idle, iowait, irq, softirq and steal.
+    pub total: u64,
+    /// Time a virtual machine's CPUs wanted to run and the hypervisor ran something else: on a
+    /// shared host, bursts of it stall every process here at once.
+    pub steal: u64,
+}
+
+/// What `/proc/stat` says of the machine's CPU time, or None where it cannot be read.
+pub fn machine_cpu() -> Option<MachineCpu> {
+    parse_machine_cpu(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line's first eight fields: user nice system idle iowait irq softirq steal (guest
+/// time is counted in user already).
+fn parse_machine_cpu(stat: &str) -> Option<MachineCpu> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(MachineCpu {
+        total: fields.iter().sum(),
+        steal: *fields.get(7)?,
+    })
+}
+
 /// One `/proc/PID/status` field given in kB (`VmRSS`, `VmHWM`, ...), in KiB.
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -109,6 +143,23 @@ mod tests {
         let st = parse_stat(line, 1000.0).expect("parses");
         assert!((st.cpu_seconds - 0.3).abs() < 1e-9, "{st:?}");
         assert!(parse_stat("42 (truncated) S", 100.0).is_none());
+    }
+
+    #[test]
+    fn the_machine_line_gives_all_time_and_stolen_time() {
+        let stat = "cpu  100 5 40 800 10 0 15 30 7 0\ncpu0 50 2 20 400 5 0 7 15 3 0\n";
+        assert_eq!(
+            parse_machine_cpu(stat),
+            Some(MachineCpu {
+                total: 1000,
+                steal: 30
+            })
+        );
+        // Kernels before steal was counted have seven fields: no steal figure, not zero.
+        assert_eq!(parse_machine_cpu("cpu  1 2 3 4 5 6 7\n"), None);
+        assert_eq!(parse_machine_cpu("intr 1 2 3\n"), None);
+        let now = machine_cpu().expect("/proc/stat");
+        assert!(now.total > 0 && now.steal <= now.total, "{now:?}");
     }
 
     #[test]
