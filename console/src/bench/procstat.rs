@@ -83,11 +83,16 @@ pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
-/// How much of the machine's CPU time the hypervisor took during a step ("steal"): on a host
-/// shared with other guests it comes in bursts, a fifth of both CPUs for a few hundred
-/// milliseconds, and every process here stalls at once. By hand at 15,000 single events/s
-/// through the gateway, four of five runs whose p99 broke 50 ms had their requests shed in the
-/// very 200 ms that 12-25% of the CPU was stolen; a run without such a burst had p99 28 ms.
+/// How much of the machine's CPU time the hypervisor took during a step ("steal"), shown
+/// beside each step because it is the one cost of the stack no process here is charged for.
+/// On this kind of virtual machine the host does the guest's disk writes on the same CPU budget
+/// as its two CPUs: 8 KiB writes each fsynced, alone, stole nothing; with both CPUs busy they
+/// stole a steady 12%, where two busy loops alone stole 0.1-0.3%. So under load the stack's own
+/// writes (PostgreSQL's WAL, Kafka's segments written back) come back as bursts of a fifth to a
+/// third of both CPUs for a few hundred milliseconds, every process stalled at once: in one
+/// run's single-event searches no passing step near the knee had a 200 ms window over 15%
+/// stolen, and most failing ones had one of 20-35%. A cost of the stack, then, not something
+/// to excuse a failed step for.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stolen {
     /// Over the whole step, as a share of the machine's CPU time.

@@ -54,9 +54,6 @@ pub struct StepRecord {
     pub cpu_stolen: f64,
     #[serde(default)]
     pub cpu_stolen_worst: f64,
-    /// A failed step not counted against its rate for a burst of stolen CPU in it.
-    #[serde(default)]
-    pub set_aside: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,7 +113,6 @@ fn search(s: &Search) -> SearchRecord {
                 rate_limit_fallbacks: st.gateway.as_ref().map(|g| g.limiter.fallback_decisions),
                 cpu_stolen: st.stolen.share,
                 cpu_stolen_worst: st.stolen.worst,
-                set_aside: st.set_aside,
             })
             .collect(),
     }
@@ -323,7 +319,6 @@ mod tests {
                         rate_limit_fallbacks: Some(0.0),
                         cpu_stolen: 0.0,
                         cpu_stolen_worst: 0.0,
-                        set_aside: false,
                     },
                     StepRecord {
                         rate: 3_000.0,
@@ -339,7 +334,6 @@ mod tests {
                         rate_limit_fallbacks: None,
                         cpu_stolen: 0.004,
                         cpu_stolen_worst: 0.2,
-                        set_aside: true,
                     },
                 ],
             }],
