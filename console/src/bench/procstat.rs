@@ -126,9 +126,7 @@ impl Stolen {
         let worst = readings
             .windows(window.max(1) + 1)
             .map(|w| share(&w[0], &w[w.len() - 1]))
-            .fold(None, |worst: Option<f64>, s| {
-                Some(worst.map_or(s, |w| w.max(s)))
-            })
+            .reduce(f64::max)
             .unwrap_or_else(|| share(first, last));
         Self {
             share: share(first, last),
