@@ -75,17 +75,34 @@ impl Client {
     /// POSTs `body` to `path` with `headers`, each a whole line ending in `\r\n`
     /// (`Content-Type: application/json\r\n`).
     pub async fn post(&self, path: &str, headers: &str, body: &[u8]) -> Result<Response, Error> {
+        self.send("POST", path, headers, body).await
+    }
+
+    /// GETs `path` with `headers`, as [`Client::post`] takes them.
+    pub async fn get(&self, path: &str, headers: &str) -> Result<Response, Error> {
+        self.send("GET", path, headers, b"").await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> Result<Response, Error> {
         use std::io::Write as _;
         let i = &self.inner;
         let mut request = Vec::with_capacity(128 + headers.len() + body.len());
         // Writing into a Vec cannot fail.
         let _ = write!(
             request,
-            "POST {}{path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n{headers}\r\n",
-            i.prefix,
-            i.host,
-            body.len()
+            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\n",
+            i.prefix, i.host
         );
+        if method != "GET" {
+            let _ = write!(request, "Content-Length: {}\r\n", body.len());
+        }
+        let _ = write!(request, "{headers}\r\n");
         request.extend_from_slice(body);
         tokio::time::timeout(i.timeout, self.exchange(&request))
             .await
@@ -378,6 +395,24 @@ mod tests {
             (207, &b"{\"a\":1}"[..])
         );
         client.post("/api/logs", json, b"{}").await.expect("third");
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection kept");
+    }
+
+    #[tokio::test]
+    async fn a_get_goes_without_a_body_on_the_same_kept_connection() {
+        let (base, connections) = server(vec![OK, OK, OK]).await;
+        let client = Client::new(&base, Duration::from_secs(5)).expect("client");
+        let auth = "Authorization: Bearer t\r\n";
+        assert_eq!(client.get("/health", auth).await.expect("get").status, 202);
+        assert_eq!(
+            client
+                .post("/api/logs", auth, b"{}")
+                .await
+                .expect("post")
+                .status,
+            202
+        );
+        assert_eq!(client.get("/health", "").await.expect("get").status, 202);
         assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection kept");
     }
 

@@ -347,6 +347,9 @@ pub struct Results {
     /// wrk on `/health` just before and just after each single-event search through the
     /// gateway.
     pub http_ceilings: Vec<f64>,
+    /// The gateway answering `GET /health` at the rate of the first gateway search's peak, from
+    /// the same generator: the floor under its CPU per event.
+    pub bare_exchange: Option<Step>,
     pub searches: Vec<Search>,
     /// The two single-event searches once more (through the gateway, then straight to the
     /// producer) right after the first pair: the producer-direct knee alone swung from 12,750
@@ -488,6 +491,8 @@ struct Ingested {
     profiles: Vec<profile::Profile>,
     /// wrk's requests/s on the gateway's `/health` just before and just after the first stage.
     ceilings: Vec<f64>,
+    /// The gateway's bare HTTP exchange at the first stage's peak rate.
+    bare_exchange: Option<Step>,
 }
 
 /// The ingest searches, each from fresh services: single events through the gateway and
@@ -519,6 +524,7 @@ async fn ingest(
         Options::default().request_timeout,
     )?);
     let producer_target: Arc<dyn Target> = Arc::new(targets::Producer::new(&producer)?);
+    let health_target: Arc<dyn Target> = Arc::new(targets::Health::new(&gateway)?);
     let warmup = warm_up(
         layout,
         config,
@@ -585,6 +591,7 @@ async fn ingest(
     let mut repeated = Vec::new();
     let mut profiles = Vec::new();
     let mut ceilings = Vec::new();
+    let mut bare_exchange = None;
     let health = format!("{gateway}/health");
     for (stage, repeat) in stages {
         let bracket = judged && stage.through_gateway && stage.batch == 1;
@@ -605,6 +612,15 @@ async fn ingest(
             repeated.push(found);
             continue;
         }
+        if let (true, Some(peak)) = (bracket, found.peak()) {
+            let bare = Stage {
+                name: format!("the gateway's bare HTTP exchange{suffix}"),
+                target: health_target.clone(),
+                through_gateway: false,
+                ..stage.clone()
+            };
+            bare_exchange = Some(bare_exchange_step(layout, config, &bare, peak.rate, secs).await?);
+        }
         if let (Some(dir), Some(peak)) = (profile_dir, found.peak()) {
             fresh_services(layout, config).await?;
             settle(config).await;
@@ -623,7 +639,25 @@ async fn ingest(
         warmup,
         profiles,
         ceilings,
+        bare_exchange,
     })
+}
+
+/// One step of `GET /health` ([`targets::Health`]) at `rate`, on fresh services brought to it
+/// first as a refined knee's are: what the gateway spends per request on HTTP alone, at the
+/// rate its CPU per event is judged at.
+async fn bare_exchange_step(
+    layout: &Layout,
+    config: &StackConfig,
+    stage: &Stage<'_>,
+    rate: f64,
+    secs: u64,
+) -> anyhow::Result<Step> {
+    fresh_services(layout, config).await?;
+    settle(config).await;
+    lead_in(stage, rate).await?;
+    eprintln!("bench: {}: {rate:.0} requests/s for {secs} s", stage.name);
+    run_step(layout, config, stage, rate, secs).await
 }
 
 /// The stage's peak rate held once more with `perf` sampling the service that takes its
@@ -799,6 +833,7 @@ pub async fn run(beside: &Layout, options: BenchOptions) -> anyhow::Result<Resul
         warmup,
         profiles,
         ceilings: http_ceilings,
+        bare_exchange,
     } = ingest(
         layout,
         config,
@@ -880,6 +915,7 @@ pub async fn run(beside: &Layout, options: BenchOptions) -> anyhow::Result<Resul
         started,
         options,
         http_ceilings,
+        bare_exchange,
         searches,
         repeats,
         drain,
@@ -1068,6 +1104,33 @@ fn cpu_row(
     );
 }
 
+/// The gateway's CPU per bare HTTP exchange against the producer's per event in the gateway's
+/// knee step, and how much of the CPU target that leaves for the gateway's own work (token,
+/// JSON, rate limit, the call onward): nothing, when the exchange alone is over it.
+fn bare_exchange_row(md: &mut String, bare: Option<&Step>, knee: Option<&Step>) {
+    let (Some(bare), Some(knee)) = (bare, knee) else {
+        return;
+    };
+    let (Some(bare_us), Some(producer_us)) = (
+        us_per_event(bare, "gateway"),
+        us_per_event(knee, "producer"),
+    ) else {
+        return;
+    };
+    let room = GATEWAY_CPU_OF_PRODUCER * producer_us - bare_us;
+    let _ = writeln!(
+        md,
+        "| the gateway's bare HTTP exchange at that rate ({} `GET /health` a second from the same generator: no token, no body, nothing behind it) | {bare_us:.1} µs per request | the producer's per event in the gateway's knee step: {producer_us:.1} µs | {:.2} | – | {} |",
+        num(bare.rate),
+        bare_us / producer_us.max(1e-9),
+        if room > 0.0 {
+            format!("leaves {room:.1} µs per event under the target above for the gateway's own work")
+        } else {
+            format!("**over the target above by {:.1} µs on its own**: no cut to the gateway's own work reaches it", -room)
+        }
+    );
+}
+
 /// A role's CPU per accepted event over a step, in µs.
 fn us_per_event(step: &Step, role: &str) -> Option<f64> {
     let rate = step.report.accepted_rate();
@@ -1174,6 +1237,7 @@ pub fn render(r: &Results) -> String {
         "the producer's at its own knee",
         peak(1).and_then(|st| us_per_event(st, "producer")),
     );
+    bare_exchange_row(&mut md, r.bare_exchange.as_ref(), peak(0));
     if let Some(g) = peak(0).and_then(|st| st.gateway.as_ref()) {
         if let Some(v) = &g.stored {
             let _ = writeln!(
@@ -1673,6 +1737,37 @@ mod tests {
         }
     }
 
+    /// The bare exchange is priced against the producer of the gateway's knee step, and says
+    /// how much of the CPU target it leaves, or that it alone is over it.
+    #[test]
+    fn the_bare_exchange_says_what_it_leaves_of_the_cpu_target() {
+        let with_cores = |rate: f64, gateway: f64, producer: f64| {
+            let mut step = knee_at("s", rate).steps.remove(0);
+            step.cores = BTreeMap::from([
+                ("gateway".to_owned(), gateway),
+                ("producer".to_owned(), producer),
+            ]);
+            step
+        };
+        // 10,000 events/s: the producer 20 µs per event, the bare exchange 24 or 36 µs.
+        let knee = with_cores(10_000.0, 0.5, 0.2);
+        let mut md = String::new();
+        bare_exchange_row(&mut md, Some(&with_cores(10_000.0, 0.24, 0.0)), Some(&knee));
+        assert!(
+            md.contains("| 24.0 µs per request | the producer's per event in the gateway's knee step: 20.0 µs | 1.20 | – | leaves 6.0 µs per event under the target above"),
+            "{md}"
+        );
+        md.clear();
+        bare_exchange_row(&mut md, Some(&with_cores(10_000.0, 0.36, 0.0)), Some(&knee));
+        assert!(
+            md.contains("| 1.80 | – | **over the target above by 6.0 µs on its own**"),
+            "{md}"
+        );
+        md.clear();
+        bare_exchange_row(&mut md, None, Some(&knee));
+        assert!(md.is_empty());
+    }
+
     /// Gateway and producer-direct searched twice: each knee is the mean of its runs, the hop
     /// is judged on the pairs' ratios, and the table shows every run and pair.
     #[test]
@@ -1687,6 +1782,7 @@ mod tests {
                 profile: None,
             },
             http_ceilings: vec![60_000.0, 64_000.0, 62_000.0, 62_000.0],
+            bare_exchange: None,
             searches: vec![
                 knee_at("single events through the gateway", 16_000.0),
                 knee_at("single events straight to the producer", 20_000.0),
@@ -1757,6 +1853,7 @@ mod tests {
                 profile: None,
             },
             http_ceilings: vec![52_000.0, 48_000.0],
+            bare_exchange: None,
             searches: Vec::new(),
             repeats: Vec::new(),
             drain: Some(drained(1, 10.0)),

@@ -1,5 +1,6 @@
-//! The producer as a load target (`POST /internal/events`), to measure the pipeline without
-//! the gateway hop: the same events, converted to the form the gateway would send.
+//! Load targets of the bench's own: the producer (`POST /internal/events`), to measure the
+//! pipeline without the gateway hop (the same events, converted to the form the gateway would
+//! send), and a service's `GET /health`, to measure what its bare HTTP exchange costs.
 
 use std::time::Duration;
 
@@ -71,5 +72,48 @@ impl Target for Producer {
 
     fn describe(&self) -> String {
         format!("{}{PUBLISH_PATH}", self.base)
+    }
+}
+
+/// `GET /health` once for each event the plan would send: the service's HTTP exchange with
+/// nothing behind it (no token, no body, no call onward), at the rate and over the connections
+/// the generator keeps for the real requests. What a service spends on that is the least any
+/// request to it can cost, so its CPU per request is the floor under its CPU per event. An
+/// answered `200` counts the request's events accepted.
+pub struct Health {
+    client: http1::Client,
+    base: String,
+}
+
+impl Health {
+    pub fn new(base: &str) -> Result<Self, http1::Error> {
+        let base = base.trim_end_matches('/').to_owned();
+        Ok(Self {
+            client: http1::Client::new(&base, Duration::from_secs(30))?,
+            base,
+        })
+    }
+}
+
+impl Target for Health {
+    fn send(&self, request: Request) -> BoxFuture<'static, Answer> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            match client.get("/health", "").await {
+                Ok(response) => Answer {
+                    status: Some(response.status),
+                    accepted: if response.status == 200 {
+                        request.ids
+                    } else {
+                        Vec::new()
+                    },
+                },
+                Err(_) => Answer::default(),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("{}/health", self.base)
     }
 }
