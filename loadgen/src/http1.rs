@@ -75,35 +75,36 @@ impl Client {
     /// POSTs `body` to `path` with `headers`, each a whole line ending in `\r\n`
     /// (`Content-Type: application/json\r\n`).
     pub async fn post(&self, path: &str, headers: &str, body: &[u8]) -> Result<Response, Error> {
-        self.send("POST", path, headers, body).await
+        self.send("POST", path, headers, Some(body)).await
     }
 
     /// GETs `path` with `headers`, as [`Client::post`] takes them.
     pub async fn get(&self, path: &str, headers: &str) -> Result<Response, Error> {
-        self.send("GET", path, headers, b"").await
+        self.send("GET", path, headers, None).await
     }
 
+    /// A request with `body` (and its `Content-Length`), or with none.
     async fn send(
         &self,
         method: &str,
         path: &str,
         headers: &str,
-        body: &[u8],
+        body: Option<&[u8]>,
     ) -> Result<Response, Error> {
         use std::io::Write as _;
         let i = &self.inner;
-        let mut request = Vec::with_capacity(128 + headers.len() + body.len());
+        let mut request = Vec::with_capacity(128 + headers.len() + body.map_or(0, <[u8]>::len));
         // Writing into a Vec cannot fail.
         let _ = write!(
             request,
             "{method} {}{path} HTTP/1.1\r\nHost: {}\r\n",
             i.prefix, i.host
         );
-        if method != "GET" {
+        if let Some(body) = body {
             let _ = write!(request, "Content-Length: {}\r\n", body.len());
         }
         let _ = write!(request, "{headers}\r\n");
-        request.extend_from_slice(body);
+        request.extend_from_slice(body.unwrap_or_default());
         tokio::time::timeout(i.timeout, self.exchange(&request))
             .await
             .map_err(|_| Error::Timeout(i.timeout))?

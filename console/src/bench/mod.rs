@@ -238,9 +238,7 @@ async fn search(
             // it, with twice the RSS, and shed requests (from 20,000 twice, then 17,500). Fresh
             // services instead, brought to the rate as the climb brings them to each of its
             // rates: from the one below, which passed.
-            fresh_services(layout, config).await?;
-            settle(config).await;
-            lead_in(&stage, passed).await?;
+            fresh_at(layout, config, &stage, passed).await?;
             if hold(layout, config, &stage, rate, secs, &mut steps).await? {
                 passed = rate;
             } else {
@@ -653,11 +651,22 @@ async fn bare_exchange_step(
     rate: f64,
     secs: u64,
 ) -> anyhow::Result<Step> {
-    fresh_services(layout, config).await?;
-    settle(config).await;
-    lead_in(stage, rate).await?;
+    fresh_at(layout, config, stage, rate).await?;
     eprintln!("bench: {}: {rate:.0} requests/s for {secs} s", stage.name);
     run_step(layout, config, stage, rate, secs).await
+}
+
+/// Restarted services, the topic drained, then `rate` of `stage` for [`LEAD_IN`]: the start of
+/// a step that must not run in the wake of an earlier overload.
+async fn fresh_at(
+    layout: &Layout,
+    config: &StackConfig,
+    stage: &Stage<'_>,
+    rate: f64,
+) -> anyhow::Result<()> {
+    fresh_services(layout, config).await?;
+    settle(config).await;
+    lead_in(stage, rate).await
 }
 
 /// The stage's peak rate held once more with `perf` sampling the service that takes its

@@ -18,11 +18,18 @@ pub struct Producer {
     limits: EventLimits,
 }
 
+/// A client for the service at `base`, and `base` without its trailing slash (what the targets
+/// describe themselves by).
+fn client(base: &str) -> Result<(http1::Client, String), http1::Error> {
+    let base = base.trim_end_matches('/').to_owned();
+    Ok((http1::Client::new(&base, Duration::from_secs(30))?, base))
+}
+
 impl Producer {
     pub fn new(base: &str) -> Result<Self, http1::Error> {
-        let base = base.trim_end_matches('/').to_owned();
+        let (client, base) = client(base)?;
         Ok(Self {
-            client: http1::Client::new(&base, Duration::from_secs(30))?,
+            client,
             base,
             limits: EventLimits::default(),
         })
@@ -87,11 +94,8 @@ pub struct Health {
 
 impl Health {
     pub fn new(base: &str) -> Result<Self, http1::Error> {
-        let base = base.trim_end_matches('/').to_owned();
-        Ok(Self {
-            client: http1::Client::new(&base, Duration::from_secs(30))?,
-            base,
-        })
+        let (client, base) = client(base)?;
+        Ok(Self { client, base })
     }
 }
 
