@@ -2,8 +2,8 @@
 //! of their declared bodies, are worked on at once. Beyond either the gateway answers a fast
 //! 503 with `Retry-After` instead of queueing: under overload a queue only adds latency and
 //! memory, and clients that back off recover sooner than ones stuck behind a backlog. The byte
-//! budget is what bounds memory under batch overload: 1024 batches of 1000 events are
-//! gigabytes once parsed, 1024 single events are not.
+//! budget is what bounds memory under batch overload: 4096 batches of 1000 events are
+//! gigabytes once parsed, 4096 single events are not.
 
 use std::sync::Arc;
 
