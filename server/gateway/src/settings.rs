@@ -29,11 +29,12 @@ pub struct Settings {
     /// Largest request body; above it the answer is 413 before the body is parsed.
     pub max_body_bytes: usize,
     /// API requests worked on at once; beyond it a fast 503 with `Retry-After` (no queue).
-    /// Enough for a stall of a few hundred milliseconds at the knee's rate: at 1024, about 60 ms
-    /// of single events at 17,500/s, a hiccup the answers recover from within their p99 was
-    /// refused instead (the step that set the gateway's knee in `logctl bench` failed on 0.9%
-    /// shed with p99 at 44.9 ms); at 4096 the bench's knee rose from 16,875 to 19,375 events/s.
-    /// The byte budget below still bounds memory.
+    /// Enough for a stall of about 200 ms at the knee's rate: at 1024, about 60 ms of single
+    /// events at 17,500/s, a hiccup the answers recover from within their p99 was refused
+    /// instead (the step that set the gateway's knee in `logctl bench` failed on 0.9% shed with
+    /// p99 at 44.9 ms). One bench run each: the gateway's knee was 0.77 x the producer-direct
+    /// knee of the same run at 1024 (16,875 / 21,875 events/s), 0.94 x at 4096 (19,375 /
+    /// 20,625). The byte budget below still bounds memory.
     pub max_in_flight: usize,
     /// Request body bytes (as declared by `Content-Length`) worked on at once; beyond it a
     /// fast 503. Parsed and published, events take several times their JSON size, so this is
